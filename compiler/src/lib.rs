@@ -1,6 +1,93 @@
 //! The segc compiler: pure functions from policy text to diagnostics, a checked
 //! policy model and the reference evaluator. No IO, no terminals, no syscalls:
 //! the CLI, the LSP and the loader wrap it.
+//!
+//! ```text
+//! text ──lex/parse──▶ AST ──resolve──▶ names ──check──▶ IR ──▶ evaluator
+//!                                                        │        │
+//!                                                        │        ├─▶ asserts, tests
+//!                                                        │        └─▶ PCI checks, hygiene
+//!                                                        └─▶ lower (targets)
+//! ```
 
+pub mod check;
 pub mod diag;
+pub mod eval;
+pub mod graph;
+pub mod ir;
+pub mod resolve;
+pub mod source;
 pub mod syntax;
+pub mod verify;
+
+use diag::{Diagnostic, Severity};
+use ir::{Date, Model};
+use source::{Loader, SourceMap};
+
+pub use resolve::RootError;
+
+/// Options that change what `check` reports.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The day P104 measures review age against; `None` skips P104.
+    pub today: Option<Date>,
+}
+
+/// Everything one run of the front end produced.
+pub struct Compilation {
+    pub tree: resolve::Tree,
+    /// The checked policy. It is complete only when [`Compilation::has_errors`] is false.
+    pub model: Model,
+    /// Sorted deterministically.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compilation {
+    pub fn sources(&self) -> &SourceMap {
+        &self.tree.sources
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == severity).count()
+    }
+}
+
+/// Parses, resolves and checks the policy tree rooted at `root` (a path relative
+/// to the loader's root folder), then runs the analyses, asserts and tests.
+pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compilation, RootError> {
+    let mut diags = Vec::new();
+    let tree = resolve::load(root, loader, &mut diags)?;
+    let names = resolve::scope(&tree, &mut diags);
+    let model = check::build_model(&tree, &names, &mut diags);
+    let front_end_clean = !diags.iter().any(Diagnostic::is_error);
+    if front_end_clean {
+        let ev = eval::Evaluator::new(&model);
+        let graph = graph::ZoneGraph::new(&ev);
+        verify::run_asserts(&ev, &graph, &tree.sources, &mut diags);
+        for t in &model.tests {
+            for c in &t.cases {
+                let r = verify::run_case(&ev, &t.name, c);
+                if !r.passed {
+                    diags.push(verify::case_diagnostic(&model, &tree.sources, c, &r));
+                }
+            }
+        }
+        let _ = opts;
+    }
+    diag::sort(&mut diags);
+    diags.dedup();
+    Ok(Compilation { tree, model, diagnostics: diags })
+}
+
+/// Compiles a single in-memory file named `main.seg`; for tests and fuzzing.
+pub fn compile_str(src: &str, opts: &Options) -> Compilation {
+    let loader = source::MemoryLoader::new().with("main.seg", src);
+    match compile("main.seg", &loader, opts) {
+        Ok(c) => c,
+        Err(e) => unreachable!("the in-memory root always exists: {e}"),
+    }
+}

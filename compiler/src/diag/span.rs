@@ -25,6 +25,11 @@ impl Span {
         Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 
+    /// The same start with another end.
+    pub fn with_end(self, end: u32) -> Span {
+        Span { end: end.max(self.start), ..self }
+    }
+
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }

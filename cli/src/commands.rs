@@ -1,0 +1,374 @@
+//! One function per subcommand. Each returns the exit code; errors returned as
+//! `Err` are usage, IO or environment errors (exit 2).
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
+use segc_compiler::diag::Severity;
+use segc_compiler::eval::{Decision, Evaluator, Verdict};
+use segc_compiler::ir::{Action, Date, Proto};
+use segc_compiler::syntax::{fmt as seg_fmt, parse};
+use segc_compiler::{compile, Compilation, Options};
+
+use crate::fsload::{policy_path, FsLoader};
+use crate::{exit, render, Cli, Command, Engine, Format};
+
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Check { path, format, today, deny_warnings } => check(&path, format, today.as_deref(), deny_warnings),
+        Command::Test { path, coverage, min_coverage } => test(&path, coverage, min_coverage),
+        Command::Fmt { path, check } => fmt(&path, check),
+        Command::Explain { path, src, dst, proto, packets, engine } => explain(&path, src, dst, proto, packets, engine),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "segc", &mut io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut io::stdout())?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Today's date in UTC.
+pub fn today_utc() -> Date {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Date::from_days((secs / 86_400) as i64)
+}
+
+fn parse_today(today: Option<&str>) -> Result<Date> {
+    match today {
+        None => Ok(today_utc()),
+        Some(t) => Date::parse(t).with_context(|| format!("--today `{t}` is not a date (YYYY-MM-DD)")),
+    }
+}
+
+/// Loads and compiles the policy at `path`; IO problems are usage errors.
+pub fn load(path: &Path, opts: &Options) -> Result<Compilation> {
+    let p = policy_path(path).map_err(anyhow::Error::msg)?;
+    let loader = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
+    Ok(compile(&p.file, &loader, opts)?)
+}
+
+fn color_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal()
+}
+
+fn print_human(c: &Compilation) -> Result<()> {
+    let mut err = io::stderr().lock();
+    render::human(c.sources(), &c.diagnostics, color_stderr(), &mut err)?;
+    Ok(())
+}
+
+fn summary(c: &Compilation) -> String {
+    let (e, w) = (c.count(Severity::Error), c.count(Severity::Warning));
+    let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
+    format!("{}, {}", plural(e, "error"), plural(w, "warning"))
+}
+
+fn check(path: &Path, format: Format, today: Option<&str>, deny_warnings: bool) -> Result<u8> {
+    let opts = Options { today: Some(parse_today(today)?) };
+    let c = load(path, &opts)?;
+    match format {
+        Format::Human => {
+            print_human(&c)?;
+            let name = c.model.policy.name.as_deref().unwrap_or("policy");
+            if c.diagnostics.is_empty() {
+                eprintln!("ok: `{name}` checks clean");
+            } else {
+                eprintln!("{}: `{name}`: {}", if c.has_errors() { "failed" } else { "ok" }, summary(&c));
+            }
+        }
+        Format::Json => {
+            let doc = render::json(c.sources(), &c.diagnostics, c.model.policy.name.as_deref());
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Sarif => {
+            let doc = render::sarif(c.sources(), &c.diagnostics);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    let fail = c.has_errors() || (deny_warnings && c.count(Severity::Warning) > 0);
+    Ok(if fail { exit::FINDINGS } else { exit::OK })
+}
+
+fn test(path: &Path, coverage: bool, min_coverage: Option<f64>) -> Result<u8> {
+    let c = load(path, &Options::default())?;
+    // Only assertion and test failures may stand; anything else stops the run.
+    let blocking: Vec<_> =
+        c.diagnostics.iter().filter(|d| d.is_error() && !matches!(d.code.as_str(), "E401" | "E402")).cloned().collect();
+    if !blocking.is_empty() {
+        render::human(c.sources(), &blocking, color_stderr(), &mut io::stderr().lock())?;
+        eprintln!("failed: the policy has errors; no tests were run");
+        return Ok(exit::FINDINGS);
+    }
+    let ev = Evaluator::new(&c.model);
+    let results = segc_compiler::verify::run_tests(&ev);
+    let mut out = io::stdout().lock();
+    let mut exercised = vec![false; c.model.flows.len()];
+    for r in &results {
+        let status = if r.passed { "ok  " } else { "FAIL" };
+        write!(out, "{status} {}: {}", r.test, r.case)?;
+        if !r.passed {
+            write!(out, " (got {}", r.got.as_str())?;
+            let by: Vec<String> = r
+                .deciding
+                .iter()
+                .map(|&(a, id)| {
+                    format!("{} {}", segc_compiler::verify::action_word(a), c.sources().location(c.model.rule(a, id).span))
+                })
+                .collect();
+            if by.is_empty() {
+                write!(out, ", by default")?;
+            } else {
+                write!(out, ", by {}", by.join(", "))?;
+            }
+            write!(out, ")")?;
+        }
+        writeln!(out)?;
+        for &(a, id) in &r.deciding {
+            if a == Action::Allow {
+                exercised[id.0 as usize] = true;
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    writeln!(out, "{} passed, {} failed", results.len() - failed, failed)?;
+    let mut code = if failed > 0 { exit::FINDINGS } else { exit::OK };
+    if coverage {
+        let total = c.model.flows.len();
+        let hit = exercised.iter().filter(|&&e| e).count();
+        let pct = if total == 0 { 100.0 } else { 100.0 * hit as f64 / total as f64 };
+        writeln!(out, "coverage: {hit} of {total} flows exercised ({pct:.1}%)")?;
+        for (i, f) in c.model.flows.iter().enumerate() {
+            if !exercised[i] {
+                writeln!(
+                    out,
+                    "  not exercised: flow {} on {} ({})",
+                    c.model.pair_text(f.from, f.to),
+                    f.services_text(),
+                    c.sources().location(f.span)
+                )?;
+            }
+        }
+        if let Some(min) = min_coverage {
+            if pct + 1e-9 < min {
+                writeln!(out, "coverage {pct:.1}% is below the minimum {min}%")?;
+                code = exit::FINDINGS;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The `.seg` files to format: the file itself, or every `.seg` file under a folder.
+fn seg_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))? {
+            let entry = entry?;
+            let ty = entry.file_type()?;
+            let p = entry.path();
+            if ty.is_dir() {
+                stack.push(p);
+            } else if ty.is_file() && p.extension().is_some_and(|e| e == "seg") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn fmt(path: &Path, check: bool) -> Result<u8> {
+    if path == Path::new("-") {
+        let mut src = String::new();
+        io::stdin().read_to_string(&mut src).context("cannot read stdin")?;
+        return Ok(match format_text("<stdin>", &src)? {
+            Some(out) => {
+                print!("{out}");
+                if check && out != src {
+                    exit::FINDINGS
+                } else {
+                    exit::OK
+                }
+            }
+            None => exit::FINDINGS,
+        });
+    }
+    let mut code = exit::OK;
+    for file in seg_files(path)? {
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        let Ok(src) = String::from_utf8(bytes) else {
+            eprintln!("error[E002]: `{}` is not valid UTF-8; not formatted", file.display());
+            code = exit::FINDINGS;
+            continue;
+        };
+        let Some(out) = format_text(&file.display().to_string(), &src)? else {
+            code = exit::FINDINGS;
+            continue;
+        };
+        if out == src {
+            continue;
+        }
+        if check {
+            println!("{}", file.display());
+            code = exit::FINDINGS;
+        } else {
+            write_atomically(&file, &out)?;
+        }
+    }
+    Ok(code)
+}
+
+/// The formatted text, or `None` (with diagnostics printed) when it has syntax errors.
+fn format_text(name: &str, src: &str) -> Result<Option<String>> {
+    let mut sources = segc_compiler::source::SourceMap::default();
+    let id = sources.add(name.to_string(), src.to_string(), false);
+    let parsed = parse(id, src);
+    if parsed.has_errors() {
+        render::human(&sources, &parsed.diagnostics, color_stderr(), &mut io::stderr().lock())?;
+        eprintln!("failed: `{name}` has syntax errors; not formatted");
+        return Ok(None);
+    }
+    Ok(Some(seg_fmt::format(src, &parsed)))
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("seg.segc-fmt.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+    Ok(())
+}
+
+/// One packet from text: `SRC DST PROTO/PORT`.
+fn parse_packet(src: &str, dst: &str, proto: &str) -> Result<(std::net::IpAddr, std::net::IpAddr, Proto)> {
+    let s = src.parse().with_context(|| format!("`{src}` is not an IP address"))?;
+    let d = dst.parse().with_context(|| format!("`{dst}` is not an IP address"))?;
+    let p = Proto::parse(proto).map_err(anyhow::Error::msg)?;
+    Ok((s, d, p))
+}
+
+fn explain(
+    path: &Path,
+    src: Option<String>,
+    dst: Option<String>,
+    proto: Option<String>,
+    packets: Option<PathBuf>,
+    engine: Engine,
+) -> Result<u8> {
+    if engine == Engine::Bpf {
+        bail!("the bpf engine is not available in this build yet; use --engine reference");
+    }
+    let c = load(path, &Options::default())?;
+    if c.has_errors() {
+        print_human(&c)?;
+        eprintln!("failed: the policy has errors; nothing to explain");
+        return Ok(exit::FINDINGS);
+    }
+    let ev = Evaluator::new(&c.model);
+    let mut out = io::stdout().lock();
+    if let Some(file) = packets {
+        let reader: Box<dyn BufRead> = if file == Path::new("-") {
+            Box::new(io::BufReader::new(io::stdin()))
+        } else {
+            Box::new(io::BufReader::new(
+                std::fs::File::open(&file).with_context(|| format!("cannot open `{}`", file.display()))?,
+            ))
+        };
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read line {}", n + 1))?;
+            let text = line.split('#').next().unwrap_or("").trim();
+            if text.is_empty() {
+                continue;
+            }
+            let parts: Vec<&str> = text.split_whitespace().collect();
+            let [s, d, p] = parts.as_slice() else {
+                bail!("line {}: expected `SRC DST PROTO/PORT`, found `{text}`", n + 1);
+            };
+            let (s, d, p) = parse_packet(s, d, p).with_context(|| format!("line {}", n + 1))?;
+            let v = ev.verdict(s, d, p);
+            writeln!(out, "{}", verdict_line(&c, &v, s, d, p))?;
+        }
+        return Ok(exit::OK);
+    }
+    let (Some(s), Some(d), Some(p)) = (src, dst, proto) else {
+        bail!("give SRC DST PROTO/PORT, or --packets FILE");
+    };
+    let (s, d, p) = parse_packet(&s, &d, &p)?;
+    let v = ev.verdict(s, d, p);
+    writeln!(out, "{}", verdict_line(&c, &v, s, d, p))?;
+    for (label, ip, end) in [("source", s, v.src), ("destination", d, v.dst)] {
+        match end {
+            Some((z, prefix)) => {
+                let zone = c.model.zone(z);
+                let at = zone.prefixes.iter().find(|zp| zp.prefix == prefix).map(|zp| zp.span).unwrap_or(zone.span);
+                writeln!(
+                    out,
+                    "  {label:<12} {ip} in zone {} ({}, scope {}), by prefix {prefix} ({})",
+                    zone.name,
+                    zone.kind.as_str(),
+                    zone.scope.as_str(),
+                    c.sources().location(at)
+                )?;
+            }
+            None => writeln!(out, "  {label:<12} {ip} is in no zone")?,
+        }
+    }
+    writeln!(out, "  {:<12} {}", "decided by", decision_text(&c, &v))?;
+    Ok(exit::OK)
+}
+
+fn decision_text(c: &Compilation, v: &Verdict) -> String {
+    let m = &c.model;
+    match v.decision {
+        Decision::Deny(id) | Decision::Flow(id) => {
+            let a = if matches!(v.decision, Decision::Deny(_)) { Action::Deny } else { Action::Allow };
+            let r = m.rule(a, id);
+            format!(
+                "{} {} on {} ({})",
+                segc_compiler::verify::action_word(a),
+                m.pair_text(r.from, r.to),
+                r.services_text(),
+                c.sources().location(r.span)
+            )
+        }
+        Decision::Default => "default deny: no flow between the zones matches".to_string(),
+        Decision::NoZone { src, dst } => match (src, dst) {
+            (true, true) => "default deny: neither address is in a zone".to_string(),
+            (true, false) => "default deny: the source is in no zone".to_string(),
+            _ => "default deny: the destination is in no zone".to_string(),
+        },
+        Decision::FamilyMismatch => "deny: source and destination are of different address families".to_string(),
+    }
+}
+
+/// `allow 10.0.1.5 -> 10.0.9.7 tcp/5432 zones dmz -> card_vault by flow main.seg:42`
+fn verdict_line(c: &Compilation, v: &Verdict, s: std::net::IpAddr, d: std::net::IpAddr, p: Proto) -> String {
+    let zone = |z: Option<(segc_compiler::ir::ZoneId, _)>| z.map_or("-".to_string(), |(z, _)| c.model.zone(z).name.clone());
+    let by = match v.decision {
+        Decision::Deny(id) => format!("deny {}", c.sources().location(c.model.rule(Action::Deny, id).span)),
+        Decision::Flow(id) => format!("flow {}", c.sources().location(c.model.rule(Action::Allow, id).span)),
+        Decision::Default => "default".to_string(),
+        Decision::NoZone { .. } => "no-zone".to_string(),
+        Decision::FamilyMismatch => "family-mismatch".to_string(),
+    };
+    format!(
+        "{} {s} -> {d} {p} zones {} -> {} by {by}",
+        if v.allow { "allow" } else { "deny" },
+        zone(v.src),
+        zone(v.dst)
+    )
+}

@@ -1,0 +1,114 @@
+//! The `segc` command line: argument parsing (clap), file IO, rendering and exit
+//! codes around the pure compiler.
+
+pub mod commands;
+pub mod fsload;
+pub mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit codes, as the SPEC fixes them.
+pub mod exit {
+    /// Clean.
+    pub const OK: u8 = 0;
+    /// The policy has errors (or warnings under `--deny-warnings`), a test failed,
+    /// or drift was found.
+    pub const FINDINGS: u8 = 1;
+    /// Usage, IO or environment error.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "segc", version, about = "Compile network-segmentation policy into enforcement, PCI-DSS checked")]
+#[command(propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The pure reference evaluator.
+    Reference,
+    /// The eBPF program in the kernel, through BPF_PROG_TEST_RUN.
+    Bpf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse, resolve, check and analyse a policy, and run its asserts and tests.
+    Check {
+        /// A root `.seg` file, or a folder holding `main.seg`.
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The date review ages are measured against (P104), `YYYY-MM-DD`; default today.
+        #[arg(long, value_name = "DATE")]
+        today: Option<String>,
+        /// Treat warnings as errors for the exit code.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Run the `test` blocks, one line per case.
+    Test {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Name the flows that no test case exercises.
+        #[arg(long)]
+        coverage: bool,
+        /// With `--coverage`, fail when fewer than PCT percent of flows are exercised.
+        #[arg(long, value_name = "PCT", requires = "coverage")]
+        min_coverage: Option<f64>,
+    },
+    /// Format policy files canonically (comments kept).
+    Fmt {
+        /// A `.seg` file, a folder (every `.seg` file in it), or `-` for stdin to stdout.
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The verdict for one packet, or for every packet in a file.
+    Explain {
+        path: PathBuf,
+        /// Source address.
+        src: Option<String>,
+        /// Destination address.
+        dst: Option<String>,
+        /// `tcp/PORT`, `udp/PORT`, `icmp/TYPE`, `icmp` (echo request) or `ip/PROTO`.
+        proto: Option<String>,
+        /// A file of `SRC DST PROTO/PORT` lines, or `-` for stdin.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["src", "dst", "proto"])]
+        packets: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Engine::Reference)]
+        engine: Engine,
+    },
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The zone graph (petgraph): zones are nodes, and an edge `a -> b` carries the
+//! exact set of services `a` may open to `b` after denies are subtracted. Edges
+//! with nothing left are not in the graph.
+
+use std::collections::VecDeque;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::eval::Evaluator;
+use crate::ir::{ServiceSet, ZoneId};
+
+pub struct ZoneGraph {
+    pub graph: DiGraph<ZoneId, ServiceSet>,
+}
+
+impl ZoneGraph {
+    pub fn new(ev: &Evaluator<'_>) -> Self {
+        let mut graph = DiGraph::with_capacity(ev.model.zones.len(), 0);
+        for i in 0..ev.model.zones.len() {
+            graph.add_node(ZoneId(i as u32));
+        }
+        for (from, to) in ev.pairs() {
+            let set = ev.allowed(from, to);
+            if !set.is_empty() {
+                graph.add_edge(node(from), node(to), set);
+            }
+        }
+        ZoneGraph { graph }
+    }
+
+    /// The shortest path from `from` to `to` through allowed edges, as hops; at
+    /// least one hop, so `a -> a` needs a flow from `a` to itself or a cycle.
+    pub fn shortest_path(&self, from: ZoneId, to: ZoneId) -> Option<Vec<(ZoneId, ZoneId, ServiceSet)>> {
+        let n = self.graph.node_count();
+        let mut parent: Vec<Option<petgraph::graph::EdgeIndex>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut queue = VecDeque::new();
+        // Start from the edges out of `from`, so that a path has at least one hop.
+        for e in self.graph.edges(node(from)) {
+            let t = e.target().index();
+            if !seen[t] {
+                seen[t] = true;
+                parent[t] = Some(e.id());
+                queue.push_back(e.target());
+            }
+        }
+        while let Some(cur) = queue.pop_front() {
+            if cur == node(to) {
+                let mut hops = Vec::new();
+                let mut at = cur;
+                loop {
+                    let Some(eid) = parent[at.index()] else { break };
+                    let (a, b) = self.graph.edge_endpoints(eid)?;
+                    hops.push((self.graph[a], self.graph[b], self.graph[eid].clone()));
+                    if a == node(from) {
+                        break;
+                    }
+                    at = a;
+                }
+                hops.reverse();
+                return Some(hops);
+            }
+            for e in self.graph.edges(cur) {
+                let t = e.target().index();
+                if !seen[t] {
+                    seen[t] = true;
+                    parent[t] = Some(e.id());
+                    queue.push_back(e.target());
+                }
+            }
+        }
+        None
+    }
+}
+
+fn node(z: ZoneId) -> NodeIndex {
+    NodeIndex::new(z.0 as usize)
+}

@@ -1,0 +1,260 @@
+//! The one IR every analysis and every target works from: zones with their
+//! prefixes, services as exact sets, flows and denies between zones, asserts and
+//! tests. Ids are indices into sorted vectors, so the IR does not depend on the
+//! order items were written in.
+
+pub mod addr;
+pub mod date;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use addr::{Family, Prefix};
+pub use date::Date;
+pub use service::{Proto, RangeSet, ServiceSet};
+
+use crate::diag::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ZoneId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RuleId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Cde,
+    Connected,
+    OutOfScope,
+    Untrusted,
+}
+
+impl Scope {
+    pub const NAMES: &'static [&'static str] = &["cde", "connected", "out_of_scope", "untrusted"];
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "cde" => Scope::Cde,
+            "connected" => Scope::Connected,
+            "out_of_scope" => Scope::OutOfScope,
+            "untrusted" => Scope::Untrusted,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneKind {
+    Wired,
+    Wireless,
+    Vpn,
+    Cloud,
+}
+
+impl ZoneKind {
+    pub const NAMES: &'static [&'static str] = &["wired", "wireless", "vpn", "cloud"];
+
+    pub fn parse(s: &str) -> Option<ZoneKind> {
+        Some(match s {
+            "wired" => ZoneKind::Wired,
+            "wireless" => ZoneKind::Wireless,
+            "vpn" => ZoneKind::Vpn,
+            "cloud" => ZoneKind::Cloud,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// A prefix with where it was written.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ZonePrefix {
+    pub prefix: Prefix,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Zone {
+    pub name: String,
+    pub scope: Scope,
+    pub kind: ZoneKind,
+    pub prefixes: Vec<ZonePrefix>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    /// Target bindings such as `aws.security_group`, sorted by key.
+    pub bindings: BTreeMap<String, String>,
+    /// The zone's name where it is defined.
+    #[serde(skip)]
+    pub span: Span,
+    /// Whether it comes from the standard library.
+    pub std: bool,
+}
+
+impl Zone {
+    pub fn is_cde(&self) -> bool {
+        self.scope == Scope::Cde
+    }
+}
+
+/// One entry of a rule's service list, as written and as a set.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleService {
+    /// The name or literal as written (`postgres`, `tcp/8443`, `any`).
+    pub text: String,
+    pub set: ServiceSet,
+    /// Whether it names a service marked `insecure = true`.
+    pub insecure: bool,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// A `flow` (allow) or a `deny` between two zones.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rule {
+    pub action: Action,
+    pub from: ZoneId,
+    pub to: ZoneId,
+    pub services: Vec<RuleService>,
+    /// The union of `services`.
+    pub set: ServiceSet,
+    pub justification: Option<String>,
+    pub owner: Option<String>,
+    pub reviewed: Option<Date>,
+    pub description: Option<String>,
+    /// The whole item.
+    #[serde(skip)]
+    pub span: Span,
+    /// The item's first line, `flow a -> b on x, y`, for labels.
+    #[serde(skip)]
+    pub head: Span,
+}
+
+impl Rule {
+    /// The service list as written, joined: `postgres, tcp/8443`.
+    pub fn services_text(&self) -> String {
+        let parts: Vec<&str> = self.services.iter().map(|s| s.text.as_str()).collect();
+        parts.join(", ")
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyMeta {
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub review_interval_days: u32,
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+impl Default for PolicyMeta {
+    fn default() -> Self {
+        PolicyMeta { name: None, owner: None, description: None, review_interval_days: 180, span: None }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum AssertKind {
+    Unreachable,
+    Denied { services: Vec<RuleService>, set: ServiceSet },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Assert {
+    pub kind: AssertKind,
+    pub from: ZoneId,
+    pub to: ZoneId,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum Endpoint {
+    Addr(std::net::IpAddr),
+    Zone(ZoneId),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TestCase {
+    pub expect: crate::syntax::ast::Expect,
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub service: RuleService,
+    /// The case as written, for reports.
+    pub text: String,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Test {
+    pub name: String,
+    pub cases: Vec<TestCase>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A checked policy. Zones are sorted by name; rules by (from, to, services).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Model {
+    pub policy: PolicyMeta,
+    pub zones: Vec<Zone>,
+    pub flows: Vec<Rule>,
+    pub denies: Vec<Rule>,
+    pub asserts: Vec<Assert>,
+    pub tests: Vec<Test>,
+    /// Named services (not literals), sorted by name, for reports and W503.
+    pub services: Vec<NamedService>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedService {
+    pub name: String,
+    pub set: ServiceSet,
+    pub insecure: bool,
+    pub description: Option<String>,
+    pub std: bool,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl Model {
+    pub fn zone(&self, id: ZoneId) -> &Zone {
+        &self.zones[id.0 as usize]
+    }
+
+    pub fn zone_id(&self, name: &str) -> Option<ZoneId> {
+        self.zones.binary_search_by(|z| z.name.as_str().cmp(name)).ok().map(|i| ZoneId(i as u32))
+    }
+
+    pub fn rule(&self, action: Action, id: RuleId) -> &Rule {
+        match action {
+            Action::Allow => &self.flows[id.0 as usize],
+            Action::Deny => &self.denies[id.0 as usize],
+        }
+    }
+
+    /// `dmz -> card_vault`
+    pub fn pair_text(&self, from: ZoneId, to: ZoneId) -> String {
+        format!("{} -> {}", self.zone(from).name, self.zone(to).name)
+    }
+}
