@@ -51,8 +51,11 @@ pub fn human(sources: &SourceMap, diags: &[Diagnostic], color: bool, out: &mut d
             )
             .with_code(d.code)
             .with_message(&d.message);
-        if !d.labels.iter().any(|l| l.span == d.span) {
-            report = report.with_label(Label::new((name(d.span), d.span.range())).with_order(-1));
+        // ariadne draws only labels with a message: make sure the primary span has
+        // one, unless other labels already point inside it.
+        let inside = |l: &segc_compiler::diag::Label| l.span.file == d.span.file && l.span.start >= d.span.start && l.span.end <= d.span.end;
+        if !d.labels.iter().any(inside) {
+            report = report.with_label(Label::new((name(d.span), d.span.range())).with_message("here").with_order(-1));
         }
         for (i, l) in d.labels.iter().enumerate() {
             report = report.with_label(Label::new((name(l.span), l.span.range())).with_message(&l.message).with_order(i as i32));

@@ -179,6 +179,10 @@ fn lex_segment<'a>(
                                 Span::new(file, start + range.start + off, start + range.start + off + len),
                                 format!("unknown escape `{}` in string", &text[off..off + len]),
                             )
+                            .with_label(
+                                Span::new(file, start + range.start + off, start + range.start + off + len),
+                                "not an escape",
+                            )
                             .with_help("strings allow the escapes `\\\"`, `\\\\` and `\\n`"),
                         );
                     }
@@ -195,6 +199,8 @@ fn lex_segment<'a>(
                     flush(&mut bad, diagnostics);
                     let line_end = seg[range.start..].find('\n').map_or(seg.len(), |i| range.start + i);
                     diagnostics.push(bad_token(file, start + range.start, start + line_end, kind));
+                    // The parser still sees a string, so one missing quote is one error.
+                    tokens.push((start + range.start, Tok::Str(&seg[range.start..line_end]), start + line_end));
                     // Skip the rest of the line: it is the unterminated string's body.
                     lexer.bump(line_end.saturating_sub(range.end));
                     continue;
@@ -249,7 +255,8 @@ fn bad_escape(lit: &str) -> Option<(usize, usize)> {
 
 /// The value of a string literal (quotes included); unknown escapes are kept as is.
 pub fn unescape(lit: &str) -> String {
-    let inner = lit.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(lit);
+    // The body runs to the first unescaped quote; an unterminated literal has none.
+    let inner = lit.strip_prefix('"').unwrap_or(lit);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
@@ -259,6 +266,8 @@ pub fn unescape(lit: &str) -> String {
                 Some(other) => out.push(other),
                 None => out.push('\\'),
             }
+        } else if c == '"' {
+            break;
         } else {
             out.push(c);
         }

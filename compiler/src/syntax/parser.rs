@@ -162,7 +162,12 @@ fn expected_list(expected: &[String]) -> String {
             let last = names.pop().unwrap_or_default();
             format!("{} or {last}", names.join(", "))
         }
-        _ => "an item (`zone`, `flow`, `service`, ...)".to_string(),
+        _ if expected.iter().any(|e| e == "\"zone\"") => "an item (`zone`, `flow`, `service`, ...)".to_string(),
+        _ if expected.iter().any(|e| e == "STR") => "a value".to_string(),
+        _ => {
+            names.truncate(6);
+            format!("{}, ...", names.join(", "))
+        }
     }
 }
 

@@ -1,0 +1,27 @@
+//! Snapshot tests over `tests/inputs/<phase>/*.seg`: each snapshot shows the
+//! source, then the diagnostics exactly as `segc check` draws them (no colour).
+
+use std::path::Path;
+
+use segc::fsload::FsLoader;
+use segc::render;
+use segc_compiler::{compile, ir::Date, Options};
+
+fn check_file(path: &Path) -> String {
+    let dir = path.parent().expect("inputs live in a folder");
+    let name = path.file_name().and_then(|n| n.to_str()).expect("utf-8 file name");
+    let loader = FsLoader::new(dir).expect("input folder exists");
+    let opts = Options { today: Date::parse("2026-11-28") };
+    let c = compile(name, &loader, &opts).expect("input file exists");
+    let mut out = Vec::new();
+    render::human(c.sources(), &c.diagnostics, false, &mut out).expect("rendering to memory cannot fail");
+    let src = std::fs::read_to_string(path).expect("utf-8 input");
+    format!("{src}\n----- diagnostics -----\n{}", String::from_utf8_lossy(&out))
+}
+
+#[test]
+fn inputs() {
+    insta::glob!("../../tests/inputs", "*/*.seg", |path| {
+        insta::assert_snapshot!(check_file(path));
+    });
+}
