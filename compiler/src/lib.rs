@@ -76,7 +76,8 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
                 }
             }
         }
-        let _ = opts;
+        check::pci::run(&ev, opts.today, &mut diags);
+        graph::hygiene::run(&ev, &tree.sources, &mut diags);
     }
     diag::sort(&mut diags);
     diags.dedup();

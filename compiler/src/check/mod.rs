@@ -1,6 +1,7 @@
 //! Checking: turns the resolved tree into the IR, validating every attribute and
 //! value (E201 to E206, E301) on the way. Later phases run on the IR only.
 
+pub mod pci;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -428,7 +429,15 @@ pub fn build_model(tree: &Tree, names: &Names, diags: &mut Vec<Diagnostic>) -> M
             }),
             _ => None,
         };
-        model.services.push(NamedService { name: def.name.clone(), set, insecure, description, std: def.std, span: def.span });
+        model.services.push(NamedService {
+            name: def.name.clone(),
+            set,
+            insecure,
+            description,
+            std: def.std,
+            used: used.contains(&def.id),
+            span: def.span,
+        });
     }
 
     let key = |r: &ir::Rule| (r.from, r.to, r.set.clone(), r.services_text(), r.justification.clone());

@@ -2,6 +2,8 @@
 //! exact set of services `a` may open to `b` after denies are subtracted. Edges
 //! with nothing left are not in the graph.
 
+pub mod hygiene;
+
 use std::collections::VecDeque;
 
 use petgraph::graph::{DiGraph, NodeIndex};

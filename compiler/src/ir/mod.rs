@@ -233,6 +233,8 @@ pub struct NamedService {
     pub insecure: bool,
     pub description: Option<String>,
     pub std: bool,
+    /// Whether a flow, deny, assert, test or other service names it.
+    pub used: bool,
     #[serde(skip)]
     pub span: Span,
 }
