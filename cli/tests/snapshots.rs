@@ -21,7 +21,25 @@ fn check_file(path: &Path) -> String {
 
 #[test]
 fn inputs() {
-    insta::glob!("../../tests/inputs", "*/*.seg", |path| {
+    insta::glob!("../../tests/inputs", "{parse,resolve,check,verify,analysis}/*.seg", |path| {
         insta::assert_snapshot!(check_file(path));
     });
+}
+
+/// Formatter snapshots: the source, then `segc fmt`'s output, which must be a
+/// fixed point of the formatter.
+#[test]
+fn fmt_inputs() {
+    insta::glob!("../../tests/inputs", "fmt/*.seg", |path| {
+        let src = std::fs::read_to_string(path).expect("utf-8 input");
+        let once = format(&src);
+        assert_eq!(format(&once), once, "formatting is idempotent");
+        insta::assert_snapshot!(format!("{src}\n----- formatted -----\n{once}"));
+    });
+}
+
+fn format(src: &str) -> String {
+    let parsed = segc_compiler::syntax::parse(segc_compiler::diag::FileId(0), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    segc_compiler::syntax::fmt::format(src, &parsed)
 }

@@ -8,34 +8,21 @@ use super::Parsed;
 
 /// Formats a file that parsed without errors.
 pub fn format(src: &str, parsed: &Parsed) -> String {
-    let mut p = Printer { src, comments: &parsed.comments, next: 0, out: String::new() };
-    let mut prev_end: Option<usize> = None;
+    let mut p = Printer { src, comments: &parsed.comments, next: 0, out: String::new(), last: 0, fresh: true };
     for item in &parsed.file.items {
-        let start = item.span().start as usize;
-        if let Some(end) = prev_end {
-            let gap_end = p.comments.get(p.next).map_or(start, |c| (c.span.start as usize).min(start));
-            if has_blank_line(&src[end.min(gap_end)..gap_end]) {
-                p.out.push('\n');
-            }
-        }
-        p.leading(start, 0);
+        p.start_node(item.span().start as usize, 0);
         p.item(item);
-        prev_end = Some(item.span().end as usize);
-        p.trailing(item.span().end as usize);
+        p.end_node(item.span().end as usize);
         p.out.push('\n');
-    }
-    // Comments after the last item.
-    if let Some(end) = prev_end {
-        if p.next < p.comments.len() && has_blank_line(&src[end..p.comments[p.next].span.start as usize]) {
-            p.out.push('\n');
-        }
     }
     p.leading(src.len() + 1, 0);
     p.out
 }
 
+/// Whether the source between two offsets holds an empty line.
 fn has_blank_line(gap: &str) -> bool {
-    gap.split('\n').skip(1).take(gap.matches('\n').count().saturating_sub(1)).any(|l| l.trim().is_empty())
+    let lines: Vec<&str> = gap.split('\n').collect();
+    lines.len() > 2 && lines[1..lines.len() - 1].iter().any(|l| l.trim().is_empty())
 }
 
 struct Printer<'a> {
@@ -43,32 +30,78 @@ struct Printer<'a> {
     comments: &'a [Comment],
     next: usize,
     out: String,
+    /// The source offset where the last printed piece ended.
+    last: usize,
+    /// Nothing printed yet at this level (file start, or just after `{`).
+    fresh: bool,
 }
 
 impl Printer<'_> {
+    /// Keeps one empty line before something at `pos` if the source had one.
+    fn gap(&mut self, pos: usize) {
+        if !self.fresh && pos > self.last && has_blank_line(&self.src[self.last..pos]) {
+            self.out.push('\n');
+        }
+        self.fresh = false;
+    }
+
+    /// Prints the comments before a node at `pos`, then its indent.
+    fn start_node(&mut self, pos: usize, indent: usize) {
+        self.leading(pos, indent);
+        self.gap(pos);
+        self.indent(indent);
+    }
+
+    /// Records the end of a node and prints a comment on the same line after it.
+    fn end_node(&mut self, end: usize) {
+        self.last = end;
+        self.trailing(end);
+    }
+
     /// Emits, each on its own line, the comments that start before `pos`.
     fn leading(&mut self, pos: usize, indent: usize) {
         while let Some(c) = self.comments.get(self.next) {
             if c.span.start as usize >= pos {
                 break;
             }
+            self.gap(c.span.start as usize);
             self.indent(indent);
             self.comment(c);
             self.out.push('\n');
+            self.last = c.span.end as usize;
             self.next += 1;
         }
     }
 
-    /// Appends a comment that follows `end` on the same line.
+    /// Appends a comment that follows `end` on the same line with nothing between.
     fn trailing(&mut self, end: usize) {
         if let Some(c) = self.comments.get(self.next) {
             let start = c.span.start as usize;
-            if start >= end && !self.src[end..start].contains('\n') {
+            if start >= end && self.src[end..start].trim().is_empty() && !self.src[end..start].contains('\n') {
                 self.out.push(' ');
                 self.comment(c);
+                self.last = c.span.end as usize;
                 self.next += 1;
             }
         }
+    }
+
+    /// After an opening brace: a comment on the same line, then a fresh level.
+    fn open(&mut self, brace_end: usize, first_inner: usize) {
+        if self.comments.get(self.next).is_some_and(|c| (c.span.start as usize) < first_inner) {
+            self.trailing(brace_end);
+        }
+        self.last = self.last.max(brace_end);
+        self.out.push('\n');
+        self.fresh = true;
+    }
+
+    /// Before a closing brace: the comments inside the block, then `}`.
+    fn close(&mut self, close: usize) {
+        self.leading(close, 1);
+        self.out.push('}');
+        self.last = close + 1;
+        self.fresh = false;
     }
 
     fn comment(&mut self, c: &Comment) {
@@ -136,46 +169,36 @@ impl Printer<'_> {
             },
             Item::Test(t) => {
                 self.out.push_str(&format!("test {} {{", escape(&t.name.value)));
-                self.trailing_in_header(t.span.start as usize, t.cases.first().map_or(t.close.start, |c| c.span.start));
-                self.out.push('\n');
+                let first = t.cases.first().map_or(t.close.start, |c| c.span.start) as usize;
+                let brace = self.src[t.span.start as usize..first].rfind('{').map_or(first, |i| t.span.start as usize + i + 1);
+                self.open(brace, first);
                 for c in &t.cases {
-                    self.leading(c.span.start as usize, 1);
-                    self.indent(1);
+                    self.start_node(c.span.start as usize, 1);
                     self.out.push_str(&test_case_text(c));
-                    self.trailing(c.span.end as usize);
+                    self.end_node(c.span.end as usize);
                     self.out.push('\n');
                 }
-                self.leading(t.close.start as usize, 1);
-                self.out.push('}');
+                self.close(t.close.start as usize);
             }
-        }
-    }
-
-    /// A comment right after an opening brace, on the same line.
-    fn trailing_in_header(&mut self, item_start: usize, first_inner: u32) {
-        let open = self.src[item_start..first_inner as usize].find('{').map(|i| item_start + i + 1);
-        if let Some(open) = open {
-            self.trailing(open);
         }
     }
 
     fn block(&mut self, b: &Block) {
         if b.attrs.is_empty() && !self.comments.get(self.next).is_some_and(|c| c.span.start < b.close.start) {
             self.out.push_str(" {}");
+            self.last = b.span.end as usize;
             return;
         }
         self.out.push_str(" {");
-        self.trailing(b.span.start as usize + 1);
-        self.out.push('\n');
+        let first = b.attrs.first().map_or(b.close.start, |a| a.span.start) as usize;
+        self.open(b.span.start as usize + 1, first);
         for a in &b.attrs {
-            self.leading(a.span.start as usize, 1);
-            self.indent(1);
+            self.start_node(a.span.start as usize, 1);
             self.out.push_str(&format!("{} = {}", a.name.dotted(), value(&a.value)));
-            self.trailing(a.span.end as usize);
+            self.end_node(a.span.end as usize);
             self.out.push('\n');
         }
-        self.leading(b.close.start as usize, 1);
-        self.out.push('}');
+        self.close(b.close.start as usize);
     }
 }
 
