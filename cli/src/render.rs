@@ -34,7 +34,8 @@ fn line_too_long(sources: &SourceMap, span: Span) -> bool {
 
 /// Renders diagnostics for a terminal or a log, with or without colour.
 pub fn human(sources: &SourceMap, diags: &[Diagnostic], color: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    let cache = || ariadne::sources(sources.files().map(|(_, f)| (f.name.clone(), f.text.clone())).collect::<Vec<_>>());
+    // One cache for every report: building it splits each file into lines.
+    let mut cache = ariadne::sources(sources.files().map(|(_, f)| (f.name.clone(), f.text.as_str())).collect::<Vec<_>>());
     for d in diags {
         let spans = std::iter::once(d.span).chain(d.labels.iter().map(|l| l.span));
         if spans.clone().any(|s| line_too_long(sources, s)) {
@@ -66,7 +67,7 @@ pub fn human(sources: &SourceMap, diags: &[Diagnostic], color: bool, out: &mut d
         if let Some(h) = &d.help {
             report = report.with_help(h);
         }
-        report.finish().write(cache(), &mut *out)?;
+        report.finish().write(&mut cache, &mut *out)?;
     }
     Ok(())
 }

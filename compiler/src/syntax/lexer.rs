@@ -79,7 +79,7 @@ pub enum Tok<'a> {
     #[regex(r"[0-9]+(\.[0-9]+)+(/[0-9]+)?")]
     #[regex(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(/[0-9]+)?")]
     Addr(&'a str),
-    #[regex(r#""([^"\\\n]|\\[^\n])*""#)]
+    /// A string literal, quotes included; scanned by [`lex`], never by logos.
     Str(&'a str),
 }
 
@@ -105,52 +105,129 @@ pub struct Lexed<'a> {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Splits `src` into tokens. Never fails: bad characters and unterminated strings
-/// become E002 diagnostics and are skipped.
+/// Longer runs of token characters are refused (E002) without being lexed: no
+/// real name, address or port is this long, and logos' generated matcher
+/// recurses once per character.
+pub const MAX_TOKEN_LEN: usize = 1024;
+
+/// Splits `src` into tokens. Never fails: bad characters, overlong tokens and
+/// unterminated strings become E002 diagnostics.
+///
+/// Comments and strings are scanned here, by hand, so their length is unbounded
+/// and a `#` inside a string stays part of it; logos lexes what lies between.
 pub fn lex(file: FileId, src: &str) -> Lexed<'_> {
     let mut tokens = Vec::new();
     let mut comments = Vec::new();
     let mut diagnostics = Vec::new();
-    // Comments run to the end of a line; logos never sees them, so that a `#`
-    // inside a string stays part of the string.
-    let mut pos = 0;
     let bytes = src.as_bytes();
+    let mut pos = 0;
     while pos < src.len() {
-        // Lex up to the next `#` that is outside a string.
-        let seg_end = next_comment(src, pos);
+        let seg_end = memchr2(b'#', b'"', &bytes[pos..]).map_or(src.len(), |i| pos + i);
         lex_segment(file, src, pos, seg_end, &mut tokens, &mut diagnostics);
         if seg_end >= src.len() {
             break;
         }
         let line_end = src[seg_end..].find('\n').map_or(src.len(), |i| seg_end + i);
-        let text = src[seg_end + 1..line_end].trim_end_matches('\r').to_string();
-        comments.push(Comment { span: Span::new(file, seg_end, line_end), text });
-        pos = line_end;
-        debug_assert!(pos <= bytes.len());
+        if bytes[seg_end] == b'#' {
+            let text = src[seg_end + 1..line_end].trim_end_matches('\r').to_string();
+            comments.push(Comment { span: Span::new(file, seg_end, line_end), text });
+            pos = line_end;
+            continue;
+        }
+        pos = string(file, src, seg_end, line_end, &mut tokens, &mut diagnostics);
     }
     Lexed { tokens, comments, diagnostics }
 }
 
-/// Offset of the first `#` at or after `from` that starts a comment (not inside a
-/// string literal on the same line), or `src.len()`.
-fn next_comment(src: &str, from: usize) -> usize {
-    let bytes = src.as_bytes();
-    let mut i = from;
-    let mut in_str = false;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            b'\n' => in_str = false,
-            b'#' if !in_str => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    bytes.len()
+fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&c| c == a || c == b)
 }
 
+/// Scans the string literal starting at `start` (a `"`); returns where lexing
+/// goes on. An unterminated string runs to the end of the line, is reported, and
+/// still reaches the parser as a string, so one missing quote is one error.
+fn string<'a>(
+    file: FileId,
+    src: &'a str,
+    start: usize,
+    line_end: usize,
+    tokens: &mut Vec<(usize, Tok<'a>, usize)>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> usize {
+    let bytes = src.as_bytes();
+    let mut i = start + 1;
+    while i < line_end {
+        match bytes[i] {
+            b'\\' => {
+                let esc = src[i + 1..].chars().next().filter(|&c| c != '\n');
+                match esc {
+                    Some('"' | '\\' | 'n') => i += 2,
+                    Some(c) => {
+                        let span = Span::new(file, i, i + 1 + c.len_utf8());
+                        diagnostics.push(
+                            Diagnostic::new(Code::E002, span, format!("unknown escape `\\{c}` in string"))
+                                .with_label(span, "not an escape")
+                                .with_help("strings allow the escapes `\\\"`, `\\\\` and `\\n`"),
+                        );
+                        i += 1 + c.len_utf8();
+                    }
+                    None => i += 1,
+                }
+            }
+            b'"' => {
+                tokens.push((start, Tok::Str(&src[start..=i]), i + 1));
+                return i + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    let end = line_end.min(src.len());
+    diagnostics.push(bad_token(file, start, end, Bad::UnterminatedString));
+    tokens.push((start, Tok::Str(&src[start..end]), end));
+    end
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')
+}
+
+/// Lexes `src[start..end]` (no comments or strings in it), refusing overlong
+/// runs of token characters before logos sees them.
 fn lex_segment<'a>(
+    file: FileId,
+    src: &'a str,
+    start: usize,
+    end: usize,
+    tokens: &mut Vec<(usize, Tok<'a>, usize)>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let bytes = src.as_bytes();
+    let mut from = start;
+    let mut i = start;
+    while i < end {
+        if !is_token_char(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let run_start = i;
+        while i < end && is_token_char(bytes[i]) {
+            i += 1;
+        }
+        if i - run_start > MAX_TOKEN_LEN {
+            lex_logos(file, src, from, run_start, tokens, diagnostics);
+            let span = Span::new(file, run_start, i);
+            diagnostics.push(
+                Diagnostic::new(Code::E002, span, format!("token of {} characters is too long", i - run_start))
+                    .with_label(Span::new(file, run_start, run_start + 1), format!("longer than {MAX_TOKEN_LEN} characters"))
+                    .with_help("names, addresses and services are short: is this file a policy?"),
+            );
+            from = i;
+        }
+    }
+    lex_logos(file, src, from, end, tokens, diagnostics);
+}
+
+fn lex_logos<'a>(
     file: FileId,
     src: &'a str,
     start: usize,
@@ -171,40 +248,10 @@ fn lex_segment<'a>(
         match result {
             Ok(tok) => {
                 flush(&mut bad, diagnostics);
-                if let Tok::Str(text) = tok {
-                    if let Some((off, len)) = bad_escape(text) {
-                        diagnostics.push(
-                            Diagnostic::new(
-                                Code::E002,
-                                Span::new(file, start + range.start + off, start + range.start + off + len),
-                                format!("unknown escape `{}` in string", &text[off..off + len]),
-                            )
-                            .with_label(
-                                Span::new(file, start + range.start + off, start + range.start + off + len),
-                                "not an escape",
-                            )
-                            .with_help("strings allow the escapes `\\\"`, `\\\\` and `\\n`"),
-                        );
-                    }
-                }
                 tokens.push((start + range.start, tok, start + range.end));
             }
             Err(()) => {
-                let kind = if seg[range.start..].starts_with('"') {
-                    Bad::UnterminatedString
-                } else {
-                    Bad::Char(seg[range.start..].chars().next().unwrap_or('\u{fffd}'))
-                };
-                if kind == Bad::UnterminatedString {
-                    flush(&mut bad, diagnostics);
-                    let line_end = seg[range.start..].find('\n').map_or(seg.len(), |i| range.start + i);
-                    diagnostics.push(bad_token(file, start + range.start, start + line_end, kind));
-                    // The parser still sees a string, so one missing quote is one error.
-                    tokens.push((start + range.start, Tok::Str(&seg[range.start..line_end]), start + line_end));
-                    // Skip the rest of the line: it is the unterminated string's body.
-                    lexer.bump(line_end.saturating_sub(range.end));
-                    continue;
-                }
+                let kind = Bad::Char(seg[range.start..].chars().next().unwrap_or('\u{fffd}'));
                 // Merge a run of bad characters into one diagnostic.
                 match &mut bad {
                     Some((_, e, Bad::Char(_))) if *e == range.start => *e = range.end,
@@ -235,22 +282,6 @@ fn bad_token(file: FileId, start: usize, end: usize, kind: Bad) -> Diagnostic {
                 .with_label(span, "not part of any token")
         }
     }
-}
-
-/// The first escape in a string literal (quotes included) that is not `\"`, `\\`
-/// or `\n`: its offset and byte length.
-fn bad_escape(lit: &str) -> Option<(usize, usize)> {
-    let mut chars = lit.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some((_, '"' | '\\' | 'n')) => {}
-                Some((_, other)) => return Some((i, 1 + other.len_utf8())),
-                None => return Some((i, 1)),
-            }
-        }
-    }
-    None
 }
 
 /// The value of a string literal (quotes included); unknown escapes are kept as is.
@@ -336,6 +367,19 @@ mod tests {
         assert_eq!(codes, vec![Code::E002, Code::E002]);
         // The unterminated string still reaches the parser as a string.
         assert_eq!(l.tokens.len(), 5);
+    }
+
+    #[test]
+    fn long_strings_lex_and_long_words_are_refused() {
+        let long = format!("owner = \"{}\"", "x ".repeat(1 << 20));
+        let l = lex(FileId(0), &long);
+        assert!(l.diagnostics.is_empty());
+        assert_eq!(l.tokens.len(), 3);
+        let word = "a".repeat(MAX_TOKEN_LEN + 1);
+        let l = lex(FileId(0), &format!("zone {word} {{"));
+        assert_eq!(l.diagnostics.len(), 1);
+        assert_eq!(l.diagnostics[0].code, Code::E002);
+        assert_eq!(l.tokens.len(), 2, "the tokens around the refused run survive");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use super::grammar::FileParser;
 use super::lexer::{lex, Comment, Tok};
 use crate::diag::{Code, Diagnostic, FileId, Span};
 
+/// Past this many syntax errors in one file, the rest are counted, not listed:
+/// a binary file would otherwise bury the terminal.
+const MAX_SYNTAX_ERRORS: usize = 100;
+
 /// The token stream never carries errors: the lexer reports them as diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoLexError;
@@ -44,6 +48,13 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     };
     crate::diag::sort(&mut diagnostics);
     diagnostics.dedup();
+    if diagnostics.len() > MAX_SYNTAX_ERRORS {
+        let dropped = diagnostics.len() - MAX_SYNTAX_ERRORS;
+        diagnostics.truncate(MAX_SYNTAX_ERRORS);
+        if let Some(last) = diagnostics.last_mut() {
+            last.notes.push(format!("{dropped} more syntax errors in this file are not shown"));
+        }
+    }
     Parsed { file: ast, comments: lexed.comments, diagnostics }
 }
 
