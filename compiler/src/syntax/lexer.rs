@@ -376,7 +376,8 @@ mod tests {
         assert!(l.diagnostics.is_empty());
         assert_eq!(l.tokens.len(), 3);
         let word = "a".repeat(MAX_TOKEN_LEN + 1);
-        let l = lex(FileId(0), &format!("zone {word} {{"));
+        let src = format!("zone {word} {{");
+        let l = lex(FileId(0), &src);
         assert_eq!(l.diagnostics.len(), 1);
         assert_eq!(l.diagnostics[0].code, Code::E002);
         assert_eq!(l.tokens.len(), 2, "the tokens around the refused run survive");
