@@ -127,6 +127,8 @@ fn covered(p: Prefix, more_specific: &[Prefix]) -> bool {
 }
 
 fn never_match(model: &Model, diags: &mut Vec<Diagnostic>) {
+    // Sorted by (family, address, length): the prefixes inside `p` are the
+    // contiguous run whose addresses fall in `p`'s range.
     let mut all: Vec<(Prefix, ZoneId)> = Vec::new();
     for (i, z) in model.zones.iter().enumerate() {
         for p in &z.prefixes {
@@ -134,6 +136,7 @@ fn never_match(model: &Model, diags: &mut Vec<Diagnostic>) {
         }
     }
     all.sort();
+    let key = |p: &Prefix| (p.family, p.addr);
     for (i, z) in model.zones.iter().enumerate() {
         if z.prefixes.is_empty() {
             continue;
@@ -141,8 +144,14 @@ fn never_match(model: &Model, diags: &mut Vec<Diagnostic>) {
         let me = ZoneId(i as u32);
         let dead = z.prefixes.iter().all(|zp| {
             let p = zp.prefix;
+            let last = match p.last() {
+                std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+                std::net::IpAddr::V6(a) => u128::from(a),
+            };
+            let lo = all.partition_point(|(q, _)| key(q) < (p.family, p.addr));
+            let hi = all.partition_point(|(q, _)| key(q) <= (p.family, last));
             let inner: Vec<Prefix> =
-                all.iter().filter(|(q, owner)| *owner != me && q.len > p.len && p.covers(q)).map(|(q, _)| *q).collect();
+                all[lo..hi].iter().filter(|(q, owner)| *owner != me && q.len > p.len).map(|(q, _)| *q).collect();
             covered(p, &inner)
         });
         if dead {
