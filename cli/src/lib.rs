@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Engine::Reference)]
         engine: Engine,
     },
+    /// What a policy change newly allows and newly denies (change control, PCI 1.2.2).
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Print shell completions.
     Completions {
         shell: clap_complete::Shell,

@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod diag;
+pub mod diff;
 pub mod eval;
 pub mod graph;
 pub mod ir;
@@ -51,6 +52,13 @@ impl Compilation {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 
+    /// Whether the IR is complete: no front-end error. Analysis findings (failed
+    /// asserts and tests, PCI errors) leave the model usable for `diff`, `test`
+    /// and `explain`, never for `build` or `deploy`.
+    pub fn model_complete(&self) -> bool {
+        !self.diagnostics.iter().any(|d| d.is_error() && d.code.is_front_end())
+    }
+
     pub fn count(&self, severity: Severity) -> usize {
         self.diagnostics.iter().filter(|d| d.severity == severity).count()
     }
@@ -63,7 +71,7 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
     let tree = resolve::load(root, loader, &mut diags)?;
     let names = resolve::scope(&tree, &mut diags);
     let model = check::build_model(&tree, &names, &mut diags);
-    let front_end_clean = !diags.iter().any(Diagnostic::is_error);
+    let front_end_clean = !diags.iter().any(|d| d.is_error() && d.code.is_front_end());
     if front_end_clean {
         let ev = eval::Evaluator::new(&model);
         let graph = graph::ZoneGraph::new(&ev);

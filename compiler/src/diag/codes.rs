@@ -78,6 +78,12 @@ codes! {
 }
 
 impl Code {
+    /// Whether the code comes from the front end (syntax, names, types, values):
+    /// with one of these, the IR is incomplete and must not be analysed or used.
+    pub fn is_front_end(self) -> bool {
+        self <= Code::E301
+    }
+
     pub fn parse(s: &str) -> Option<Code> {
         Code::ALL.iter().copied().find(|c| c.as_str() == s)
     }
