@@ -13,7 +13,7 @@ use segc_compiler::syntax::{fmt as seg_fmt, parse};
 use segc_compiler::{compile, Compilation, Options};
 
 use crate::fsload::{policy_path, FsLoader};
-use crate::{exit, render, Cli, Command, Engine, Format};
+use crate::{exit, render, Cli, Command, Engine, Format, GraphFormat};
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
@@ -22,6 +22,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fmt { path, check } => fmt(&path, check),
         Command::Explain { path, src, dst, proto, packets, engine } => explain(&path, src, dst, proto, packets, engine),
         Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Graph { path, format } => {
+            let Some(c) = load_complete(&path)? else { return Ok(exit::FINDINGS) };
+            let ev = Evaluator::new(&c.model);
+            let g = segc_compiler::graph::ZoneGraph::new(&ev);
+            print!("{}", match format {
+                GraphFormat::Dot => crate::graph::dot(&c.model, &g),
+                GraphFormat::Svg => crate::graph::svg(&c.model, &g),
+            });
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "segc", &mut io::stdout());
             Ok(exit::OK)
@@ -77,6 +87,12 @@ fn check(path: &Path, format: Format, today: Option<&str>, deny_warnings: bool) 
     match format {
         Format::Human => {
             print_human(&c)?;
+            if c.model_complete() {
+                let mut err = io::stderr().lock();
+                for e in exposures(&c) {
+                    writeln!(err, "note: untrusted `{}` reaches cde `{}`: {}", e.from, e.to, e.path)?;
+                }
+            }
             let name = c.model.policy.name.as_deref().unwrap_or("policy");
             if c.diagnostics.is_empty() {
                 eprintln!("ok: `{name}` checks clean");
@@ -85,7 +101,10 @@ fn check(path: &Path, format: Format, today: Option<&str>, deny_warnings: bool) 
             }
         }
         Format::Json => {
-            let doc = render::json(c.sources(), &c.diagnostics, c.model.policy.name.as_deref());
+            let mut doc = render::json(c.sources(), &c.diagnostics, c.model.policy.name.as_deref());
+            if c.model_complete() {
+                doc["exposure"] = serde_json::to_value(exposures(&c))?;
+            }
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Sarif => {
@@ -434,4 +453,57 @@ fn diff(old: &Path, new: &Path, format: Format) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// A path from an untrusted zone into a cde zone, for reports.
+#[derive(serde::Serialize)]
+struct ExposureView {
+    from: String,
+    to: String,
+    /// `internet -> dmz (tcp/443, main.seg:25) -> ...`
+    path: String,
+    hops: Vec<HopView>,
+}
+
+#[derive(serde::Serialize)]
+struct HopView {
+    from: String,
+    to: String,
+    services: String,
+    flows: Vec<String>,
+}
+
+/// The shortest path from every untrusted zone into every cde zone it reaches.
+fn exposures(c: &Compilation) -> Vec<ExposureView> {
+    let ev = Evaluator::new(&c.model);
+    let g = segc_compiler::graph::ZoneGraph::new(&ev);
+    let m = &c.model;
+    g.exposures(m)
+        .into_iter()
+        .map(|e| {
+            let hops: Vec<HopView> = e
+                .hops
+                .iter()
+                .map(|(a, b, set)| HopView {
+                    from: m.zone(*a).name.clone(),
+                    to: m.zone(*b).name.clone(),
+                    services: set.to_string(),
+                    flows: ev
+                        .pair(*a, *b)
+                        .map(|p| p.flows.as_slice())
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|&id| m.rule(Action::Allow, id))
+                        .filter(|r| !r.set.intersect(set).is_empty())
+                        .map(|r| c.sources().location(r.span))
+                        .collect(),
+                })
+                .collect();
+            let mut path = m.zone(e.from).name.clone();
+            for h in &hops {
+                path.push_str(&format!(" -> {} ({}, {})", h.to, h.services, h.flows.join(", ")));
+            }
+            ExposureView { from: m.zone(e.from).name.clone(), to: m.zone(e.to).name.clone(), path, hops }
+        })
+        .collect()
 }

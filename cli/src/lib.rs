@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod fsload;
+pub mod graph;
 pub mod render;
 
 use std::path::PathBuf;
@@ -33,6 +34,12 @@ pub enum Format {
     Human,
     Json,
     Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -100,6 +107,13 @@ pub enum Command {
         new: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// The zone graph, cde highlighted, edges labelled with what they allow.
+    Graph {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
     },
     /// Print shell completions.
     Completions {

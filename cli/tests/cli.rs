@@ -296,3 +296,75 @@ fn completions_and_man_page() {
     assert_eq!(code(&o), 0);
     assert!(text(&o.stdout).contains(".TH segc"));
 }
+
+#[test]
+fn check_lists_paths_from_untrusted_into_cde() {
+    let mut c = segc();
+    c.args(["check", "--format", "json"]).arg(repo().join("examples/online-shop"));
+    let o = run(c, None);
+    assert_eq!(code(&o), 0);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let exp = doc["exposure"].as_array().expect("exposure list");
+    assert_eq!(exp.len(), 1);
+    assert_eq!(exp[0]["from"], "internet");
+    assert_eq!(exp[0]["to"], "card_vault");
+    let hops: Vec<&str> = exp[0]["hops"].as_array().expect("hops").iter().map(|h| h["to"].as_str().unwrap_or("")).collect();
+    assert_eq!(hops, ["dmz", "app", "card_vault"]);
+    assert_eq!(exp[0]["hops"][2]["flows"][0], "main.seg:29");
+}
+
+#[test]
+fn diff_reports_new_and_removed_access_and_moved_addresses() {
+    let d = tmpdir("diff");
+    let base = "use std.zones.internet\nzone dmz {\n  cidrs = [10.0.1.0/24]\n  scope = connected\n}\nzone vault {\n  cidrs = [10.0.9.0/24]\n  scope = cde\n}\nzone office {\n  cidrs = [10.1.0.0/16]\n  scope = connected\n}\nflow internet -> dmz on tcp/443\nflow office -> dmz on tcp/22\n";
+    let old = write(&d, "old/main.seg", base.as_bytes());
+    let new = write(
+        &d,
+        "new/main.seg",
+        base.replace("flow office -> dmz on tcp/22\n", "flow dmz -> vault on tcp/5432 {\n  justification = \"orders\"\n}\n")
+            .replace("[10.1.0.0/16]", "[10.1.0.0/16, 10.0.1.128/25]")
+            .as_bytes(),
+    );
+    let mut c = segc();
+    c.args(["diff", "--format", "json"]).arg(old.parent().expect("dir")).arg(new.parent().expect("dir"));
+    let o = run(c, None);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let allowed = doc["newly_allowed"].as_array().expect("list");
+    // cde first.
+    assert_eq!(allowed[0]["cde"], true);
+    assert_eq!(allowed[0]["from"]["new"], "dmz");
+    assert_eq!(allowed[0]["to"]["new"], "vault");
+    assert_eq!(allowed[0]["services"], "tcp/5432");
+    assert!(doc["newly_denied"].as_array().expect("list").iter().any(|c| c["from"]["old"] == "office" && c["services"] == "tcp/22"));
+    assert_eq!(doc["moved"][0]["prefix"], "10.0.1.128/25");
+    assert_eq!(doc["moved"][0]["old"], "dmz");
+    assert_eq!(doc["moved"][0]["new"], "office");
+    let mut c = segc();
+    c.arg("diff").arg(old.parent().expect("dir")).arg(old.parent().expect("dir"));
+    let o = run(c, None);
+    assert!(text(&o.stdout).starts_with("no change"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn graph_as_dot_and_svg() {
+    let dir = repo().join("examples/retail-pos");
+    let mut c = segc();
+    c.arg("graph").arg(&dir);
+    let o = run(c, None);
+    assert_eq!(code(&o), 0);
+    let dot = text(&o.stdout);
+    assert!(dot.starts_with("digraph \"retail-pos\" {"));
+    assert!(dot.contains("\"pos\" -> \"gateway\" [label=\"tcp/7443\", color=\"#c0392b\""), "{dot}");
+    assert!(dot.contains("\"gateway\" [label=\"gateway\\ncde\\n"), "{dot}");
+    let mut c = segc();
+    c.args(["graph", "--format", "svg"]).arg(&dir);
+    let o = run(c, None);
+    assert_eq!(code(&o), 0);
+    let svg = text(&o.stdout);
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.trim_end().ends_with("</svg>"));
+    for zone in ["pos", "gateway", "tms", "processor", "store_wifi"] {
+        assert!(svg.contains(&format!(">{zone}</text>")), "{zone}");
+    }
+    assert_eq!(svg.matches("marker-end=").count(), dot.matches(" -> ").count(), "one drawn edge per graph edge");
+}

@@ -79,3 +79,34 @@ impl ZoneGraph {
 fn node(z: ZoneId) -> NodeIndex {
     NodeIndex::new(z.0 as usize)
 }
+
+/// The shortest path from one untrusted zone into one cde zone.
+#[derive(Clone, Debug)]
+pub struct Exposure {
+    pub from: ZoneId,
+    pub to: ZoneId,
+    pub hops: Vec<(ZoneId, ZoneId, ServiceSet)>,
+}
+
+impl ZoneGraph {
+    /// For every untrusted zone and every cde zone it can reach through allowed
+    /// flows, the shortest path (listing every simple path would be exponential).
+    pub fn exposures(&self, model: &crate::ir::Model) -> Vec<Exposure> {
+        let mut out = Vec::new();
+        for (u, zu) in model.zones.iter().enumerate() {
+            if zu.scope != crate::ir::Scope::Untrusted {
+                continue;
+            }
+            for (c, zc) in model.zones.iter().enumerate() {
+                if !zc.is_cde() {
+                    continue;
+                }
+                let (from, to) = (ZoneId(u as u32), ZoneId(c as u32));
+                if let Some(hops) = self.shortest_path(from, to) {
+                    out.push(Exposure { from, to, hops });
+                }
+            }
+        }
+        out
+    }
+}
