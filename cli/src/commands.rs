@@ -18,6 +18,7 @@ use crate::{exit, render, Cli, Command, Engine, Format, GraphFormat};
 pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check { path, format, today, deny_warnings } => check(&path, format, today.as_deref(), deny_warnings),
+        Command::Build { path, out, target, today } => build(&path, &out, &target, today.as_deref()),
         Command::Test { path, coverage, min_coverage } => test(&path, coverage, min_coverage),
         Command::Fmt { path, check } => fmt(&path, check),
         Command::Explain { path, src, dst, proto, packets, engine } => explain(&path, src, dst, proto, packets, engine),
@@ -506,4 +507,82 @@ fn exposures(c: &Compilation) -> Vec<ExposureView> {
             ExposureView { from: m.zone(e.from).name.clone(), to: m.zone(e.to).name.clone(), path, hops }
         })
         .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader
+/// sees the old file or the new one, never half of one.
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("segc-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+    Ok(())
+}
+
+fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Result<u8> {
+    use segc_compiler::lower::{self, Target};
+    let mut chosen = std::collections::BTreeSet::new();
+    for t in targets {
+        let t = Target::parse(t.trim()).with_context(|| format!("unknown target `{t}` (bpf, aws, azure, nft, k8s, gcp)"))?;
+        if !t.implemented() {
+            bail!("target `{}` is not implemented yet", t.name());
+        }
+        chosen.insert(t);
+    }
+    let opts = Options { today: Some(parse_today(today)?) };
+    let c = load(path, &opts)?;
+    if c.has_errors() {
+        print_human(&c)?;
+        eprintln!("failed: the policy has errors ({}); nothing was built", summary(&c));
+        return Ok(exit::FINDINGS);
+    }
+    if chosen.is_empty() {
+        for t in lower::default_targets(&c.model) {
+            if t.implemented() {
+                chosen.insert(t);
+            } else {
+                eprintln!("warning: target `{}` is not implemented yet; not built", t.name());
+            }
+        }
+    }
+    let artifacts = match lower::lower(&c.model, &chosen) {
+        Ok(a) => a,
+        Err(diags) => {
+            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            eprintln!("failed: the policy cannot be expressed exactly for every target; nothing was built");
+            return Ok(exit::FINDINGS);
+        }
+    };
+    // The source hash covers every file of the tree, standard library included.
+    let mut src = Vec::new();
+    for (_, f) in c.sources().files() {
+        src.extend_from_slice(f.name.as_bytes());
+        src.push(0);
+        src.extend_from_slice(f.text.as_bytes());
+        src.push(0);
+    }
+    let manifest = serde_json::json!({
+        "policy": c.model.policy.name,
+        "source_sha256": sha256_hex(&src),
+        "segc_version": env!("CARGO_PKG_VERSION"),
+        "targets": chosen.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "artifacts": artifacts.iter().map(|a| (a.path.clone(), serde_json::Value::from(sha256_hex(&a.bytes)))).collect::<serde_json::Map<_, _>>(),
+    });
+    for a in &artifacts {
+        write_file_atomically(&out.join(&a.path), &a.bytes)?;
+    }
+    write_file_atomically(&out.join("manifest.json"), format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes())?;
+    for a in &artifacts {
+        eprintln!("wrote {}", out.join(&a.path).display());
+    }
+    eprintln!("wrote {}", out.join("manifest.json").display());
+    Ok(exit::OK)
 }

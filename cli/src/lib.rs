@@ -66,6 +66,21 @@ pub enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Check, then write the enforcement artifacts (refuses on any error).
+    Build {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Output folder.
+        #[arg(short = 'o', long = "out", default_value = "out")]
+        out: PathBuf,
+        /// Comma-separated: bpf, aws, azure, nft, k8s, gcp. Default: bpf and nft,
+        /// and each target some zone binds.
+        #[arg(long, value_delimiter = ',')]
+        target: Vec<String>,
+        /// The date review ages are measured against (P104), `YYYY-MM-DD`; default today.
+        #[arg(long, value_name = "DATE")]
+        today: Option<String>,
+    },
     /// Run the `test` blocks, one line per case.
     Test {
         #[arg(default_value = "./main.seg")]

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod eval;
 pub mod graph;
 pub mod ir;
+pub mod lower;
 pub mod resolve;
 pub mod source;
 pub mod syntax;

@@ -1,0 +1,94 @@
+//! Lowering: one module per target over the IR. Every target is deterministic
+//! (same policy, same bytes, whatever the item order) and exact: where a
+//! platform cannot express the policy, lowering fails with a target diagnostic
+//! instead of widening access.
+
+pub mod atoms;
+pub mod nft;
+
+use std::collections::BTreeSet;
+
+use crate::diag::Diagnostic;
+use crate::ir::Model;
+
+/// A target segc can build for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Bpf,
+    Nft,
+    Aws,
+    Azure,
+    K8s,
+    Gcp,
+}
+
+impl Target {
+    pub const ALL: &'static [Target] = &[Target::Bpf, Target::Nft, Target::Aws, Target::Azure, Target::K8s, Target::Gcp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Bpf => "bpf",
+            Target::Nft => "nft",
+            Target::Aws => "aws",
+            Target::Azure => "azure",
+            Target::K8s => "k8s",
+            Target::Gcp => "gcp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Target> {
+        Target::ALL.iter().copied().find(|t| t.name() == s)
+    }
+
+    /// The binding prefix zones use for this target (`aws.` ...), if any.
+    fn binding(self) -> Option<&'static str> {
+        match self {
+            Target::Bpf | Target::Nft => None,
+            Target::Aws => Some("aws."),
+            Target::Azure => Some("azure."),
+            Target::K8s => Some("k8s."),
+            Target::Gcp => Some("gcp."),
+        }
+    }
+}
+
+/// The targets built when none are named: bpf and nft always, and each cloud or
+/// cluster target that some zone binds.
+pub fn default_targets(model: &Model) -> BTreeSet<Target> {
+    Target::ALL
+        .iter()
+        .copied()
+        .filter(|t| match t.binding() {
+            None => true,
+            Some(prefix) => model.zones.iter().any(|z| z.bindings.keys().any(|k| k.starts_with(prefix))),
+        })
+        .collect()
+}
+
+/// One output file, relative to the output folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Target {
+    /// Whether segc can build this target yet.
+    pub fn implemented(self) -> bool {
+        matches!(self, Target::Nft)
+    }
+}
+
+/// Lowers a checked model (no errors) for the given targets. All or nothing:
+/// any target diagnostic means no artifact at all.
+pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    for t in targets {
+        match t {
+            Target::Nft => out.push(Artifact { path: "nft/ruleset.nft".into(), bytes: nft::render(model).into_bytes() }),
+            Target::Bpf | Target::Aws | Target::Azure | Target::K8s | Target::Gcp => {}
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
