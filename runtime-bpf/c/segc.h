@@ -1,0 +1,96 @@
+/* The layout shared by the eBPF programs and the loader. The Rust mirror is
+ * runtime-bpf/src/lib.rs; its tests compile this header and compare every size
+ * and offset. Multi-byte key fields are big-endian so that LPM prefixes run
+ * from the most significant bit. */
+#ifndef SEGC_H
+#define SEGC_H
+
+#include <linux/types.h>
+
+#define SEGC_ZONES4_MAX 65536
+#define SEGC_ZONES6_MAX 65536
+#define SEGC_RULES_MAX 1048576
+#define SEGC_CONNS_MAX 262144
+#define SEGC_EVENTS_BYTES (256 * 1024)
+
+/* Protocol classes in rule keys. ICMP covers ICMPv6 for IPv6 packets. */
+#define SEGC_CLASS_ICMP 1
+#define SEGC_CLASS_TCP 6
+#define SEGC_CLASS_UDP 17
+#define SEGC_CLASS_OTHER 255
+
+/* config.flags */
+#define SEGC_F_NO_CONNTRACK 1u /* judge every packet by policy alone (explain, tests) */
+
+/* counters index */
+#define SEGC_CNT_ALLOW 0       /* new traffic allowed by the policy */
+#define SEGC_CNT_DENY 1        /* denied by the policy */
+#define SEGC_CNT_ESTABLISHED 2 /* passed as part of an allowed connection */
+#define SEGC_CNT_NOT_IP 3      /* ARP and other non-IP frames, passed */
+#define SEGC_CNT_MALFORMED 4   /* truncated or fragmented IP, dropped */
+#define SEGC_CNT_ND 5          /* IPv6 neighbour discovery, passed */
+#define SEGC_CNT_MAX 8
+
+/* Zone lookup: prefixlen = 32 + prefix length; gen selects the policy buffer. */
+struct segc_zone_key4 {
+	__u32 prefixlen;
+	__u32 gen; /* big-endian */
+	__u8 addr[4];
+};
+
+struct segc_zone_key6 {
+	__u32 prefixlen;
+	__u32 gen; /* big-endian */
+	__u8 addr[16];
+};
+
+/* Policy lookup: prefixlen = 112 + port prefix length. Present means allowed. */
+struct segc_rule_key {
+	__u32 prefixlen;
+	__u32 gen;      /* big-endian */
+	__u32 src_zone; /* big-endian, zone id + 1 */
+	__u32 dst_zone; /* big-endian, zone id + 1 */
+	__u8 class;
+	__u8 pad;
+	__u16 port; /* big-endian; the ICMP type for SEGC_CLASS_ICMP */
+};
+
+struct segc_config {
+	__u32 gen;   /* the live buffer: 0 or 1 */
+	__u32 flags; /* SEGC_F_* */
+	__u32 sample_every; /* one deny event per this many denies (per CPU); 0: none */
+	__u32 pad;
+};
+
+/* A connection, as its first packet saw it. */
+struct segc_conn_key {
+	__u8 family; /* 4 or 6 */
+	__u8 proto;
+	__u16 sport; /* big-endian */
+	__u16 dport; /* big-endian */
+	__u16 pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct segc_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* A sampled deny, sent through the ring buffer. */
+struct segc_event {
+	__u64 ts_ns;
+	__u8 family;
+	__u8 proto;
+	__u16 sport;
+	__u16 dport;
+	__u8 direction; /* 0 ingress (XDP), 1 egress (TC) */
+	__u8 pad;
+	__u32 src_zone;
+	__u32 dst_zone;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+#endif
