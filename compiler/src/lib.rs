@@ -18,6 +18,7 @@ pub mod graph;
 pub mod ir;
 pub mod lower;
 pub mod resolve;
+pub mod sha256;
 pub mod source;
 pub mod syntax;
 pub mod verify;

@@ -38,6 +38,16 @@ fn every_code_has_a_page_with_working_examples() {
         assert!(page.contains(&format!("Severity: **{}**", code.severity().as_str())), "{code}: severity");
         let blocks = seg_blocks(&page);
         assert_eq!(blocks.len(), 2, "{code}: a failing and a fixed example");
+        if code.is_target() {
+            // Target codes come from lowering policies too large for a page; their
+            // triggers are generated in the target's own tests. Both examples
+            // must still be valid policies.
+            for b in &blocks {
+                let got = codes_in(b);
+                assert!(!got.iter().any(|(_, err)| *err), "{code}: example has errors: {got:?}");
+            }
+            continue;
+        }
         let bad = codes_in(&blocks[0]);
         assert!(bad.iter().any(|(c, _)| *c == code), "{code}: failing example raises {bad:?}");
         let good = codes_in(&blocks[1]);

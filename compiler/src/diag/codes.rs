@@ -75,6 +75,7 @@ codes! {
     W502 => Warning, "dead flow";
     W503 => Warning, "unused zone or service";
     W504 => Warning, "zone that can never match";
+    T001 => Error, "the policy does not fit a target's capacity or quotas";
 }
 
 impl Code {
@@ -82,6 +83,11 @@ impl Code {
     /// with one of these, the IR is incomplete and must not be analysed or used.
     pub fn is_front_end(self) -> bool {
         self <= Code::E301
+    }
+
+    /// Whether the code comes from lowering to a target.
+    pub fn is_target(self) -> bool {
+        self >= Code::T001
     }
 
     pub fn parse(s: &str) -> Option<Code> {

@@ -4,6 +4,7 @@
 //! instead of widening access.
 
 pub mod atoms;
+pub mod bpf;
 pub mod nft;
 
 use std::collections::BTreeSet;
@@ -75,7 +76,7 @@ pub struct Artifact {
 impl Target {
     /// Whether segc can build this target yet.
     pub fn implemented(self) -> bool {
-        matches!(self, Target::Nft)
+        matches!(self, Target::Nft | Target::Bpf)
     }
 }
 
@@ -83,11 +84,27 @@ impl Target {
 /// any target diagnostic means no artifact at all.
 pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
     let mut out = Vec::new();
+    let mut diags = Vec::new();
     for t in targets {
         match t {
             Target::Nft => out.push(Artifact { path: "nft/ruleset.nft".into(), bytes: nft::render(model).into_bytes() }),
-            Target::Bpf | Target::Aws | Target::Azure | Target::K8s | Target::Gcp => {}
+            Target::Bpf => {
+                let tables = bpf::tables(model);
+                let over = bpf::check_capacity(model, &tables);
+                if !over.is_empty() {
+                    diags.extend(over);
+                    continue;
+                }
+                out.push(Artifact { path: "bpf/policy.bundle".into(), bytes: bpf::bundle(&tables) });
+                let mut json = serde_json::to_vec_pretty(&tables).unwrap_or_default();
+                json.push(b'\n');
+                out.push(Artifact { path: "bpf/policy.json".into(), bytes: json });
+            }
+            Target::Aws | Target::Azure | Target::K8s | Target::Gcp => {}
         }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)

@@ -1,0 +1,352 @@
+//! The eBPF tables: zone LPM entries per family and one policy LPM whose keys
+//! are (source zone, destination zone, protocol class, port prefix). A port
+//! range becomes at most 30 prefixes, so the table grows with the policy's
+//! ranges, not with its packets, and a lookup costs the same whatever the
+//! number of flows. Only what is allowed (flows minus denies, exactly) is
+//! stored; a miss is a deny.
+//!
+//! `policy.bundle` is the binary form the loader reads: a versioned header, a
+//! SHA-256 of the body, then the three tables. `policy.json` is the same, for
+//! people.
+
+use serde::Serialize;
+
+use super::atoms::range_to_prefixes;
+use crate::diag::{Code, Diagnostic, FileId, Span};
+use crate::eval::Evaluator;
+use crate::ir::{Family, Model, RangeSet};
+
+/// Protocol classes, as in `runtime-bpf/c/segc.h`.
+pub const CLASS_ICMP: u8 = 1;
+pub const CLASS_TCP: u8 = 6;
+pub const CLASS_UDP: u8 = 17;
+pub const CLASS_OTHER: u8 = 255;
+
+/// Map capacities, as in `runtime-bpf/c/segc.h`. A swap holds two generations,
+/// so one policy may use half of each.
+pub const ZONES4_MAX: usize = 65536;
+pub const ZONES6_MAX: usize = 65536;
+pub const RULES_MAX: usize = 1_048_576;
+
+pub const MAGIC: &[u8; 8] = b"SEGCBNDL";
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ZoneEntry {
+    /// The prefix, as text.
+    pub prefix: String,
+    #[serde(skip)]
+    pub addr: [u8; 16],
+    pub len: u8,
+    /// Zone id + 1 (0 means no zone in the runtime).
+    pub zone: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RuleEntry {
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    pub class: u8,
+    /// The first port (or ICMP type) of the prefix block.
+    pub port: u16,
+    /// Significant leading bits of `port` (0 to 16).
+    pub port_bits: u8,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tables {
+    pub version: u32,
+    pub policy: Option<String>,
+    /// Zone names by id (the runtime's ids are these indices + 1).
+    pub zones: Vec<String>,
+    pub zones4: Vec<ZoneEntry>,
+    pub zones6: Vec<ZoneEntry>,
+    pub rules: Vec<RuleEntry>,
+}
+
+fn port_blocks(set: &RangeSet, class: u8, src: u32, dst: u32, out: &mut Vec<RuleEntry>) {
+    for &(lo, hi) in set.ranges() {
+        for p in range_to_prefixes(Family::V4, u128::from(lo), u128::from(hi)) {
+            // The range lives in 16 bits: a /N over 32 bits is /N-16 over 16.
+            out.push(RuleEntry { src_zone: src, dst_zone: dst, class, port: p.addr as u16, port_bits: p.len - 16 });
+        }
+    }
+}
+
+/// The tables for a checked model.
+pub fn tables(model: &Model) -> Tables {
+    let ev = Evaluator::new(model);
+    let mut zones4 = Vec::new();
+    let mut zones6 = Vec::new();
+    for (i, z) in model.zones.iter().enumerate() {
+        for p in &z.prefixes {
+            let p = p.prefix;
+            let mut addr = [0u8; 16];
+            match p.family {
+                Family::V4 => addr[..4].copy_from_slice(&(p.addr as u32).to_be_bytes()),
+                Family::V6 => addr.copy_from_slice(&p.addr.to_be_bytes()),
+            }
+            let e = ZoneEntry { prefix: p.to_string(), addr, len: p.len, zone: i as u32 + 1 };
+            match p.family {
+                Family::V4 => zones4.push(e),
+                Family::V6 => zones6.push(e),
+            }
+        }
+    }
+    zones4.sort_by(|a, b| (a.addr, a.len).cmp(&(b.addr, b.len)));
+    zones6.sort_by(|a, b| (a.addr, a.len).cmp(&(b.addr, b.len)));
+    let mut rules = Vec::new();
+    for (from, to) in ev.pairs() {
+        let allowed = ev.allowed(from, to);
+        let (s, d) = (from.0 + 1, to.0 + 1);
+        port_blocks(&allowed.tcp, CLASS_TCP, s, d, &mut rules);
+        port_blocks(&allowed.udp, CLASS_UDP, s, d, &mut rules);
+        port_blocks(&allowed.icmp, CLASS_ICMP, s, d, &mut rules);
+        if allowed.other {
+            rules.push(RuleEntry { src_zone: s, dst_zone: d, class: CLASS_OTHER, port: 0, port_bits: 0 });
+        }
+    }
+    rules.sort();
+    Tables {
+        version: VERSION,
+        policy: model.policy.name.clone(),
+        zones: model.zones.iter().map(|z| z.name.clone()).collect(),
+        zones4,
+        zones6,
+        rules,
+    }
+}
+
+/// T001 when a table would not fit its map (two generations must fit during a swap).
+pub fn check_capacity(model: &Model, t: &Tables) -> Vec<Diagnostic> {
+    let span = model.policy.span.unwrap_or(Span::new(FileId(0), 0, 0));
+    let mut out = Vec::new();
+    for (map, used, cap) in [
+        ("segc_zones4", t.zones4.len(), ZONES4_MAX / 2),
+        ("segc_zones6", t.zones6.len(), ZONES6_MAX / 2),
+        ("segc_rules", t.rules.len(), RULES_MAX / 2),
+    ] {
+        if used > cap {
+            out.push(
+                Diagnostic::new(
+                    Code::T001,
+                    span,
+                    format!("the bpf map `{map}` needs {used} entries but holds {cap} per policy: {} too many", used - cap),
+                )
+                .with_label(span, "this policy")
+                .with_note("each map holds two generations, so that a swap never shows a half-written policy")
+                .with_help("merge port ranges, or split the policy across hosts"),
+            );
+        }
+    }
+    out
+}
+
+/// The binary bundle: `MAGIC`, version, body length, SHA-256 of the body, body.
+/// The body: three counts, then zone entries (16-byte address, length, 3 pad,
+/// zone id), then rule entries (src, dst, class, port bits, port), all
+/// little-endian except addresses, which are in network order.
+pub fn bundle(t: &Tables) -> Vec<u8> {
+    let mut body = Vec::new();
+    for n in [t.zones4.len(), t.zones6.len(), t.rules.len()] {
+        body.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    for z in t.zones4.iter().chain(&t.zones6) {
+        body.extend_from_slice(&z.addr);
+        body.extend_from_slice(&[z.len, 0, 0, 0]);
+        body.extend_from_slice(&z.zone.to_le_bytes());
+    }
+    for r in &t.rules {
+        body.extend_from_slice(&r.src_zone.to_le_bytes());
+        body.extend_from_slice(&r.dst_zone.to_le_bytes());
+        body.extend_from_slice(&[r.class, r.port_bits]);
+        body.extend_from_slice(&r.port.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crate::sha256::digest(&body));
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BundleError {
+    #[error("not a segc policy bundle")]
+    Magic,
+    #[error("bundle version {0} is not supported (this segc reads version {VERSION})")]
+    Version(u32),
+    #[error("the bundle is truncated or has trailing bytes")]
+    Length,
+    #[error("the bundle's checksum does not match its contents")]
+    Checksum,
+}
+
+/// Reads a bundle back into tables (zone names and the policy name are not in it).
+pub fn parse_bundle(bytes: &[u8]) -> Result<Tables, BundleError> {
+    if bytes.len() < 48 || &bytes[..8] != MAGIC {
+        return Err(BundleError::Magic);
+    }
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let version = u32_at(bytes, 8);
+    if version != VERSION {
+        return Err(BundleError::Version(version));
+    }
+    let len = u32_at(bytes, 12) as usize;
+    let body = &bytes[48..];
+    if body.len() != len || len < 12 {
+        return Err(BundleError::Length);
+    }
+    if crate::sha256::digest(body)[..] != bytes[16..48] {
+        return Err(BundleError::Checksum);
+    }
+    let (n4, n6, nr) = (u32_at(body, 0) as usize, u32_at(body, 4) as usize, u32_at(body, 8) as usize);
+    let need = 12usize
+        .checked_add((n4.checked_add(n6).ok_or(BundleError::Length)?).checked_mul(24).ok_or(BundleError::Length)?)
+        .and_then(|n| n.checked_add(nr.checked_mul(12)?))
+        .ok_or(BundleError::Length)?;
+    if need != body.len() {
+        return Err(BundleError::Length);
+    }
+    let mut off = 12;
+    let mut zone = |fam: Family| {
+        let mut addr = [0u8; 16];
+        addr.copy_from_slice(&body[off..off + 16]);
+        let len = body[off + 16];
+        let z = u32_at(body, off + 20);
+        off += 24;
+        let bits = match fam {
+            Family::V4 => u128::from(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])),
+            Family::V6 => u128::from_be_bytes(addr),
+        };
+        ZoneEntry { prefix: crate::ir::Prefix { family: fam, addr: bits, len }.to_string(), addr, len, zone: z }
+    };
+    let zones4: Vec<ZoneEntry> = (0..n4).map(|_| zone(Family::V4)).collect();
+    let zones6: Vec<ZoneEntry> = (0..n6).map(|_| zone(Family::V6)).collect();
+    let rules = (0..nr)
+        .map(|i| {
+            let o = 12 + (n4 + n6) * 24 + i * 12;
+            RuleEntry {
+                src_zone: u32_at(body, o),
+                dst_zone: u32_at(body, o + 4),
+                class: body[o + 8],
+                port_bits: body[o + 9],
+                port: u16::from_le_bytes([body[o + 10], body[o + 11]]),
+            }
+        })
+        .collect();
+    Ok(Tables { version, policy: None, zones: Vec::new(), zones4, zones6, rules })
+}
+
+/// Evaluates the tables as the runtime does (longest prefix per family, then
+/// one policy lookup), to prove they agree with the reference evaluator.
+pub fn eval(t: &Tables, src: std::net::IpAddr, dst: std::net::IpAddr, proto: crate::ir::Proto) -> bool {
+    use crate::ir::Proto;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return false;
+    }
+    let zone = |ip: std::net::IpAddr| -> u32 {
+        let (entries, bytes): (&[ZoneEntry], [u8; 16]) = match ip {
+            std::net::IpAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                (&t.zones4, b)
+            }
+            std::net::IpAddr::V6(a) => (&t.zones6, a.octets()),
+        };
+        entries
+            .iter()
+            .filter(|e| prefix_match(&e.addr, &bytes, u32::from(e.len)))
+            .max_by_key(|e| e.len)
+            .map_or(0, |e| e.zone)
+    };
+    let (s, d) = (zone(src), zone(dst));
+    if s == 0 || d == 0 {
+        return false;
+    }
+    let (class, port) = match proto {
+        Proto::Tcp(p) => (CLASS_TCP, p),
+        Proto::Udp(p) => (CLASS_UDP, p),
+        Proto::Icmp(t) => (CLASS_ICMP, u16::from(t)),
+        Proto::Other(_) => (CLASS_OTHER, 0),
+    };
+    t.rules.iter().any(|r| {
+        r.src_zone == s
+            && r.dst_zone == d
+            && r.class == class
+            && prefix_match(&r.port.to_be_bytes(), &port.to_be_bytes(), u32::from(r.port_bits))
+    })
+}
+
+fn prefix_match(a: &[u8], b: &[u8], bits: u32) -> bool {
+    let full = (bits / 8) as usize;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rest = bits % 8;
+    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{compile_str, Options};
+
+    #[test]
+    fn bundle_round_trips_and_detects_tampering() {
+        let c = compile_str(
+            "zone a {\n cidrs = [10.0.0.0/8, 2001:db8::/32]\n scope = connected\n}\nzone b {\n cidrs = [10.1.0.0/16]\n scope = connected\n}\nflow a -> b on tcp/1000-2000, icmp, any\n",
+            &Options::default(),
+        );
+        let t = tables(&c.model);
+        let bytes = bundle(&t);
+        let back = parse_bundle(&bytes).expect("parses");
+        assert_eq!(back.zones4, t.zones4);
+        assert_eq!(back.zones6, t.zones6);
+        assert_eq!(back.rules, t.rules);
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(parse_bundle(&bad).err(), Some(BundleError::Checksum));
+        assert_eq!(parse_bundle(&bytes[..bytes.len() - 1]).err(), Some(BundleError::Length));
+        assert_eq!(parse_bundle(b"nonsense").err(), Some(BundleError::Magic));
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert_eq!(parse_bundle(&v2).err(), Some(BundleError::Version(2)));
+    }
+
+    #[test]
+    fn port_ranges_become_prefix_blocks() {
+        let c = compile_str("zone a {\n cidrs = [10.0.0.0/8]\n scope = connected\n}\nflow a -> a on tcp/1-6, udp/1024-2047\n", &Options::default());
+        let t = tables(&c.model);
+        let tcp: Vec<(u16, u8)> = t.rules.iter().filter(|r| r.class == CLASS_TCP).map(|r| (r.port, r.port_bits)).collect();
+        assert_eq!(tcp, [(1, 16), (2, 15), (4, 15), (6, 16)]);
+        let udp: Vec<(u16, u8)> = t.rules.iter().filter(|r| r.class == CLASS_UDP).map(|r| (r.port, r.port_bits)).collect();
+        assert_eq!(udp, [(1024, 6)]);
+    }
+
+    /// A generated policy over the rule map's capacity is refused with T001,
+    /// naming the map and the excess.
+    #[test]
+    fn oversized_policies_are_refused() {
+        let mut src = String::new();
+        for i in 0..150 {
+            src.push_str(&format!("zone z{i} {{\n cidrs = [10.{}.{}.0/24]\n scope = connected\n}}\n", i / 256, i % 256));
+        }
+        for i in 0..150 {
+            for j in 0..120 {
+                src.push_str(&format!("flow z{i} -> z{j} on tcp/1-65534\n"));
+            }
+        }
+        let c = compile_str(&src, &Options::default());
+        assert!(!c.has_errors());
+        let t = tables(&c.model);
+        assert!(t.rules.len() > RULES_MAX / 2);
+        let d = check_capacity(&c.model, &t);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, Code::T001);
+        assert!(d[0].message.contains("`segc_rules`"), "{}", d[0].message);
+        assert!(d[0].message.contains(&format!("{} too many", t.rules.len() - RULES_MAX / 2)));
+    }
+}
