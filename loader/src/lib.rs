@@ -1,1 +1,178 @@
+//! The only crate that talks to the kernel. It loads segc's eBPF programs with
+//! aya, writes policy tables into their maps with an atomic generation flip,
+//! runs packets through them with `BPF_PROG_TEST_RUN`, and attaches them to
+//! interfaces (see [`attach`]).
 
+pub mod attach;
+pub mod packet;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, MapData};
+use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::Ebpf;
+use segc_compiler::ir::Proto;
+use segc_compiler::lower::bpf::Tables;
+use segc_runtime_bpf as rt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot load the eBPF object: {0} (segc needs root, or CAP_BPF and CAP_NET_ADMIN)")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("eBPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("the object has no `{0}`")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How long a swap took, and how big it was.
+#[derive(Clone, Copy, Debug)]
+pub struct Swap {
+    pub generation: u32,
+    pub entries: usize,
+    /// Clearing the idle generation and writing the new tables.
+    pub prepare: Duration,
+    /// The flip itself: one write of the live generation.
+    pub flip: Duration,
+}
+
+/// The loaded programs and their maps.
+pub struct Filter {
+    pub ebpf: Ebpf,
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it.
+fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+impl Filter {
+    /// Loads the object and its programs into the kernel (not attached).
+    pub fn load() -> Result<Filter, Error> {
+        raise_memlock();
+        let mut ebpf = Ebpf::load(rt::OBJECT)?;
+        for name in [rt::names::XDP, rt::names::XDP_EMPTY] {
+            let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
+            p.load()?;
+        }
+        let tc: &mut SchedClassifier = ebpf.program_mut(rt::names::TC).ok_or(Error::Missing("tc program"))?.try_into()?;
+        tc.load()?;
+        Ok(Filter { ebpf })
+    }
+
+    fn config_map(&mut self) -> Result<Array<&mut MapData, rt::Config>, Error> {
+        Ok(Array::try_from(self.ebpf.map_mut(rt::names::CONFIG).ok_or(Error::Missing(rt::names::CONFIG))?)?)
+    }
+
+    pub fn config(&mut self) -> Result<rt::Config, Error> {
+        Ok(self.config_map()?.get(&0, 0)?)
+    }
+
+    /// Sets the flags and the deny-event sampling, keeping the live generation.
+    pub fn set_options(&mut self, flags: u32, sample_every: u32) -> Result<(), Error> {
+        let mut cfg = self.config()?;
+        cfg.flags = flags;
+        cfg.sample_every = sample_every;
+        self.config_map()?.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Installs a policy: writes it into the idle generation, then makes that
+    /// generation live with one 4-byte write. A packet reads the generation once,
+    /// so it sees the old policy or the new one, never a mix.
+    pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
+        let start = Instant::now();
+        let cfg = self.config()?;
+        let next = cfg.gen ^ 1;
+        let gen_be = next.to_be();
+        let mut entries = 0;
+        {
+            let mut z4: LpmTrie<&mut MapData, rt::ZoneKey4, u32> =
+                LpmTrie::try_from(self.ebpf.map_mut(rt::names::ZONES4).ok_or(Error::Missing(rt::names::ZONES4))?)?;
+            let stale: Vec<_> = z4.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
+            for k in stale {
+                z4.remove(&k)?;
+            }
+            for e in &t.zones4 {
+                let mut addr = [0u8; 4];
+                addr.copy_from_slice(&e.addr[..4]);
+                z4.insert(&Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey4 { gen: gen_be, addr }), e.zone, 0)?;
+                entries += 1;
+            }
+        }
+        {
+            let mut z6: LpmTrie<&mut MapData, rt::ZoneKey6, u32> =
+                LpmTrie::try_from(self.ebpf.map_mut(rt::names::ZONES6).ok_or(Error::Missing(rt::names::ZONES6))?)?;
+            let stale: Vec<_> = z6.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
+            for k in stale {
+                z6.remove(&k)?;
+            }
+            for e in &t.zones6 {
+                z6.insert(&Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey6 { gen: gen_be, addr: e.addr }), e.zone, 0)?;
+                entries += 1;
+            }
+        }
+        {
+            let mut rules: LpmTrie<&mut MapData, rt::RuleKey, u32> =
+                LpmTrie::try_from(self.ebpf.map_mut(rt::names::RULES).ok_or(Error::Missing(rt::names::RULES))?)?;
+            let stale: Vec<_> = rules.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
+            for k in stale {
+                rules.remove(&k)?;
+            }
+            for r in &t.rules {
+                let key = rt::RuleKey {
+                    gen: gen_be,
+                    src_zone: r.src_zone.to_be(),
+                    dst_zone: r.dst_zone.to_be(),
+                    class: r.class,
+                    pad: 0,
+                    port: r.port.to_be(),
+                };
+                rules.insert(&Key::new(rt::RULE_FIXED_BITS + u32::from(r.port_bits), key), 1, 0)?;
+                entries += 1;
+            }
+        }
+        let prepare = start.elapsed();
+        let flip_start = Instant::now();
+        let mut cfg = self.config()?;
+        cfg.gen = next;
+        self.config_map()?.set(0, cfg, 0)?;
+        let flip = flip_start.elapsed();
+        Ok(Swap { generation: next, entries, prepare, flip })
+    }
+
+    /// Runs one frame through an XDP program with `BPF_PROG_TEST_RUN`; returns
+    /// the program's return code and the kernel's time per run.
+    pub fn run_xdp(&self, program: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration), Error> {
+        let p: &Xdp = self.ebpf.program(program).ok_or(Error::Missing("xdp program"))?.try_into()?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.repeat = repeat.max(1);
+        let r = p.test_run(opts)?;
+        Ok((r.return_value, r.duration))
+    }
+
+    /// The filter's verdict for one packet, through the real XDP program.
+    pub fn verdict(&self, src: IpAddr, dst: IpAddr, proto: Proto) -> Result<bool, Error> {
+        let frame = packet::frame(src, dst, proto).ok_or_else(|| Error::Other("mixed address families".into()))?;
+        let (ret, _) = self.run_xdp(rt::names::XDP, &frame, 1)?;
+        match ret {
+            XDP_PASS => Ok(true),
+            XDP_DROP => Ok(false),
+            other => Err(Error::Other(format!("unexpected XDP return code {other}"))),
+        }
+    }
+}
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;

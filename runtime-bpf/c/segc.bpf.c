@@ -339,7 +339,7 @@ int segc_xdp(struct xdp_md *ctx)
 	return decide(data, data_end, 0) == V_PASS ? XDP_PASS : XDP_DROP;
 }
 
-SEC("tc")
+SEC("classifier")
 int segc_tc(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

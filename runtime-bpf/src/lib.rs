@@ -123,3 +123,16 @@ pub struct Event {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
 }
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every one of these is `#[repr(C)]`, made only of integers and
+    // byte arrays, with no padding the kernel could leave uninitialised.
+    unsafe impl aya::Pod for super::ZoneKey4 {}
+    unsafe impl aya::Pod for super::ZoneKey6 {}
+    unsafe impl aya::Pod for super::RuleKey {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::Event {}
+}

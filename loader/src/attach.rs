@@ -1,0 +1,1 @@
+//! Attaching to interfaces: placeholder replaced below.
