@@ -13,7 +13,7 @@ use segc_compiler::syntax::{fmt as seg_fmt, parse};
 use segc_compiler::{compile, Compilation, Options};
 
 use crate::fsload::{policy_path, FsLoader};
-use crate::{exit, render, Cli, Command, Engine, Format, GraphFormat};
+use crate::{exit, render, Cli, Command, DeployTarget, Engine, Format, GraphFormat, XdpModeArg};
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
@@ -33,6 +33,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             });
             Ok(exit::OK)
         }
+        Command::Deploy { path, target, ifaces, netns, xdp_mode, plan: _, apply, today } => {
+            deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
+        }
+        Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "segc", &mut io::stdout());
             Ok(exit::OK)
@@ -289,9 +293,6 @@ fn explain(
     packets: Option<PathBuf>,
     engine: Engine,
 ) -> Result<u8> {
-    if engine == Engine::Bpf {
-        bail!("the bpf engine is not available in this build yet; use --engine reference");
-    }
     let c = load(path, &Options::default())?;
     if c.has_errors() {
         print_human(&c)?;
@@ -299,6 +300,28 @@ fn explain(
         return Ok(exit::FINDINGS);
     }
     let ev = Evaluator::new(&c.model);
+    // With the bpf engine, each packet goes through the real XDP program with
+    // the compiled tables (BPF_PROG_TEST_RUN); the zones and the deciding item
+    // still come from the reference evaluator, and the two must agree.
+    let filter = match engine {
+        Engine::Reference => None,
+        Engine::Bpf => {
+            let mut f = segc_loader::Filter::load().context("the bpf engine needs root, or CAP_BPF and CAP_NET_ADMIN")?;
+            f.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0)?;
+            f.install(&segc_compiler::lower::bpf::tables(&c.model))?;
+            Some(f)
+        }
+    };
+    let judge = |s: std::net::IpAddr, d: std::net::IpAddr, p: Proto| -> Result<Verdict> {
+        let v = ev.verdict(s, d, p);
+        if let Some(f) = &filter {
+            let allow = if s.is_ipv4() == d.is_ipv4() { f.verdict(s, d, p)? } else { false };
+            if allow != v.allow {
+                bail!("the bpf program and the reference evaluator disagree on {s} -> {d} {p}: this is a bug in segc");
+            }
+        }
+        Ok(v)
+    };
     let mut out = io::stdout().lock();
     if let Some(file) = packets {
         let reader: Box<dyn BufRead> = if file == Path::new("-") {
@@ -319,7 +342,7 @@ fn explain(
                 bail!("line {}: expected `SRC DST PROTO/PORT`, found `{text}`", n + 1);
             };
             let (s, d, p) = parse_packet(s, d, p).with_context(|| format!("line {}", n + 1))?;
-            let v = ev.verdict(s, d, p);
+            let v = judge(s, d, p)?;
             writeln!(out, "{}", verdict_line(&c, &v, s, d, p))?;
         }
         return Ok(exit::OK);
@@ -328,7 +351,7 @@ fn explain(
         bail!("give SRC DST PROTO/PORT, or --packets FILE");
     };
     let (s, d, p) = parse_packet(&s, &d, &p)?;
-    let v = ev.verdict(s, d, p);
+    let v = judge(s, d, p)?;
     writeln!(out, "{}", verdict_line(&c, &v, s, d, p))?;
     for (label, ip, end) in [("source", s, v.src), ("destination", d, v.dst)] {
         match end {
@@ -584,5 +607,86 @@ fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Re
         eprintln!("wrote {}", out.join(&a.path).display());
     }
     eprintln!("wrote {}", out.join("manifest.json").display());
+    Ok(exit::OK)
+}
+
+fn deploy(
+    path: &Path,
+    target: DeployTarget,
+    ifaces: &[String],
+    netns: Option<&str>,
+    mode: XdpModeArg,
+    apply: bool,
+    today: Option<&str>,
+) -> Result<u8> {
+    use segc_loader::attach;
+    if target != DeployTarget::Host {
+        bail!("deploy --target {target:?} is not implemented yet", target = format!("{target:?}").to_lowercase());
+    }
+    if ifaces.is_empty() {
+        bail!("deploy --target host needs at least one --iface");
+    }
+    let opts = Options { today: Some(parse_today(today)?) };
+    let c = load(path, &opts)?;
+    if c.has_errors() {
+        print_human(&c)?;
+        eprintln!("failed: the policy has errors ({}); nothing was deployed", summary(&c));
+        return Ok(exit::FINDINGS);
+    }
+    let tables = segc_compiler::lower::bpf::tables(&c.model);
+    let over = segc_compiler::lower::bpf::check_capacity(&c.model, &tables);
+    if !over.is_empty() {
+        render::human(c.sources(), &over, color_stderr(), &mut io::stderr().lock())?;
+        eprintln!("failed: the policy does not fit the eBPF maps; nothing was deployed");
+        return Ok(exit::FINDINGS);
+    }
+    if let Some(ns) = netns {
+        attach::enter_netns(ns)?;
+    }
+    let choice = match mode {
+        XdpModeArg::Auto => attach::XdpChoice::Auto,
+        XdpModeArg::Native => attach::XdpChoice::Native,
+        XdpModeArg::Generic => attach::XdpChoice::Generic,
+    };
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    let mut out = io::stdout().lock();
+    if !apply {
+        writeln!(out, "plan for `{name}` on {}:", netns.map_or("the host".to_string(), |n| format!("network namespace `{n}`")))?;
+        for line in attach::plan(&tables, netns, ifaces, choice)? {
+            writeln!(out, "  {line}")?;
+        }
+        writeln!(out, "run again with --apply to apply it")?;
+        return Ok(exit::OK);
+    }
+    let r = attach::deploy(&tables, netns, ifaces, choice)?;
+    writeln!(
+        out,
+        "{} `{name}`: generation {}, {} entries, prepared in {:.1} ms, flipped in {:.3} ms",
+        if r.fresh { "deployed" } else { "swapped" },
+        r.swap.generation,
+        r.swap.entries,
+        r.swap.prepare.as_secs_f64() * 1e3,
+        r.swap.flip.as_secs_f64() * 1e3
+    )?;
+    for (i, mode) in &r.attached {
+        writeln!(out, "attached to `{i}` (XDP {mode} on ingress, TC on egress), pinned at {}", attach::pin_dir(netns).display())?;
+    }
+    Ok(exit::OK)
+}
+
+fn undeploy(target: DeployTarget, netns: Option<&str>, ifaces: &[String]) -> Result<u8> {
+    use segc_loader::attach;
+    if target != DeployTarget::Host {
+        bail!("undeploy supports --target host only");
+    }
+    if let Some(ns) = netns {
+        attach::enter_netns(ns)?;
+    }
+    let done = attach::undeploy(netns, ifaces)?;
+    if done.is_empty() {
+        println!("nothing to undeploy");
+    } else {
+        println!("detached from {}", done.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "));
+    }
     Ok(exit::OK)
 }

@@ -43,6 +43,20 @@ pub enum GraphFormat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeployTarget {
+    Host,
+    Aws,
+    Azure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
     /// The pure reference evaluator.
     Reference,
@@ -129,6 +143,39 @@ pub enum Command {
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Show the change set, then apply it (`host`: attach and pin the eBPF filter).
+    Deploy {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        /// Interface to attach to (host); repeatable.
+        #[arg(long = "iface", value_name = "NAME")]
+        ifaces: Vec<String>,
+        /// Named network namespace, as with `ip -n` (host).
+        #[arg(long)]
+        netns: Option<String>,
+        /// XDP attach mode (host): auto picks native on NICs, generic on virtual devices.
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+        xdp_mode: XdpModeArg,
+        /// Show what would change (the default).
+        #[arg(long, conflicts_with = "apply")]
+        plan: bool,
+        /// Apply the change.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, value_name = "DATE")]
+        today: Option<String>,
+    },
+    /// Detach and unpin the host filter.
+    Undeploy {
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        #[arg(long)]
+        netns: Option<String>,
+        /// Only these interfaces; default all.
+        #[arg(long = "iface", value_name = "NAME")]
+        ifaces: Vec<String>,
     },
     /// Print shell completions.
     Completions {

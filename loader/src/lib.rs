@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, Map, MapData};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use segc_compiler::ir::Proto;
@@ -42,34 +42,62 @@ pub struct Swap {
     pub flip: Duration,
 }
 
-/// The loaded programs and their maps.
-pub struct Filter {
-    pub ebpf: Ebpf,
+/// The maps a policy lives in: the zone tries, the rule trie and the config
+/// holding the live generation. Owned handles, from a fresh load or from pins.
+pub struct PolicyMaps {
+    pub zones4: Map,
+    pub zones6: Map,
+    pub rules: Map,
+    pub config: Map,
 }
 
-/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it.
-fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: setrlimit reads the struct we pass and nothing else.
-    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
-}
+/// The maps pinned with a deployment, by name.
+pub const PINNED_MAPS: &[&str] = &[
+    rt::names::ZONES4,
+    rt::names::ZONES6,
+    rt::names::RULES,
+    rt::names::CONFIG,
+    rt::names::CONNS,
+    rt::names::COUNTERS,
+    rt::names::EVENTS,
+];
 
-impl Filter {
-    /// Loads the object and its programs into the kernel (not attached).
-    pub fn load() -> Result<Filter, Error> {
-        raise_memlock();
-        let mut ebpf = Ebpf::load(rt::OBJECT)?;
-        for name in [rt::names::XDP, rt::names::XDP_EMPTY] {
-            let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
-            p.load()?;
+impl PolicyMaps {
+    fn take(ebpf: &mut Ebpf) -> Result<PolicyMaps, Error> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::Missing(name));
+        Ok(PolicyMaps {
+            zones4: take(rt::names::ZONES4)?,
+            zones6: take(rt::names::ZONES6)?,
+            rules: take(rt::names::RULES)?,
+            config: take(rt::names::CONFIG)?,
+        })
+    }
+
+    /// Opens the maps of a deployment pinned in `dir`.
+    pub fn from_pins(dir: &std::path::Path) -> Result<PolicyMaps, Error> {
+        let open = |name: &str| -> Result<Map, Error> { Ok(Map::from_map_data(MapData::from_pin(dir.join(name))?)?) };
+        Ok(PolicyMaps {
+            zones4: open(rt::names::ZONES4)?,
+            zones6: open(rt::names::ZONES6)?,
+            rules: open(rt::names::RULES)?,
+            config: open(rt::names::CONFIG)?,
+        })
+    }
+
+    pub fn pin(&self, dir: &std::path::Path) -> Result<(), Error> {
+        for (name, m) in [
+            (rt::names::ZONES4, &self.zones4),
+            (rt::names::ZONES6, &self.zones6),
+            (rt::names::RULES, &self.rules),
+            (rt::names::CONFIG, &self.config),
+        ] {
+            m.pin(dir.join(name)).map_err(|e| Error::Other(format!("cannot pin `{name}`: {e}")))?;
         }
-        let tc: &mut SchedClassifier = ebpf.program_mut(rt::names::TC).ok_or(Error::Missing("tc program"))?.try_into()?;
-        tc.load()?;
-        Ok(Filter { ebpf })
+        Ok(())
     }
 
     fn config_map(&mut self) -> Result<Array<&mut MapData, rt::Config>, Error> {
-        Ok(Array::try_from(self.ebpf.map_mut(rt::names::CONFIG).ok_or(Error::Missing(rt::names::CONFIG))?)?)
+        Ok(Array::try_from(&mut self.config)?)
     }
 
     pub fn config(&mut self) -> Result<rt::Config, Error> {
@@ -90,13 +118,11 @@ impl Filter {
     /// so it sees the old policy or the new one, never a mix.
     pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
         let start = Instant::now();
-        let cfg = self.config()?;
-        let next = cfg.gen ^ 1;
+        let next = self.config()?.gen ^ 1;
         let gen_be = next.to_be();
         let mut entries = 0;
         {
-            let mut z4: LpmTrie<&mut MapData, rt::ZoneKey4, u32> =
-                LpmTrie::try_from(self.ebpf.map_mut(rt::names::ZONES4).ok_or(Error::Missing(rt::names::ZONES4))?)?;
+            let mut z4: LpmTrie<&mut MapData, rt::ZoneKey4, u32> = LpmTrie::try_from(&mut self.zones4)?;
             let stale: Vec<_> = z4.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
             for k in stale {
                 z4.remove(&k)?;
@@ -109,8 +135,7 @@ impl Filter {
             }
         }
         {
-            let mut z6: LpmTrie<&mut MapData, rt::ZoneKey6, u32> =
-                LpmTrie::try_from(self.ebpf.map_mut(rt::names::ZONES6).ok_or(Error::Missing(rt::names::ZONES6))?)?;
+            let mut z6: LpmTrie<&mut MapData, rt::ZoneKey6, u32> = LpmTrie::try_from(&mut self.zones6)?;
             let stale: Vec<_> = z6.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
             for k in stale {
                 z6.remove(&k)?;
@@ -121,8 +146,7 @@ impl Filter {
             }
         }
         {
-            let mut rules: LpmTrie<&mut MapData, rt::RuleKey, u32> =
-                LpmTrie::try_from(self.ebpf.map_mut(rt::names::RULES).ok_or(Error::Missing(rt::names::RULES))?)?;
+            let mut rules: LpmTrie<&mut MapData, rt::RuleKey, u32> = LpmTrie::try_from(&mut self.rules)?;
             let stale: Vec<_> = rules.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
             for k in stale {
                 rules.remove(&k)?;
@@ -147,6 +171,43 @@ impl Filter {
         self.config_map()?.set(0, cfg, 0)?;
         let flip = flip_start.elapsed();
         Ok(Swap { generation: next, entries, prepare, flip })
+    }
+}
+
+/// The loaded programs and their maps.
+pub struct Filter {
+    pub ebpf: Ebpf,
+    pub maps: PolicyMaps,
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it.
+fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+impl Filter {
+    /// Loads the object and its programs into the kernel (not attached).
+    pub fn load() -> Result<Filter, Error> {
+        raise_memlock();
+        let mut ebpf = Ebpf::load(rt::OBJECT)?;
+        for name in [rt::names::XDP, rt::names::XDP_EMPTY] {
+            let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
+            p.load()?;
+        }
+        let tc: &mut SchedClassifier = ebpf.program_mut(rt::names::TC).ok_or(Error::Missing("tc program"))?.try_into()?;
+        tc.load()?;
+        let maps = PolicyMaps::take(&mut ebpf)?;
+        Ok(Filter { ebpf, maps })
+    }
+
+    pub fn set_options(&mut self, flags: u32, sample_every: u32) -> Result<(), Error> {
+        self.maps.set_options(flags, sample_every)
+    }
+
+    pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
+        self.maps.install(t)
     }
 
     /// Runs one frame through an XDP program with `BPF_PROG_TEST_RUN`; returns
