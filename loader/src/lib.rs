@@ -210,28 +210,38 @@ impl Filter {
         self.maps.install(t)
     }
 
-    /// Runs one frame through an XDP program with `BPF_PROG_TEST_RUN`; returns
-    /// the program's return code and the kernel's time per run.
+    /// Runs one frame through an XDP program; see [`run_xdp`].
     pub fn run_xdp(&self, program: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration), Error> {
-        let p: &Xdp = self.ebpf.program(program).ok_or(Error::Missing("xdp program"))?.try_into()?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        opts.repeat = repeat.max(1);
-        let r = p.test_run(opts)?;
-        Ok((r.return_value, r.duration))
+        run_xdp(&self.ebpf, program, frame, repeat)
     }
 
     /// The filter's verdict for one packet, through the real XDP program.
     pub fn verdict(&self, src: IpAddr, dst: IpAddr, proto: Proto) -> Result<bool, Error> {
-        let frame = packet::frame(src, dst, proto).ok_or_else(|| Error::Other("mixed address families".into()))?;
-        let (ret, _) = self.run_xdp(rt::names::XDP, &frame, 1)?;
-        match ret {
-            XDP_PASS => Ok(true),
-            XDP_DROP => Ok(false),
-            other => Err(Error::Other(format!("unexpected XDP return code {other}"))),
-        }
+        verdict(&self.ebpf, src, dst, proto)
+    }
+}
+
+/// Runs one frame through an XDP program with `BPF_PROG_TEST_RUN`; returns the
+/// program's return code and the kernel's time per run.
+pub fn run_xdp(ebpf: &Ebpf, program: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration), Error> {
+    let p: &Xdp = ebpf.program(program).ok_or(Error::Missing("xdp program"))?.try_into()?;
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut out);
+    opts.repeat = repeat.max(1);
+    let r = p.test_run(opts)?;
+    Ok((r.return_value, r.duration))
+}
+
+/// The verdict of the loaded XDP program for one packet.
+pub fn verdict(ebpf: &Ebpf, src: IpAddr, dst: IpAddr, proto: Proto) -> Result<bool, Error> {
+    let frame = packet::frame(src, dst, proto).ok_or_else(|| Error::Other("mixed address families".into()))?;
+    let (ret, _) = run_xdp(ebpf, rt::names::XDP, &frame, 1)?;
+    match ret {
+        XDP_PASS => Ok(true),
+        XDP_DROP => Ok(false),
+        other => Err(Error::Other(format!("unexpected XDP return code {other}"))),
     }
 }
 
