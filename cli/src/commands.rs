@@ -658,7 +658,22 @@ fn deploy(
         writeln!(out, "run again with --apply to apply it")?;
         return Ok(exit::OK);
     }
-    let r = attach::deploy(&tables, netns, ifaces, choice)?;
+    let attempt = match std::env::var_os("SEGC_DISABLE_BPF") {
+        Some(_) => Err(segc_loader::Error::Other("eBPF disabled by SEGC_DISABLE_BPF".into())),
+        None => attach::deploy(&tables, netns, ifaces, choice),
+    };
+    let r = match attempt {
+        Ok(r) => r,
+        Err(e @ (segc_loader::Error::Load(_) | segc_loader::Error::Other(_))) if bpf_unavailable(&e) => {
+            eprintln!("WARNING: eBPF is unavailable here ({e}).");
+            eprintln!("WARNING: falling back to nftables: table `inet segc` filters every interface of this network namespace.");
+            let ruleset = segc_compiler::lower::nft::render(&c.model);
+            nft_apply(&ruleset)?;
+            writeln!(out, "deployed `{name}` with nftables (fallback): table inet segc loaded")?;
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(e.into()),
+    };
     writeln!(
         out,
         "{} `{name}`: generation {}, {} entries, prepared in {:.1} ms, flipped in {:.3} ms",
@@ -683,10 +698,55 @@ fn undeploy(target: DeployTarget, netns: Option<&str>, ifaces: &[String]) -> Res
         attach::enter_netns(ns)?;
     }
     let done = attach::undeploy(netns, ifaces)?;
+    if ifaces.is_empty() && nft_remove()? {
+        println!("removed the nftables fallback (table inet segc)");
+    }
     if done.is_empty() {
-        println!("nothing to undeploy");
+        println!("no eBPF filter attached");
     } else {
         println!("detached from {}", done.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "));
     }
     Ok(exit::OK)
+}
+
+/// Whether a loader error means eBPF cannot be used here at all (rather than a
+/// problem with this deployment), so that nftables should take over.
+fn bpf_unavailable(e: &segc_loader::Error) -> bool {
+    match e {
+        segc_loader::Error::Load(_) => true,
+        segc_loader::Error::Other(m) => m.contains("SEGC_DISABLE_BPF"),
+        _ => false,
+    }
+}
+
+/// Loads a ruleset with `nft -f -` (one atomic transaction).
+fn nft_apply(ruleset: &str) -> Result<()> {
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run `nft` (install nftables)")?;
+    child.stdin.take().context("nft stdin")?.write_all(ruleset.as_bytes())?;
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("nft -f failed ({st}); nothing was changed");
+    }
+    Ok(())
+}
+
+/// Removes the nftables fallback table if it is there.
+fn nft_remove() -> Result<bool> {
+    let listed = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "segc"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !listed.is_ok_and(|s| s.success()) {
+        return Ok(false);
+    }
+    let st = std::process::Command::new("nft").args(["delete", "table", "inet", "segc"]).status()?;
+    if !st.success() {
+        bail!("cannot delete the nftables table inet segc");
+    }
+    Ok(true)
 }

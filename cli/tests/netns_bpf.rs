@@ -123,3 +123,31 @@ fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     check("after undeploy", &vec![true; probes.len()]);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Where eBPF is unavailable, deploy falls back to nftables, says so loudly, and
+/// the traffic still follows the policy; undeploy removes the table.
+#[test]
+fn deploy_falls_back_to_nftables_without_ebpf() {
+    if !require("deploy_falls_back_to_nftables_without_ebpf", &["ip", "nft", "python3"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("segc-fallback-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("main.seg"), POLICY_A).expect("policy");
+    let net = NetnsPair::new("fb");
+    let _srv_b = net.serve(&net.b, &[8080, 8085], &[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--apply"])
+        .arg(&dir)
+        .env("SEGC_DISABLE_BPF", "1")
+        .output()
+        .expect("deploy");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WARNING: falling back to nftables"));
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
+    assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    let o = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output().expect("undeploy");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed the nftables fallback"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    let _ = std::fs::remove_dir_all(&dir);
+}
