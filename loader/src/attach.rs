@@ -172,7 +172,7 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         let mut f = Filter::load()?;
         let swap = f.install(t)?;
         f.maps.pin(&dir)?;
-        for name in [rt::names::CONNS, rt::names::COUNTERS, rt::names::EVENTS] {
+        for name in [rt::names::ZONE_CACHE, rt::names::CONNS, rt::names::COUNTERS, rt::names::EVENTS] {
             f.ebpf
                 .map(name)
                 .ok_or(Error::Missing("map"))?
@@ -262,10 +262,10 @@ pub fn plan(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpChoic
     let entries = t.zones4.len() + t.zones6.len() + t.rules.len();
     if st.deployed {
         lines.push(format!(
-            "swap the policy in place at {} (generation {} -> {}), {entries} table entries",
+            "swap the policy in place at {} (epoch {} -> {}), {entries} table entries",
             dir.display(),
             st.generation.unwrap_or(0),
-            st.generation.unwrap_or(0) ^ 1
+            st.generation.unwrap_or(0).wrapping_add(1)
         ));
     } else {
         lines.push(format!("load the filter and pin it at {}, {entries} table entries", dir.display()));

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use segc_compiler::ir::Proto;
@@ -47,6 +47,8 @@ pub struct Swap {
 pub struct PolicyMaps {
     pub zones4: Map,
     pub zones6: Map,
+    pub ports: Map,
+    pub pairs: Map,
     pub rules: Map,
     pub config: Map,
 }
@@ -55,8 +57,11 @@ pub struct PolicyMaps {
 pub const PINNED_MAPS: &[&str] = &[
     rt::names::ZONES4,
     rt::names::ZONES6,
+    rt::names::PORTS,
+    rt::names::PAIRS,
     rt::names::RULES,
     rt::names::CONFIG,
+    rt::names::ZONE_CACHE,
     rt::names::CONNS,
     rt::names::COUNTERS,
     rt::names::EVENTS,
@@ -68,6 +73,8 @@ impl PolicyMaps {
         Ok(PolicyMaps {
             zones4: take(rt::names::ZONES4)?,
             zones6: take(rt::names::ZONES6)?,
+            ports: take(rt::names::PORTS)?,
+            pairs: take(rt::names::PAIRS)?,
             rules: take(rt::names::RULES)?,
             config: take(rt::names::CONFIG)?,
         })
@@ -79,6 +86,8 @@ impl PolicyMaps {
         Ok(PolicyMaps {
             zones4: open(rt::names::ZONES4)?,
             zones6: open(rt::names::ZONES6)?,
+            ports: open(rt::names::PORTS)?,
+            pairs: open(rt::names::PAIRS)?,
             rules: open(rt::names::RULES)?,
             config: open(rt::names::CONFIG)?,
         })
@@ -88,6 +97,8 @@ impl PolicyMaps {
         for (name, m) in [
             (rt::names::ZONES4, &self.zones4),
             (rt::names::ZONES6, &self.zones6),
+            (rt::names::PORTS, &self.ports),
+            (rt::names::PAIRS, &self.pairs),
             (rt::names::RULES, &self.rules),
             (rt::names::CONFIG, &self.config),
         ] {
@@ -113,13 +124,16 @@ impl PolicyMaps {
         Ok(())
     }
 
-    /// Installs a policy: writes it into the idle generation, then makes that
-    /// generation live with one 4-byte write. A packet reads the generation once,
-    /// so it sees the old policy or the new one, never a mix.
+    /// Installs a policy: writes it into the idle buffer, then makes it live
+    /// with one 4-byte write of the next epoch (whose low bit names the buffer).
+    /// A packet reads the epoch once, so it sees the old policy or the new one,
+    /// never a mix; the zone cache is keyed by epoch, so it never serves an old
+    /// policy's zones.
     pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
         let start = Instant::now();
-        let next = self.config()?.gen ^ 1;
-        let gen_be = next.to_be();
+        let epoch = self.config()?.gen.wrapping_add(1);
+        let gen_be = (epoch & 1).to_be();
+        let placed = segc_compiler::lower::bpf::placement(&t.rules);
         let mut entries = 0;
         {
             let mut z4: LpmTrie<&mut MapData, rt::ZoneKey4, u32> = LpmTrie::try_from(&mut self.zones4)?;
@@ -146,12 +160,36 @@ impl PolicyMaps {
             }
         }
         {
+            let mut ports: HashMap<&mut MapData, rt::PortKey, u32> = HashMap::try_from(&mut self.ports)?;
+            let stale: Vec<_> = ports.keys().filter_map(Result::ok).filter(|k| k.gen == gen_be).collect();
+            for k in stale {
+                ports.remove(&k)?;
+            }
+            for &(src, dst, class, port) in &placed.exact {
+                let key = rt::PortKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: 0, port: port.to_be() };
+                ports.insert(key, 1, 0)?;
+                entries += 1;
+            }
+        }
+        {
+            let mut pairs: HashMap<&mut MapData, rt::PairKey, u32> = HashMap::try_from(&mut self.pairs)?;
+            let stale: Vec<_> = pairs.keys().filter_map(Result::ok).filter(|k| k.gen == gen_be).collect();
+            for k in stale {
+                pairs.remove(&k)?;
+            }
+            for &(src, dst, class) in &placed.ranged_pairs {
+                let key = rt::PairKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: [0; 3] };
+                pairs.insert(key, 1, 0)?;
+                entries += 1;
+            }
+        }
+        {
             let mut rules: LpmTrie<&mut MapData, rt::RuleKey, u32> = LpmTrie::try_from(&mut self.rules)?;
             let stale: Vec<_> = rules.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
             for k in stale {
                 rules.remove(&k)?;
             }
-            for r in &t.rules {
+            for r in &placed.ranges {
                 let key = rt::RuleKey {
                     gen: gen_be,
                     src_zone: r.src_zone.to_be(),
@@ -167,10 +205,10 @@ impl PolicyMaps {
         let prepare = start.elapsed();
         let flip_start = Instant::now();
         let mut cfg = self.config()?;
-        cfg.gen = next;
+        cfg.gen = epoch;
         self.config_map()?.set(0, cfg, 0)?;
         let flip = flip_start.elapsed();
-        Ok(Swap { generation: next, entries, prepare, flip })
+        Ok(Swap { generation: epoch, entries, prepare, flip })
     }
 }
 

@@ -3,8 +3,10 @@
  *
  * A packet is judged by the policy tables of the live generation (one 4-byte
  * read of config.gen per packet, so a swap never shows a packet half of a
- * policy): the zone of each address by longest prefix, then one LPM lookup on
- * (generation, source zone, destination zone, protocol class, port prefix).
+ * policy): the zones of the address pair (cached per generation; by longest
+ * prefix on a miss), then one exact lookup on (generation, zones, protocol
+ * class, port), and a longest-prefix lookup on port blocks only for zone pairs
+ * that have large port ranges.
  * Allowed new traffic is remembered in an LRU connection table so that replies
  * pass in both directions.
  *
@@ -55,6 +57,29 @@ struct {
 	__uint(max_entries, SEGC_RULES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } segc_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct segc_port_key);
+	__type(value, __u32);
+	__uint(max_entries, SEGC_PORTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} segc_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct segc_pair_key);
+	__type(value, __u32);
+	__uint(max_entries, SEGC_PAIRS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} segc_pairs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct segc_cache_key);
+	__type(value, struct segc_cache_val);
+	__uint(max_entries, SEGC_CACHE_MAX);
+} segc_zone_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -218,6 +243,56 @@ static __always_inline __u32 zone_of(__u32 gen, __u8 family, __u8 *addr)
 	return z ? *z : 0;
 }
 
+/* The zones of both addresses: from the cache, or by longest prefix (then cached). */
+static __always_inline void zones_of(__u32 epoch, __u32 gen, struct pkt *p, __u32 *sz, __u32 *dz)
+{
+	/* Keyed by the epoch, which never repeats: an entry from an older policy
+	 * cannot match, even when that policy's buffer is reused. */
+	struct segc_cache_key ck = {.gen = epoch, .family = p->family};
+	__builtin_memcpy(ck.saddr, p->saddr, 16);
+	__builtin_memcpy(ck.daddr, p->daddr, 16);
+	struct segc_cache_val *hit = bpf_map_lookup_elem(&segc_zone_cache, &ck);
+	if (hit) {
+		*sz = hit->src_zone;
+		*dz = hit->dst_zone;
+		return;
+	}
+	struct segc_cache_val v = {.src_zone = zone_of(gen, p->family, p->saddr), .dst_zone = zone_of(gen, p->family, p->daddr)};
+	bpf_map_update_elem(&segc_zone_cache, &ck, &v, BPF_ANY);
+	*sz = v.src_zone;
+	*dz = v.dst_zone;
+}
+
+/* Whether the policy allows the packet between the two zones: one exact
+ * lookup, and the range trie only where the pair has ranges for the class. */
+static __always_inline int allowed(__u32 gen, __u32 sz, __u32 dz, struct pkt *p)
+{
+	__u16 port = p->class == SEGC_CLASS_OTHER ? 0 : p->dport;
+	struct segc_port_key pk = {
+		.gen = bpf_htonl(gen),
+		.src_zone = bpf_htonl(sz),
+		.dst_zone = bpf_htonl(dz),
+		.class = p->class,
+		.pad = 0,
+		.port = port,
+	};
+	if (bpf_map_lookup_elem(&segc_ports, &pk))
+		return 1;
+	struct segc_pair_key pair = {.gen = bpf_htonl(gen), .src_zone = bpf_htonl(sz), .dst_zone = bpf_htonl(dz), .class = p->class};
+	if (!bpf_map_lookup_elem(&segc_pairs, &pair))
+		return 0;
+	struct segc_rule_key k = {
+		.prefixlen = 128,
+		.gen = bpf_htonl(gen),
+		.src_zone = bpf_htonl(sz),
+		.dst_zone = bpf_htonl(dz),
+		.class = p->class,
+		.pad = 0,
+		.port = port,
+	};
+	return bpf_map_lookup_elem(&segc_rules, &k) != 0;
+}
+
 static __always_inline void conn_key(struct segc_conn_key *k, struct pkt *p, int reverse)
 {
 	__builtin_memset(k, 0, sizeof(*k));
@@ -304,27 +379,17 @@ static __always_inline enum verdict decide(void *data, void *data_end, __u8 dir)
 			return V_PASS;
 		}
 	}
-	__u32 gen = cfg->gen;
-	__u32 sz = zone_of(gen, p.family, p.saddr);
-	__u32 dz = zone_of(gen, p.family, p.daddr);
-	if (sz && dz) {
-		struct segc_rule_key k = {
-			.prefixlen = 128,
-			.gen = bpf_htonl(gen),
-			.src_zone = bpf_htonl(sz),
-			.dst_zone = bpf_htonl(dz),
-			.class = p.class,
-			.pad = 0,
-			.port = p.class == SEGC_CLASS_OTHER ? 0 : p.dport,
-		};
-		if (bpf_map_lookup_elem(&segc_rules, &k)) {
-			if (track) {
-				__u64 now = bpf_ktime_get_ns();
-				bpf_map_update_elem(&segc_conns, &ck, &now, BPF_ANY);
-			}
-			count(SEGC_CNT_ALLOW, len);
-			return V_PASS;
+	__u32 epoch = cfg->gen;
+	__u32 gen = epoch & 1;
+	__u32 sz, dz;
+	zones_of(epoch, gen, &p, &sz, &dz);
+	if (sz && dz && allowed(gen, sz, dz, &p)) {
+		if (track) {
+			__u64 now = bpf_ktime_get_ns();
+			bpf_map_update_elem(&segc_conns, &ck, &now, BPF_ANY);
 		}
+		count(SEGC_CNT_ALLOW, len);
+		return V_PASS;
 	}
 	count(SEGC_CNT_DENY, len);
 	deny_event(cfg, &p, sz, dz, dir);

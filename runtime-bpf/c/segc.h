@@ -10,6 +10,9 @@
 #define SEGC_ZONES4_MAX 65536
 #define SEGC_ZONES6_MAX 65536
 #define SEGC_RULES_MAX 1048576
+#define SEGC_PORTS_MAX 1048576
+#define SEGC_PAIRS_MAX 262144
+#define SEGC_CACHE_MAX 65536
 #define SEGC_CONNS_MAX 262144
 #define SEGC_EVENTS_BYTES (256 * 1024)
 
@@ -44,7 +47,42 @@ struct segc_zone_key6 {
 	__u8 addr[16];
 };
 
-/* Policy lookup: prefixlen = 112 + port prefix length. Present means allowed. */
+/* Exact policy lookup: one port (or ICMP type; 0 for other protocols) of a
+ * zone pair. Present means allowed. Blocks of up to 8 ports are stored here. */
+struct segc_port_key {
+	__u32 gen;      /* big-endian */
+	__u32 src_zone; /* big-endian, zone id + 1 */
+	__u32 dst_zone; /* big-endian, zone id + 1 */
+	__u8 class;
+	__u8 pad;
+	__u16 port; /* big-endian */
+};
+
+/* Present when a (zone pair, class) also has larger port blocks in
+ * segc_rules, so the LPM is consulted only where it can match. */
+struct segc_pair_key {
+	__u32 gen;      /* big-endian */
+	__u32 src_zone; /* big-endian */
+	__u32 dst_zone; /* big-endian */
+	__u8 class;
+	__u8 pad[3];
+};
+
+/* The zones of an address pair, cached per policy epoch. */
+struct segc_cache_key {
+	__u32 gen; /* the epoch, not the buffer */
+	__u8 family;
+	__u8 pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct segc_cache_val {
+	__u32 src_zone;
+	__u32 dst_zone;
+};
+
+/* Range policy lookup: prefixlen = 112 + port prefix length. Present means allowed. */
 struct segc_rule_key {
 	__u32 prefixlen;
 	__u32 gen;      /* big-endian */
@@ -56,7 +94,7 @@ struct segc_rule_key {
 };
 
 struct segc_config {
-	__u32 gen;   /* the live buffer: 0 or 1 */
+	__u32 gen;   /* the policy epoch; its low bit selects the live buffer */
 	__u32 flags; /* SEGC_F_* */
 	__u32 sample_every; /* one deny event per this many denies (per CPU); 0: none */
 	__u32 pad;

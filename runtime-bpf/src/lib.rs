@@ -16,6 +16,9 @@ pub const ZONES4_MAX: u32 = 65536;
 pub const ZONES6_MAX: u32 = 65536;
 pub const RULES_MAX: u32 = 1_048_576;
 pub const CONNS_MAX: u32 = 262_144;
+pub const PORTS_MAX: u32 = 1_048_576;
+pub const PAIRS_MAX: u32 = 262_144;
+pub const CACHE_MAX: u32 = 65536;
 
 pub const CLASS_ICMP: u8 = 1;
 pub const CLASS_TCP: u8 = 6;
@@ -37,6 +40,9 @@ pub mod names {
     pub const ZONES4: &str = "segc_zones4";
     pub const ZONES6: &str = "segc_zones6";
     pub const RULES: &str = "segc_rules";
+    pub const PORTS: &str = "segc_ports";
+    pub const PAIRS: &str = "segc_pairs";
+    pub const ZONE_CACHE: &str = "segc_zone_cache";
     pub const CONFIG: &str = "segc_config";
     pub const CONNS: &str = "segc_conns";
     pub const COUNTERS: &str = "segc_counters";
@@ -62,7 +68,7 @@ pub struct ZoneKey6 {
     pub addr: [u8; 16],
 }
 
-/// The data part of a rule key: generation, zones (id + 1), class, port, all
+/// The data part of a range rule key: generation, zones (id + 1), class, port, all
 /// big-endian; prefix length 112 + port prefix bits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,6 +80,32 @@ pub struct RuleKey {
     pub pad: u8,
     pub port: u16,
 }
+
+/// An exact policy entry: one port of a zone pair and class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    pub gen: u32,
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    pub class: u8,
+    pub pad: u8,
+    pub port: u16,
+}
+
+/// Marks a (zone pair, class) that has port blocks in the range trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PairKey {
+    pub gen: u32,
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    pub class: u8,
+    pub pad: [u8; 3],
+}
+
+/// Blocks of at most this many ports go to the exact table, port by port.
+pub const EXACT_BLOCK_MAX: u32 = 8;
 
 /// The fixed part of a rule key, in bits: generation, two zones, class, pad.
 pub const RULE_FIXED_BITS: u32 = 32 + 32 + 32 + 8 + 8;
@@ -131,6 +163,8 @@ mod pod {
     unsafe impl aya::Pod for super::ZoneKey4 {}
     unsafe impl aya::Pod for super::ZoneKey6 {}
     unsafe impl aya::Pod for super::RuleKey {}
+    unsafe impl aya::Pod for super::PortKey {}
+    unsafe impl aya::Pod for super::PairKey {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::Counter {}

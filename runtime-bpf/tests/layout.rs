@@ -32,6 +32,14 @@ fn rust_and_c_layouts_agree() {
         "offsetof(struct segc_rule_key, dst_zone)" => 4 + offset_of!(RuleKey, dst_zone);
         "offsetof(struct segc_rule_key, class)" => 4 + offset_of!(RuleKey, class);
         "offsetof(struct segc_rule_key, port)" => 4 + offset_of!(RuleKey, port);
+        "sizeof(struct segc_port_key)" => size_of::<PortKey>();
+        "offsetof(struct segc_port_key, dst_zone)" => offset_of!(PortKey, dst_zone);
+        "offsetof(struct segc_port_key, class)" => offset_of!(PortKey, class);
+        "offsetof(struct segc_port_key, port)" => offset_of!(PortKey, port);
+        "sizeof(struct segc_pair_key)" => size_of::<PairKey>();
+        "offsetof(struct segc_pair_key, class)" => offset_of!(PairKey, class);
+        "SEGC_PORTS_MAX" => PORTS_MAX as usize;
+        "SEGC_PAIRS_MAX" => PAIRS_MAX as usize;
         "sizeof(struct segc_config)" => size_of::<Config>();
         "offsetof(struct segc_config, flags)" => offset_of!(Config, flags);
         "offsetof(struct segc_config, sample_every)" => offset_of!(Config, sample_every);

@@ -27,6 +27,40 @@ pub const CLASS_OTHER: u8 = 255;
 pub const ZONES4_MAX: usize = 65536;
 pub const ZONES6_MAX: usize = 65536;
 pub const RULES_MAX: usize = 1_048_576;
+pub const PORTS_MAX: usize = 1_048_576;
+pub const PAIRS_MAX: usize = 262_144;
+
+/// Blocks of at most this many ports are stored port by port in the exact
+/// table (as `runtime-bpf/c/segc.h` says); larger ones stay prefix blocks.
+pub const EXACT_BLOCK_MAX: u32 = 8;
+
+/// How the runtime stores the rules: exact (zone pair, class, port) entries,
+/// range blocks for the LPM, and the (zone pair, class) keys that have ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub exact: Vec<(u32, u32, u8, u16)>,
+    pub ranges: Vec<RuleEntry>,
+    pub ranged_pairs: Vec<(u32, u32, u8)>,
+}
+
+pub fn placement(rules: &[RuleEntry]) -> Placement {
+    let mut p = Placement::default();
+    for r in rules {
+        let size = 1u32 << (16 - u32::from(r.port_bits));
+        if r.class == CLASS_OTHER {
+            p.exact.push((r.src_zone, r.dst_zone, r.class, 0));
+        } else if size <= EXACT_BLOCK_MAX {
+            for port in u32::from(r.port)..u32::from(r.port) + size {
+                p.exact.push((r.src_zone, r.dst_zone, r.class, port as u16));
+            }
+        } else {
+            p.ranges.push(r.clone());
+            p.ranged_pairs.push((r.src_zone, r.dst_zone, r.class));
+        }
+    }
+    p.ranged_pairs.dedup();
+    p
+}
 
 pub const MAGIC: &[u8; 8] = b"SEGCBNDL";
 pub const VERSION: u32 = 1;
@@ -121,10 +155,13 @@ pub fn tables(model: &Model) -> Tables {
 pub fn check_capacity(model: &Model, t: &Tables) -> Vec<Diagnostic> {
     let span = model.policy.span.unwrap_or(Span::new(FileId(0), 0, 0));
     let mut out = Vec::new();
+    let placed = placement(&t.rules);
     for (map, used, cap) in [
         ("segc_zones4", t.zones4.len(), ZONES4_MAX / 2),
         ("segc_zones6", t.zones6.len(), ZONES6_MAX / 2),
-        ("segc_rules", t.rules.len(), RULES_MAX / 2),
+        ("segc_ports", placed.exact.len(), PORTS_MAX / 2),
+        ("segc_rules", placed.ranges.len(), RULES_MAX / 2),
+        ("segc_pairs", placed.ranged_pairs.len(), PAIRS_MAX / 2),
     ] {
         if used > cap {
             out.push(
@@ -326,27 +363,46 @@ mod tests {
         assert_eq!(udp, [(1024, 6)]);
     }
 
-    /// A generated policy over the rule map's capacity is refused with T001,
-    /// naming the map and the excess.
+    /// A generated policy over the maps' capacity is refused with T001, naming
+    /// each map and its excess.
     #[test]
     fn oversized_policies_are_refused() {
         let mut src = String::new();
-        for i in 0..150 {
+        for i in 0..160 {
             src.push_str(&format!("zone z{i} {{\n cidrs = [10.{}.{}.0/24]\n scope = connected\n}}\n", i / 256, i % 256));
         }
-        for i in 0..150 {
-            for j in 0..120 {
+        for i in 0..160 {
+            for j in 0..160 {
                 src.push_str(&format!("flow z{i} -> z{j} on tcp/1-65534\n"));
             }
         }
         let c = compile_str(&src, &Options::default());
         assert!(!c.has_errors());
         let t = tables(&c.model);
-        assert!(t.rules.len() > RULES_MAX / 2);
+        let p = placement(&t.rules);
+        assert!(p.ranges.len() > RULES_MAX / 2 && p.exact.len() > PORTS_MAX / 2);
         let d = check_capacity(&c.model, &t);
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].code, Code::T001);
-        assert!(d[0].message.contains("`segc_rules`"), "{}", d[0].message);
-        assert!(d[0].message.contains(&format!("{} too many", t.rules.len() - RULES_MAX / 2)));
+        let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(d.len(), 2, "{msgs:?}");
+        assert!(d.iter().all(|d| d.code == Code::T001));
+        assert!(msgs[0].contains("`segc_ports`") && msgs[0].contains(&format!("{} too many", p.exact.len() - PORTS_MAX / 2)), "{msgs:?}");
+        assert!(msgs[1].contains("`segc_rules`") && msgs[1].contains(&format!("{} too many", p.ranges.len() - RULES_MAX / 2)), "{msgs:?}");
+    }
+
+    #[test]
+    fn small_blocks_go_exact_and_large_ones_to_the_trie() {
+        let c = compile_str(
+            "zone a {\n cidrs = [10.0.0.0/8]\n scope = connected\n}\nzone b {\n cidrs = [10.1.0.0/16]\n scope = connected\n}\nflow a -> a on tcp/8-31\nflow a -> b on any\n",
+            &Options::default(),
+        );
+        let p = placement(&tables(&c.model).rules);
+        // tcp/8-31 is 8-15 (8 ports, exact) and 16-31 (a block of 16, ranged);
+        // `any` is other exactly and the rest as whole blocks.
+        assert!(p.exact.contains(&(1, 1, CLASS_TCP, 8)) && p.exact.contains(&(1, 1, CLASS_TCP, 15)));
+        assert!(!p.exact.contains(&(1, 1, CLASS_TCP, 16)));
+        assert!(p.ranges.iter().any(|r| (r.src_zone, r.dst_zone, r.class, r.port, r.port_bits) == (1, 1, CLASS_TCP, 16, 12)));
+        assert!(p.exact.contains(&(1, 2, CLASS_OTHER, 0)));
+        assert!(p.ranges.iter().any(|r| r.dst_zone == 2 && r.class == CLASS_TCP && r.port_bits == 0));
+        assert!(p.ranged_pairs.contains(&(1, 1, CLASS_TCP)) && p.ranged_pairs.contains(&(1, 2, CLASS_UDP)));
     }
 }
