@@ -647,6 +647,7 @@ fn deploy(
         XdpModeArg::Auto => attach::XdpChoice::Auto,
         XdpModeArg::Native => attach::XdpChoice::Native,
         XdpModeArg::Generic => attach::XdpChoice::Generic,
+        XdpModeArg::Tc => attach::XdpChoice::Tc,
     };
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     let mut out = io::stdout().lock();
@@ -684,7 +685,7 @@ fn deploy(
         r.swap.flip.as_secs_f64() * 1e3
     )?;
     for (i, mode) in &r.attached {
-        writeln!(out, "attached to `{i}` (XDP {mode} on ingress, TC on egress), pinned at {}", attach::pin_dir(netns).display())?;
+        writeln!(out, "attached to `{i}` ({mode} on ingress, TC on egress), pinned at {}", attach::pin_dir(netns).display())?;
     }
     Ok(exit::OK)
 }

@@ -54,6 +54,7 @@ pub enum XdpModeArg {
     Auto,
     Native,
     Generic,
+    Tc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -155,7 +156,7 @@ pub enum Command {
         /// Named network namespace, as with `ip -n` (host).
         #[arg(long)]
         netns: Option<String>,
-        /// XDP attach mode (host): auto picks native on NICs, generic on virtual devices.
+        /// Ingress hook (host): auto picks native XDP on NICs and TC on virtual devices.
         #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
         xdp_mode: XdpModeArg,
         /// Show what would change (the default).

@@ -101,8 +101,10 @@ fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     };
     check("before deploy", &vec![true; probes.len()]);
 
-    let o = segc(&["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--apply"], &da);
+    // Generic XDP on ingress here; the auto choice (TC on a veth) is tested below.
+    let o = segc(&["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--xdp-mode", "generic", "--apply"], &da);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("XDP (generic) on ingress"), "{}", String::from_utf8_lossy(&o.stdout));
     let want_a = expected(&da, &probes);
     assert!(want_a.iter().any(|w| *w) && want_a.iter().any(|w| !*w));
     check("policy a", &want_a);
@@ -148,6 +150,32 @@ fn deploy_falls_back_to_nftables_without_ebpf() {
     assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8085));
     let o = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output().expect("undeploy");
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed the nftables fallback"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On a veth, the automatic choice filters ingress with TC (generic XDP would
+/// cost the GSO fast path), and it enforces the same policy.
+#[test]
+fn auto_mode_uses_tc_ingress_on_veth() {
+    if !require("auto_mode_uses_tc_ingress_on_veth", &["ip", "python3"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("segc-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("main.seg"), POLICY_A).expect("policy");
+    let net = NetnsPair::new("auto");
+    let _srv_b = net.serve(&net.b, &[8080, 8085], &[]);
+    let _srv_a = net.serve(&net.a, &[9000, 9001], &[]);
+    let o = segc(&["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--apply"], &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("TC on ingress"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(net.probe(&net.a, "tcp", "fd99::2", 8080));
+    assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    assert!(net.probe(&net.b, "tcp", "10.99.0.1", 9000));
+    assert!(!net.probe(&net.b, "tcp", "fd99::1", 9001));
+    let o = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output().expect("undeploy");
+    assert!(o.status.success());
     assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8085));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,12 @@
-//! Deploying on a host: attach XDP on ingress and TC (TCX) on egress of each
+//! Deploying on a host: attach XDP (or TC) on ingress and TC (TCX) on egress of each
 //! interface, inside a named network namespace when asked, and pin programs,
 //! maps and links under bpffs so enforcement outlives the process. A redeploy
 //! swaps the policy in the pinned maps in place; undeploy unpins, which
 //! detaches.
 //!
 //! Layout: `/sys/fs/bpf/segc/<scope>/` where scope is `host` or `netns-NAME`;
-//! maps by name, `prog_xdp`, `prog_tc`, and `link_xdp_IFACE`, `link_tc_IFACE`.
+//! maps by name, `prog_xdp`, `prog_tc`, `prog_tc_ingress`, and `link_in_IFACE`
+//! (XDP or TC ingress), `link_out_IFACE` (TC egress).
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -21,13 +22,22 @@ use crate::{Error, Filter, PolicyMaps, Swap};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 
-/// How XDP attaches. `Auto`: native on NICs with a driver, generic on virtual
-/// devices (veth, bridges) where native XDP turns off GRO and costs throughput.
+/// How ingress is filtered. `Auto`: native XDP on NICs with a driver; TC on
+/// virtual devices (veth, bridges), where native XDP turns off GRO and generic
+/// XDP costs the GSO fast path (measured: `cargo xtask bench-net`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpChoice {
     Auto,
     Native,
     Generic,
+    Tc,
+}
+
+/// The ingress hook chosen for an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ingress {
+    Xdp(XdpMode),
+    Tc,
 }
 
 pub fn pin_dir(netns: Option<&str>) -> PathBuf {
@@ -99,20 +109,31 @@ pub fn state(netns: Option<&str>) -> State {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("link_xdp_")).map(String::from))
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("link_in_")).map(String::from))
         .collect();
     ifaces.sort();
     let generation = PolicyMaps::from_pins(&dir).ok().and_then(|mut m| m.config().ok()).map(|c| c.gen);
     State { deployed: dir.join(rt::names::CONFIG).exists(), ifaces, generation }
 }
 
-fn xdp_mode(choice: XdpChoice, iface: &str, in_netns: bool) -> XdpMode {
+fn ingress(choice: XdpChoice, iface: &str, in_netns: bool) -> Ingress {
     match choice {
-        XdpChoice::Native => XdpMode::Driver,
-        XdpChoice::Generic => XdpMode::Skb,
+        XdpChoice::Native => Ingress::Xdp(XdpMode::Driver),
+        XdpChoice::Generic => Ingress::Xdp(XdpMode::Skb),
+        XdpChoice::Tc => Ingress::Tc,
         // /sys shows the host's devices, not a netns's: there, assume virtual.
-        XdpChoice::Auto if !in_netns && Path::new("/sys/class/net").join(iface).join("device").exists() => XdpMode::Driver,
-        XdpChoice::Auto => XdpMode::Skb,
+        XdpChoice::Auto if !in_netns && Path::new("/sys/class/net").join(iface).join("device").exists() => {
+            Ingress::Xdp(XdpMode::Driver)
+        }
+        XdpChoice::Auto => Ingress::Tc,
+    }
+}
+
+fn ingress_text(i: Ingress) -> &'static str {
+    match i {
+        Ingress::Xdp(XdpMode::Driver) => "XDP (native)",
+        Ingress::Xdp(_) => "XDP (generic)",
+        Ingress::Tc => "TC",
     }
 }
 
@@ -125,22 +146,55 @@ pub struct Report {
     pub attached: Vec<(String, String)>,
 }
 
-fn attach_iface(xdp: &mut Xdp, tc: &mut SchedClassifier, dir: &Path, iface: &str, mode: XdpMode) -> Result<String, Error> {
-    let (id, used) = match xdp.attach(iface, mode) {
-        Ok(id) => (id, mode),
-        Err(e) if mode == XdpMode::Driver => {
-            // Native XDP is not supported by this driver: fall back, loudly.
-            eprintln!("warning: native XDP failed on `{iface}` ({e}); using generic XDP");
-            (xdp.attach(iface, XdpMode::Skb)?, XdpMode::Skb)
+/// The pinned programs, reopened.
+struct Progs {
+    xdp: Xdp,
+    tc: SchedClassifier,
+    tc_in: SchedClassifier,
+}
+
+impl Progs {
+    fn open(dir: &Path) -> Result<Progs, Error> {
+        Ok(Progs {
+            xdp: Xdp::from_pin(dir.join("prog_xdp"), aya_obj::programs::XdpAttachType::Interface)?,
+            tc: SchedClassifier::from_pin(dir.join("prog_tc"))?,
+            tc_in: SchedClassifier::from_pin(dir.join("prog_tc_ingress"))?,
+        })
+    }
+}
+
+fn pin_link(link: FdLink, path: PathBuf) -> Result<(), Error> {
+    link.pin(&path).map(|_| ()).map_err(|e| Error::Other(format!("cannot pin {}: {e}", path.display())))
+}
+
+fn attach_iface(p: &mut Progs, dir: &Path, iface: &str, want: Ingress) -> Result<String, Error> {
+    let tcx = || TcAttachOptions::TcxOrder(LinkOrder::default());
+    let used = match want {
+        Ingress::Tc => {
+            let id = p.tc_in.attach_with_options(iface, TcAttachType::Ingress, tcx())?;
+            let link: FdLink = p.tc_in.take_link(id)?.try_into().map_err(|e| Error::Other(format!("tc link: {e}")))?;
+            pin_link(link, dir.join(format!("link_in_{iface}")))?;
+            Ingress::Tc
         }
-        Err(e) => return Err(e.into()),
+        Ingress::Xdp(mode) => {
+            let (id, used) = match p.xdp.attach(iface, mode) {
+                Ok(id) => (id, mode),
+                Err(e) if mode == XdpMode::Driver => {
+                    // Native XDP is not supported by this driver: fall back, loudly.
+                    eprintln!("warning: native XDP failed on `{iface}` ({e}); using generic XDP");
+                    (p.xdp.attach(iface, XdpMode::Skb)?, XdpMode::Skb)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let link: FdLink = p.xdp.take_link(id)?.try_into().map_err(|e| Error::Other(format!("xdp link: {e}")))?;
+            pin_link(link, dir.join(format!("link_in_{iface}")))?;
+            Ingress::Xdp(used)
+        }
     };
-    let link: FdLink = xdp.take_link(id)?.try_into().map_err(|e| Error::Other(format!("xdp link: {e}")))?;
-    link.pin(dir.join(format!("link_xdp_{iface}"))).map_err(|e| Error::Other(format!("cannot pin the xdp link: {e}")))?;
-    let id = tc.attach_with_options(iface, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))?;
-    let link: FdLink = tc.take_link(id)?.try_into().map_err(|e| Error::Other(format!("tc link: {e}")))?;
-    link.pin(dir.join(format!("link_tc_{iface}"))).map_err(|e| Error::Other(format!("cannot pin the tc link: {e}")))?;
-    Ok(if used == XdpMode::Driver { "native" } else { "generic" }.to_string())
+    let id = p.tc.attach_with_options(iface, TcAttachType::Egress, tcx())?;
+    let link: FdLink = p.tc.take_link(id)?.try_into().map_err(|e| Error::Other(format!("tc link: {e}")))?;
+    pin_link(link, dir.join(format!("link_out_{iface}")))?;
+    Ok(ingress_text(used).to_string())
 }
 
 /// Deploys `t` on `ifaces` (in `netns` when given). On a host where segc is
@@ -156,12 +210,11 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         let mut maps = PolicyMaps::from_pins(&dir)?;
         let swap = maps.install(t)?;
         let mut attached = Vec::new();
-        let new: Vec<&String> = ifaces.iter().filter(|i| !dir.join(format!("link_xdp_{i}")).exists()).collect();
+        let new: Vec<&String> = ifaces.iter().filter(|i| !dir.join(format!("link_in_{i}")).exists()).collect();
         if !new.is_empty() {
-            let mut xdp = Xdp::from_pin(dir.join("prog_xdp"), aya_obj::programs::XdpAttachType::Interface)?;
-            let mut tc = SchedClassifier::from_pin(dir.join("prog_tc"))?;
+            let mut progs = Progs::open(&dir)?;
             for i in new {
-                let mode = attach_iface(&mut xdp, &mut tc, &dir, i, xdp_mode(choice, i, netns.is_some()))?;
+                let mode = attach_iface(&mut progs, &dir, i, ingress(choice, i, netns.is_some()))?;
                 attached.push((i.clone(), mode));
             }
         }
@@ -185,14 +238,14 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
             prog.pin(dir.join("prog_xdp")).map_err(|e| Error::Other(format!("cannot pin the xdp program: {e}")))?;
             let prog = f.ebpf.program_mut(rt::names::TC).ok_or(Error::Missing("tc program"))?;
             prog.pin(dir.join("prog_tc")).map_err(|e| Error::Other(format!("cannot pin the tc program: {e}")))?;
+            let prog = f.ebpf.program_mut(rt::names::TC_INGRESS).ok_or(Error::Missing("tc program"))?;
+            prog.pin(dir.join("prog_tc_ingress")).map_err(|e| Error::Other(format!("cannot pin the tc program: {e}")))?;
         }
+        // The programs reopened from their pins are the same kernel objects.
+        let mut progs = Progs::open(&dir)?;
         for i in ifaces {
-            let mode = xdp_mode(choice, i, netns.is_some());
-            // Two mutable borrows of one Ebpf are not allowed: take the programs
-            // from their pins instead, which are the same kernel objects.
-            let mut xdp = Xdp::from_pin(dir.join("prog_xdp"), aya_obj::programs::XdpAttachType::Interface)?;
-            let mut tc = SchedClassifier::from_pin(dir.join("prog_tc"))?;
-            attached.push((i.clone(), attach_iface(&mut xdp, &mut tc, &dir, i, mode)?));
+            let mode = ingress(choice, i, netns.is_some());
+            attached.push((i.clone(), attach_iface(&mut progs, &dir, i, mode)?));
         }
         Ok(Report { swap, fresh: true, attached })
     })();
@@ -215,7 +268,7 @@ pub fn undeploy(netns: Option<&str>, ifaces: &[String]) -> Result<Vec<String>, E
     let mut done = Vec::new();
     for i in &targets {
         let mut any = false;
-        for kind in ["xdp", "tc"] {
+        for kind in ["in", "out"] {
             let p = dir.join(format!("link_{kind}_{i}"));
             if p.exists() {
                 // Taking the pinned link and dropping it detaches it.
@@ -274,8 +327,8 @@ pub fn plan(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpChoic
         if st.ifaces.contains(i) {
             lines.push(format!("keep `{i}` attached"));
         } else {
-            let mode = if xdp_mode(choice, i, netns.is_some()) == XdpMode::Driver { "native" } else { "generic" };
-            lines.push(format!("attach XDP ({mode}) on ingress and TC on egress of `{i}`"));
+            let hook = ingress_text(ingress(choice, i, netns.is_some()));
+            lines.push(format!("attach {hook} on ingress and TC on egress of `{i}`"));
         }
     }
     Ok(lines)

@@ -234,8 +234,10 @@ impl Filter {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
             p.load()?;
         }
-        let tc: &mut SchedClassifier = ebpf.program_mut(rt::names::TC).ok_or(Error::Missing("tc program"))?.try_into()?;
-        tc.load()?;
+        for name in [rt::names::TC, rt::names::TC_INGRESS] {
+            let tc: &mut SchedClassifier = ebpf.program_mut(name).ok_or(Error::Missing("tc program"))?.try_into()?;
+            tc.load()?;
+        }
         let maps = PolicyMaps::take(&mut ebpf)?;
         Ok(Filter { ebpf, maps })
     }

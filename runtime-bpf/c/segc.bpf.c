@@ -368,11 +368,8 @@ static __always_inline enum verdict decide(void *data, void *data_end, __u8 dir)
 	int track = !(cfg->flags & SEGC_F_NO_CONNTRACK);
 	struct segc_conn_key ck;
 	if (track) {
-		conn_key(&ck, &p, 1);
-		if (bpf_map_lookup_elem(&segc_conns, &ck)) {
-			count(SEGC_CNT_ESTABLISHED, len);
-			return V_PASS;
-		}
+		/* Both directions of an allowed connection are in the table: one
+		 * lookup decides every packet after the first. */
 		conn_key(&ck, &p, 0);
 		if (bpf_map_lookup_elem(&segc_conns, &ck)) {
 			count(SEGC_CNT_ESTABLISHED, len);
@@ -387,6 +384,9 @@ static __always_inline enum verdict decide(void *data, void *data_end, __u8 dir)
 		if (track) {
 			__u64 now = bpf_ktime_get_ns();
 			bpf_map_update_elem(&segc_conns, &ck, &now, BPF_ANY);
+			struct segc_conn_key rk;
+			conn_key(&rk, &p, 1);
+			bpf_map_update_elem(&segc_conns, &rk, &now, BPF_ANY);
 		}
 		count(SEGC_CNT_ALLOW, len);
 		return V_PASS;
@@ -410,6 +410,16 @@ int segc_tc(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	return decide(data, data_end, 1) == V_PASS ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/* Ingress through TC, for virtual devices (veth) where generic XDP costs the
+ * GRO/GSO fast path. */
+SEC("classifier")
+int segc_tc_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	return decide(data, data_end, 0) == V_PASS ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
 /* The empty program the benchmark measures the filter against. */

@@ -49,6 +49,7 @@ pub mod names {
     pub const EVENTS: &str = "segc_events";
     pub const XDP: &str = "segc_xdp";
     pub const TC: &str = "segc_tc";
+    pub const TC_INGRESS: &str = "segc_tc_ingress";
     pub const XDP_EMPTY: &str = "segc_xdp_empty";
 }
 

@@ -3,6 +3,8 @@
 //! - `bench`: every benchmark, release build, figures printed as they come.
 //! - `ci`: what `.ci/run` runs after installing packages.
 //! - `bpf`: rebuild the committed eBPF object and record its sources' hash.
+//! - `bench-net`: TCP throughput over a veth pair (iperf3), with and without the
+//!   deployed filter, alternating runs; needs root and iperf3.
 
 use std::process::{Command, ExitCode};
 
@@ -18,8 +20,9 @@ fn main() -> ExitCode {
         "bench" => cargo(&["bench", "--workspace"]),
         "ci" => cargo(&["test", "--workspace", "--locked"]),
         "bpf" => rebuild_bpf(),
+        "bench-net" => bench_net(),
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net>");
             return ExitCode::from(2);
         }
     };
@@ -56,4 +59,90 @@ fn rebuild_bpf() -> bool {
         Ok(o) if o.status.success() => std::fs::write(root.join("obj/segc.bpf.o.sources.sha256"), &o.stdout).is_ok(),
         _ => false,
     }
+}
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0]).args(&args[1..]).status().is_ok_and(|s| s.success())
+}
+
+/// One iperf3 run from `a` to `b` (10.98.0.2): Gbit/s.
+fn iperf(a: &str) -> Option<f64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", a, "iperf3", "-c", "10.98.0.2", "-t", "3", "-J"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let i = text.find("\"sum_received\"")?;
+    let j = text[i..].find("\"bits_per_second\":")? + i + 18;
+    let end = text[j..].find([',', '\n', '}'])? + j;
+    text[j..end].trim().parse::<f64>().ok().map(|b| b / 1e9)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_net() -> bool {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if !cargo(&["build", "-p", "segc"]) {
+        return false;
+    }
+    let segc = root.join("target/debug/segc");
+    let (a, b) = ("segc-bench-a", "segc-bench-b");
+    let _ = sh(&["ip", "netns", "del", a]);
+    let _ = sh(&["ip", "netns", "del", b]);
+    let ok = sh(&["ip", "netns", "add", a])
+        && sh(&["ip", "netns", "add", b])
+        && sh(&["ip", "link", "add", "va", "netns", a, "type", "veth", "peer", "name", "vb", "netns", b])
+        && sh(&["ip", "-n", a, "addr", "add", "10.98.0.1/24", "dev", "va"])
+        && sh(&["ip", "-n", b, "addr", "add", "10.98.0.2/24", "dev", "vb"])
+        && sh(&["ip", "-n", a, "link", "set", "va", "up"])
+        && sh(&["ip", "-n", b, "link", "set", "vb", "up"]);
+    if !ok {
+        eprintln!("cannot set up the namespaces (root needed)");
+        return false;
+    }
+    let dir = std::env::temp_dir().join("segc-bench-net");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join("main.seg"),
+        "zone a {\n  cidrs = [10.98.0.1/32]\n  scope = connected\n}\nzone b {\n  cidrs = [10.98.0.2/32]\n  scope = connected\n}\nflow a -> b on tcp/5201\n",
+    );
+    let mut server = match Command::new("ip").args(["netns", "exec", b, "iperf3", "-s"]).stdout(std::process::Stdio::null()).spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("iperf3: {e}");
+            return false;
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        without.extend(iperf(a));
+        let deployed = Command::new(&segc)
+            .args(["deploy", "--target", "host", "--netns", b, "--iface", "vb", "--apply"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !deployed {
+            eprintln!("deploy failed");
+            break;
+        }
+        with.extend(iperf(a));
+        let _ = Command::new(&segc).args(["undeploy", "--target", "host", "--netns", b]).stdout(std::process::Stdio::null()).status();
+    }
+    let _ = server.kill();
+    let _ = sh(&["ip", "netns", "del", a]);
+    let _ = sh(&["ip", "netns", "del", b]);
+    if without.is_empty() || with.is_empty() {
+        eprintln!("no measurements");
+        return false;
+    }
+    let (m0, m1) = (median(without.clone()), median(with.clone()));
+    println!("iperf3 over veth, 5 alternating runs of 3 s: without filter {m0:.2} Gbit/s, with filter (auto: TC ingress + TC egress) {m1:.2} Gbit/s, ratio {:.3} ({:.1}% loss)", m1 / m0, (1.0 - m1 / m0) * 100.0);
+    println!("  runs without: {without:.2?}");
+    println!("  runs with:    {with:.2?}");
+    true
 }
