@@ -37,6 +37,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
+        Command::Lsp => {
+            segc_lsp::run_stdio()?;
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "segc", &mut io::stdout());
             Ok(exit::OK)

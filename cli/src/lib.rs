@@ -178,6 +178,8 @@ pub enum Command {
         #[arg(long = "iface", value_name = "NAME")]
         ifaces: Vec<String>,
     },
+    /// Language server on stdio.
+    Lsp,
     /// Print shell completions.
     Completions {
         shell: clap_complete::Shell,

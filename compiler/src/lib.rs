@@ -39,6 +39,8 @@ pub struct Options {
 /// Everything one run of the front end produced.
 pub struct Compilation {
     pub tree: resolve::Tree,
+    /// The names visible in the tree, for editors (definitions, references).
+    pub names: resolve::Scope,
     /// The checked policy. It is complete only when [`Compilation::has_errors`] is false.
     pub model: Model,
     /// Sorted deterministically.
@@ -91,7 +93,7 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
     }
     diag::sort(&mut diags);
     diags.dedup();
-    Ok(Compilation { tree, model, diagnostics: diags })
+    Ok(Compilation { tree, names, model, diagnostics: diags })
 }
 
 /// Compiles a single in-memory file named `main.seg`; for tests and fuzzing.

@@ -1,0 +1,161 @@
+//! What the server knows: open documents by version, and the compilation units
+//! (policy trees) they belong to. A change to any document recompiles every
+//! unit, so editing an imported file re-checks the files that import it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use lsp_types::Url;
+use segc_compiler::diag::FileId;
+use segc_compiler::source::{LoadError, Loader};
+use segc_compiler::{compile, Compilation, Options};
+
+/// Reads from disk under a root folder, refusing what leaves it.
+pub struct DiskLoader {
+    pub root: PathBuf,
+}
+
+impl Loader for DiskLoader {
+    fn read(&self, path: &str) -> Result<Vec<u8>, LoadError> {
+        let full = self.root.join(path);
+        let canon = std::fs::canonicalize(&full).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound,
+            _ => LoadError::Io(e.to_string()),
+        })?;
+        let root = std::fs::canonicalize(&self.root).map_err(|e| LoadError::Io(e.to_string()))?;
+        if !canon.starts_with(&root) {
+            return Err(LoadError::OutsideRoot);
+        }
+        std::fs::read(&canon).map_err(|e| LoadError::Io(e.to_string()))
+    }
+}
+
+/// Open documents take precedence over the disk.
+struct OverlayLoader<'a> {
+    root: &'a Path,
+    docs: &'a BTreeMap<PathBuf, Doc>,
+    disk: DiskLoader,
+}
+
+impl Loader for OverlayLoader<'_> {
+    fn read(&self, path: &str) -> Result<Vec<u8>, LoadError> {
+        let full = normalize(&self.root.join(path));
+        if let Some(d) = self.docs.get(&full) {
+            return Ok(d.text.as_bytes().to_vec());
+        }
+        self.disk.read(path)
+    }
+}
+
+/// Lexically normalised absolute path (no `.` or `..`), without touching disk.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct Doc {
+    pub version: i32,
+    pub text: String,
+}
+
+/// One policy tree: its folder and its compilation.
+pub struct Unit {
+    pub dir: PathBuf,
+    pub comp: Compilation,
+}
+
+impl Unit {
+    pub fn path_of(&self, file: FileId) -> Option<PathBuf> {
+        let f = self.comp.sources().get(file);
+        (!f.std).then(|| normalize(&self.dir.join(&f.name)))
+    }
+
+    pub fn file_of(&self, path: &Path) -> Option<FileId> {
+        self.comp.tree.user_files.iter().copied().find(|&f| self.path_of(f).as_deref() == Some(path))
+    }
+}
+
+#[derive(Default)]
+pub struct State {
+    pub root: Option<PathBuf>,
+    pub docs: BTreeMap<PathBuf, Doc>,
+    pub units: Vec<Unit>,
+    /// URIs that got diagnostics last time, to clear them when they go away.
+    pub published: BTreeSet<Url>,
+}
+
+pub fn path_of_uri(uri: &Url) -> Option<PathBuf> {
+    uri.to_file_path().ok().map(|p| normalize(&p))
+}
+
+impl State {
+    /// Recompiles every policy tree: the workspace's `main.seg`, and each open
+    /// document that tree does not include, as a root of its own.
+    pub fn rebuild(&mut self, opts: &Options) {
+        let mut units = Vec::new();
+        let mut covered: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut roots: Vec<PathBuf> = Vec::new();
+        if let Some(root) = &self.root {
+            let main = root.join("main.seg");
+            if main.exists() || self.docs.contains_key(&main) {
+                roots.push(main);
+            }
+        }
+        let open: Vec<PathBuf> = self.docs.keys().cloned().collect();
+        for file in roots.into_iter().chain(open) {
+            if covered.contains(&file) {
+                continue;
+            }
+            let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else { continue };
+            let loader = OverlayLoader { root: dir, docs: &self.docs, disk: DiskLoader { root: dir.to_path_buf() } };
+            let Ok(comp) = compile(name, &loader, opts) else { continue };
+            let unit = Unit { dir: dir.to_path_buf(), comp };
+            for &f in &unit.comp.tree.user_files {
+                if let Some(p) = unit.path_of(f) {
+                    covered.insert(p);
+                }
+            }
+            units.push(unit);
+        }
+        self.units = units;
+    }
+
+    /// The unit holding a file, and the file's id in it.
+    pub fn locate(&self, path: &Path) -> Option<(&Unit, FileId)> {
+        self.units.iter().find_map(|u| u.file_of(path).map(|f| (u, f)))
+    }
+
+    pub fn text(&self, path: &Path) -> Option<String> {
+        if let Some(d) = self.docs.get(path) {
+            return Some(d.text.clone());
+        }
+        self.locate(path).map(|(u, f)| u.comp.sources().get(f).text.clone())
+    }
+}
+
+/// Where the standard library's files are written, so that "go to
+/// definition" can open them.
+pub fn stdlib_path(module: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("segc").join(format!("stdlib-{}", env!("CARGO_PKG_VERSION")));
+    let text = segc_compiler::resolve::STDLIB.iter().find(|(m, _)| *m == module)?.1;
+    let path = dir.join(format!("{module}.seg"));
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::write(&path, text).ok()?;
+    }
+    Some(path)
+}
