@@ -30,6 +30,7 @@ fn completion_fits_the_context() {
     assert!(!services.contains(&"vault".to_string()));
     let attrs = labels(&mut c, &main, &text, "  scope = \n  ");
     assert!(attrs.contains(&"cidrs".to_string()) && attrs.contains(&"aws.security_group".to_string()), "{attrs:?}");
+    insta::assert_snapshot!(attrs.join("\n"));
     let kw = labels(&mut c, &main, &text, "\n}\n");
     assert!(kw.contains(&"zone".to_string()) && kw.contains(&"flow".to_string()), "{kw:?}");
     c.shutdown();

@@ -29,6 +29,8 @@ fn hover_zone_service_and_flow() {
     let s = hover(&mut c, &main, fixture::MAIN, "https\n", 1);
     assert!(s.contains("**service `https`**: tcp/443"), "{s}");
 
+    insta::assert_snapshot!("zone", z);
+    insta::assert_snapshot!("service", s);
     let f = hover(&mut c, &main, fixture::MAIN, "justification", 0);
     assert!(f.contains("**flow `dmz -> vault`**") && f.contains("justification: orders"), "{f}");
     assert!(f.contains("reviewed 2026-10-01"), "{f}");
