@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use segc_compiler::eval::Evaluator;
-use segc_compiler::lower::{bpf, nft};
+use segc_compiler::lower::{aws, bpf, nft};
 use segc_compiler::{compile_str, Options};
 
 proptest! {
@@ -31,6 +31,27 @@ proptest! {
         let t = bpf::parse_bundle(&bpf::bundle(&bpf::tables(&c.model))).expect("bundle parses");
         for (s, d, p) in packets {
             prop_assert_eq!(bpf::eval(&t, s, d, p), ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, pol.text());
+        }
+    }
+
+    /// Security groups: where lowering succeeds, every packet EC2 would see gets
+    /// the reference verdict; where it fails, it is T002 (not expressible).
+    #[test]
+    fn aws_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let text = pol.text_with(&|i| if bound[i % 6] { vec![format!("aws.security_group = \"sg{i}\"")] } else { vec![] });
+        let c = compile_str(&text, &Options::default());
+        prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let ev = Evaluator::new(&c.model);
+        match aws::lower(&c.model) {
+            Err(d) => prop_assert!(d.iter().all(|d| matches!(d.code.as_str(), "T002" | "T001")), "{:?}", d),
+            Ok(out) => {
+                let member = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("aws.security_group").cloned());
+                for (s, d, p) in packets {
+                    if let Some(got) = aws::eval(&out, &member, s, d, p) {
+                        prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
+                    }
+                }
+            }
         }
     }
 

@@ -76,6 +76,7 @@ codes! {
     W503 => Warning, "unused zone or service";
     W504 => Warning, "zone that can never match";
     T001 => Error, "the policy does not fit a target's capacity or quotas";
+    T002 => Error, "the target cannot express the policy exactly";
 }
 
 impl Code {

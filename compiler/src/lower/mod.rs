@@ -4,7 +4,9 @@
 //! instead of widening access.
 
 pub mod atoms;
+pub mod aws;
 pub mod bpf;
+pub mod cloud;
 pub mod nft;
 
 use std::collections::BTreeSet;
@@ -76,7 +78,7 @@ pub struct Artifact {
 impl Target {
     /// Whether segc can build this target yet.
     pub fn implemented(self) -> bool {
-        matches!(self, Target::Nft | Target::Bpf)
+        matches!(self, Target::Nft | Target::Bpf | Target::Aws)
     }
 }
 
@@ -100,7 +102,11 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
                 json.push(b'\n');
                 out.push(Artifact { path: "bpf/policy.json".into(), bytes: json });
             }
-            Target::Aws | Target::Azure | Target::K8s | Target::Gcp => {}
+            Target::Aws => match aws::lower(model) {
+                Ok(o) => out.push(Artifact { path: "aws/security-groups.json".into(), bytes: aws::render(&o) }),
+                Err(d) => diags.extend(d),
+            },
+            Target::Azure | Target::K8s | Target::Gcp => {}
         }
     }
     if !diags.is_empty() {

@@ -89,6 +89,25 @@ pub struct Pol {
 }
 
 impl Pol {
+    /// The text with extra attribute lines in some zones (bindings).
+    pub fn text_with(&self, extra: &dyn Fn(usize) -> Vec<String>) -> String {
+        let mut s = String::new();
+        for (i, nets) in self.zones.iter().enumerate() {
+            let cidrs: Vec<String> = nets.iter().map(Net::text).collect();
+            s.push_str(&format!("zone z{i} {{\n  cidrs = [{}]\n  scope = connected\n", cidrs.join(", ")));
+            for line in extra(i) {
+                s.push_str(&format!("  {line}\n"));
+            }
+            s.push_str("}\n");
+        }
+        for r in &self.rules {
+            let svcs: Vec<String> = r.svcs.iter().map(Svc::text).collect();
+            let kw = if r.deny { "deny" } else { "flow" };
+            s.push_str(&format!("{kw} z{} -> z{} on {}\n", r.from, r.to, svcs.join(", ")));
+        }
+        s
+    }
+
     pub fn text(&self) -> String {
         let mut s = String::new();
         for (i, nets) in self.zones.iter().enumerate() {
