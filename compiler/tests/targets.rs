@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use segc_compiler::eval::Evaluator;
-use segc_compiler::lower::{aws, bpf, nft};
+use segc_compiler::lower::{aws, bpf, k8s, nft};
 use segc_compiler::{compile_str, Options};
 
 proptest! {
@@ -48,6 +48,35 @@ proptest! {
                 let member = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("aws.security_group").cloned());
                 for (s, d, p) in packets {
                     if let Some(got) = aws::eval(&out, &member, s, d, p) {
+                        prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// NetworkPolicy: pods of bound zones get exactly the reference's verdicts.
+    #[test]
+    fn k8s_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(0u8..3, 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        // 0: not a pod zone; 1: a whole namespace; 2: a selector in a shared namespace.
+        let text = pol.text_with(&|i| match bound[i % 6] {
+            1 => vec![format!("k8s.namespace = \"ns{i}\"")],
+            2 => vec!["k8s.namespace = \"shared\"".to_string(), format!("k8s.selector = \"app=z{i}\"")],
+            _ => vec![],
+        });
+        let c = compile_str(&text, &Options::default());
+        prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let ev = Evaluator::new(&c.model);
+        match k8s::lower(&c.model) {
+            Err(d) => prop_assert!(d.iter().all(|d| d.code.as_str() == "T002"), "{:?}", d),
+            Ok(out) => {
+                let member = |ip: std::net::IpAddr| {
+                    let z = c.model.zone(ev.zone_of(ip)?.0);
+                    let ns = z.bindings.get("k8s.namespace")?.clone();
+                    Some((ns, z.bindings.get("k8s.selector").and_then(|s| k8s::labels(s)).unwrap_or_default()))
+                };
+                for (s, d, p) in packets {
+                    if let Some(got) = k8s::eval(&out, &member, s, d, p) {
                         prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
                     }
                 }

@@ -53,16 +53,29 @@ pub fn span(model: &Model) -> Span {
 /// Builds the plan for the zones bound by `key` (e.g. `aws.security_group`).
 /// Two zones sharing one binding cannot be told apart by the target: T002.
 pub fn plan(model: &Model, key: &str, target: &str) -> Result<Plan, Vec<Diagnostic>> {
+    plan_by(model, &|z: &crate::ir::Zone| z.bindings.get(key).cloned(), key, target, true)
+}
+
+/// [`plan`] with the binding computed from the zone (Kubernetes binds by
+/// namespace and selector); `widen` lets ingress from unbound zones also name
+/// bound zones' addresses (see `docs/DECISIONS.md`).
+pub fn plan_by(
+    model: &Model,
+    ident: &dyn Fn(&crate::ir::Zone) -> Option<String>,
+    key: &str,
+    target: &str,
+    widen: bool,
+) -> Result<Plan, Vec<Diagnostic>> {
     let ev = Evaluator::new(model);
     let mut prefixes: BTreeMap<ZoneId, Vec<Prefix>> = BTreeMap::new();
     for a in atoms(&ev) {
         prefixes.entry(a.zone).or_default().extend(a.prefixes());
     }
-    let binding = |z: ZoneId| model.zone(z).bindings.get(key).cloned();
+    let binding = |z: ZoneId| ident(model.zone(z));
     let mut seen: BTreeMap<String, ZoneId> = BTreeMap::new();
     let mut diags = Vec::new();
     for (i, z) in model.zones.iter().enumerate() {
-        if let Some(b) = z.bindings.get(key) {
+        if let Some(b) = &ident(z) {
             if let Some(&other) = seen.get(b) {
                 diags.push(
                     Diagnostic::new(
@@ -91,7 +104,7 @@ pub fn plan(model: &Model, key: &str, target: &str) -> Result<Plan, Vec<Diagnost
         .enumerate()
         .filter_map(|(i, z)| {
             let id = ZoneId(i as u32);
-            z.bindings.get(key).map(|b| (id, BoundZone { zone: id, binding: b.clone(), ingress: Vec::new(), egress: Vec::new() }))
+            ident(z).map(|b| (id, BoundZone { zone: id, binding: b, ingress: Vec::new(), egress: Vec::new() }))
         })
         .collect();
     // Ingress from an unbound zone may also name the bound zones' addresses:
@@ -101,7 +114,7 @@ pub fn plan(model: &Model, key: &str, target: &str) -> Result<Plan, Vec<Diagnost
         .zones
         .iter()
         .enumerate()
-        .filter(|(_, z)| z.bindings.contains_key(key))
+        .filter(|(_, z)| widen && ident(z).is_some())
         .flat_map(|(i, _)| prefixes.get(&ZoneId(i as u32)).cloned().unwrap_or_default())
         .collect();
     let ingress_peer = |z: ZoneId| match peer(z) {

@@ -7,6 +7,7 @@ pub mod atoms;
 pub mod aws;
 pub mod bpf;
 pub mod cloud;
+pub mod k8s;
 pub mod nft;
 
 use std::collections::BTreeSet;
@@ -78,7 +79,7 @@ pub struct Artifact {
 impl Target {
     /// Whether segc can build this target yet.
     pub fn implemented(self) -> bool {
-        matches!(self, Target::Nft | Target::Bpf | Target::Aws)
+        matches!(self, Target::Nft | Target::Bpf | Target::Aws | Target::K8s)
     }
 }
 
@@ -106,7 +107,11 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
                 Ok(o) => out.push(Artifact { path: "aws/security-groups.json".into(), bytes: aws::render(&o) }),
                 Err(d) => diags.extend(d),
             },
-            Target::Azure | Target::K8s | Target::Gcp => {}
+            Target::K8s => match k8s::lower(model) {
+                Ok(p) => out.push(Artifact { path: "k8s/networkpolicies.yaml".into(), bytes: k8s::render(&p) }),
+                Err(d) => diags.extend(d),
+            },
+            Target::Azure | Target::Gcp => {}
         }
     }
     if !diags.is_empty() {
