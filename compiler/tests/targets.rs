@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use segc_compiler::eval::Evaluator;
-use segc_compiler::lower::{aws, bpf, k8s, nft};
+use segc_compiler::lower::{aws, bpf, gcp, k8s, nft};
 use segc_compiler::{compile_str, Options};
 
 proptest! {
@@ -77,6 +77,26 @@ proptest! {
                 };
                 for (s, d, p) in packets {
                     if let Some(got) = k8s::eval(&out, &member, s, d, p) {
+                        prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// GCP firewall rules: tagged instances get exactly the reference's verdicts.
+    #[test]
+    fn gcp_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let text = pol.text_with(&|i| if bound[i % 6] { vec![format!("gcp.tag = \"t{i}\"")] } else { vec![] });
+        let c = compile_str(&text, &Options::default());
+        prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let ev = Evaluator::new(&c.model);
+        match gcp::lower(&c.model) {
+            Err(d) => prop_assert!(d.iter().all(|d| d.code.as_str() == "T002"), "{:?}", d),
+            Ok(out) => {
+                let tag_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("gcp.tag").cloned());
+                for (s, d, p) in packets {
+                    if let Some(got) = gcp::eval(&out, &tag_of, s, d, p) {
                         prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
                     }
                 }

@@ -7,6 +7,7 @@ pub mod atoms;
 pub mod aws;
 pub mod bpf;
 pub mod cloud;
+pub mod gcp;
 pub mod k8s;
 pub mod nft;
 
@@ -79,7 +80,7 @@ pub struct Artifact {
 impl Target {
     /// Whether segc can build this target yet.
     pub fn implemented(self) -> bool {
-        matches!(self, Target::Nft | Target::Bpf | Target::Aws | Target::K8s)
+        matches!(self, Target::Nft | Target::Bpf | Target::Aws | Target::K8s | Target::Gcp)
     }
 }
 
@@ -111,7 +112,11 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
                 Ok(p) => out.push(Artifact { path: "k8s/networkpolicies.yaml".into(), bytes: k8s::render(&p) }),
                 Err(d) => diags.extend(d),
             },
-            Target::Azure | Target::Gcp => {}
+            Target::Gcp => match gcp::lower(model) {
+                Ok(o) => out.push(Artifact { path: "gcp/firewall.json".into(), bytes: gcp::render(&o) }),
+                Err(d) => diags.extend(d),
+            },
+            Target::Azure => {}
         }
     }
     if !diags.is_empty() {

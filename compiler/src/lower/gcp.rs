@@ -1,0 +1,246 @@
+//! GCP VPC firewall rules (`gcp/firewall.json`). A zone with `gcp.tag` is the
+//! instances carrying that network tag. Ingress rules target the destination's
+//! tag with the source's tag or ranges; egress rules target the source's tag
+//! with the destination's ranges (GCP egress rules cannot name tags), followed
+//! by a deny-all egress rule per tag, because GCP's implied egress rule allows
+//! everything. Rules hold one address family and at most 256 ranges.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::cloud::{self, Grant, Peer};
+use crate::diag::Diagnostic;
+use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
+
+pub const MAX_RANGES: usize = 256;
+pub const ALLOW_PRIORITY: u32 = 1000;
+pub const DENY_PRIORITY: u32 = 65000;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Allowed {
+    #[serde(rename = "IPProtocol")]
+    pub ip_protocol: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub name: String,
+    pub direction: String,
+    pub priority: u32,
+    pub target_tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destination_ranges: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<Allowed>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<Allowed>,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Output {
+    pub version: u32,
+    pub policy: Option<String>,
+    pub firewall_rules: Vec<Rule>,
+}
+
+/// A GCP resource name: lowercase letters, digits and dashes, at most 63.
+fn name(parts: &[&str]) -> String {
+    let raw: String = parts.join("-").to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    if raw.len() <= 63 {
+        return raw;
+    }
+    let h = crate::sha256::hex(raw.as_bytes());
+    format!("{}-{}", &raw[..50], &h[..12])
+}
+
+fn allowed(model: &Model, set: &ServiceSet, fam: Option<Family>, from: ZoneId, to: ZoneId, diags: &mut Vec<Diagnostic>) -> Vec<Allowed> {
+    if set.is_any() {
+        return vec![Allowed { ip_protocol: "all".into(), ports: vec![] }];
+    }
+    if set.other {
+        diags.push(cloud::inexpressible(model, "GCP firewall rules", from, to, "other IP protocols are allowed, but not all protocols"));
+        return vec![];
+    }
+    let ports = |r: &crate::ir::RangeSet| -> Vec<String> {
+        r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect()
+    };
+    let mut v = Vec::new();
+    if !set.tcp.is_empty() {
+        v.push(Allowed { ip_protocol: "tcp".into(), ports: if set.tcp.ranges() == [(0, u16::MAX)] { vec![] } else { ports(&set.tcp) } });
+    }
+    if !set.udp.is_empty() {
+        v.push(Allowed { ip_protocol: "udp".into(), ports: if set.udp.ranges() == [(0, u16::MAX)] { vec![] } else { ports(&set.udp) } });
+    }
+    if !set.icmp.is_empty() {
+        if set.icmp.ranges() != [(0, 255)] {
+            diags.push(cloud::inexpressible(model, "GCP firewall rules", from, to, "GCP rules cannot select ICMP types"));
+            return vec![];
+        }
+        if fam != Some(Family::V6) {
+            v.push(Allowed { ip_protocol: "icmp".into(), ports: vec![] });
+        }
+        if fam != Some(Family::V4) {
+            v.push(Allowed { ip_protocol: "58".into(), ports: vec![] });
+        }
+    }
+    v
+}
+
+fn tag(model: &Model, z: ZoneId) -> String {
+    model.zone(z).bindings.get("gcp.tag").cloned().unwrap_or_default()
+}
+
+fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {
+    let mut out = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        let list: Vec<String> = ps.iter().filter(|p| p.family == fam).map(Prefix::to_string).collect();
+        for chunk in list.chunks(MAX_RANGES) {
+            out.push((fam, chunk.to_vec()));
+        }
+    }
+    out
+}
+
+fn grant_rules(model: &Model, plan: &cloud::Plan, g: &Grant, target: ZoneId, ingress: bool, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+    let (from, to) = if ingress { (g.other, target) } else { (target, g.other) };
+    let mut base = |suffix: String, fam: Option<Family>| Rule {
+        name: name(&["segc", if ingress { "in" } else { "out" }, &model.zone(from).name, &model.zone(to).name, &suffix]),
+        direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
+        priority: ALLOW_PRIORITY,
+        target_tags: vec![tag(model, target)],
+        source_tags: vec![],
+        source_ranges: vec![],
+        destination_ranges: vec![],
+        allowed: allowed(model, &g.set, fam, from, to, diags),
+        denied: vec![],
+        description: format!("{} on {}", model.pair_text(from, to), g.set),
+    };
+    let prefixes: Vec<Prefix> = match &g.peer {
+        Peer::Bound(z) if ingress => {
+            let mut r = base("tag".into(), None);
+            r.source_tags = vec![tag(model, *z)];
+            return vec![r];
+        }
+        // Egress cannot name tags: the bound zone's exact addresses (its atoms).
+        Peer::Bound(z) => plan.prefixes.get(z).cloned().unwrap_or_default(),
+        Peer::Prefixes(ps) => ps.clone(),
+    };
+    by_family(&prefixes)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (fam, ranges))| {
+            let mut r = base(format!("{}{i}", if fam == Family::V4 { "v4-" } else { "v6-" }), Some(fam));
+            if ingress {
+                r.source_ranges = ranges;
+            } else {
+                r.destination_ranges = ranges;
+            }
+            r
+        })
+        .collect()
+}
+
+pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
+    let plan = cloud::plan(model, "gcp.tag", "GCP")?;
+    let mut diags = Vec::new();
+    let mut rules = Vec::new();
+    for b in &plan.bound {
+        for g in &b.ingress {
+            rules.extend(grant_rules(model, &plan, g, b.zone, true, &mut diags));
+        }
+        for g in &b.egress {
+            rules.extend(grant_rules(model, &plan, g, b.zone, false, &mut diags));
+        }
+        for (fam, all) in [("v4", "0.0.0.0/0"), ("v6", "::/0")] {
+            rules.push(Rule {
+                name: name(&["segc", "deny-out", &model.zone(b.zone).name, fam]),
+                direction: "EGRESS".into(),
+                priority: DENY_PRIORITY,
+                target_tags: vec![b.binding.clone()],
+                source_tags: vec![],
+                source_ranges: vec![],
+                destination_ranges: vec![all.into()],
+                allowed: vec![],
+                denied: vec![Allowed { ip_protocol: "all".into(), ports: vec![] }],
+                description: format!("default deny out of {}", model.zone(b.zone).name),
+            });
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    rules.sort();
+    Ok(Output { version: 1, policy: model.policy.name.clone(), firewall_rules: rules })
+}
+
+pub fn render(out: &Output) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(out).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// GCP semantics: per direction, the matching rule of lowest priority number
+/// decides (deny before allow at equal priority); implied rules deny ingress
+/// and allow egress. `tag_of` gives an instance's tag. `None` when neither end
+/// is a tagged instance.
+pub fn eval(out: &Output, tag_of: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr, dst: IpAddr, proto: Proto) -> Option<bool> {
+    let (ts, td) = (tag_of(src), tag_of(dst));
+    if ts.is_none() && td.is_none() {
+        return None;
+    }
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Some(false);
+    }
+    let in_ranges = |ranges: &[String], ip: IpAddr| {
+        ranges.iter().any(|r| Prefix::parse(r).is_ok_and(|p| {
+            let (f, a) = crate::ir::addr::addr_bits(ip);
+            p.contains_addr(f, a)
+        }))
+    };
+    let proto_ok = |list: &[Allowed]| {
+        list.iter().any(|a| {
+            let ports_ok = |x: u16| {
+                a.ports.is_empty()
+                    || a.ports.iter().any(|p| {
+                        let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+                        lo.parse::<u16>().is_ok_and(|lo| lo <= x) && hi.parse::<u16>().is_ok_and(|hi| x <= hi)
+                    })
+            };
+            match (a.ip_protocol.as_str(), proto) {
+                ("all", _) => true,
+                ("tcp", Proto::Tcp(x)) | ("udp", Proto::Udp(x)) => ports_ok(x),
+                ("icmp", Proto::Icmp(_)) => src.is_ipv4(),
+                ("58", Proto::Icmp(_)) => src.is_ipv6(),
+                _ => false,
+            }
+        })
+    };
+    let decide = |dir: &str, tag: &Option<String>, peer_ip: IpAddr, peer_tag: &Option<String>, implied: bool| -> bool {
+        let Some(tag) = tag else { return true };
+        let mut matching: Vec<&Rule> = out
+            .firewall_rules
+            .iter()
+            .filter(|r| r.direction == dir && r.target_tags.contains(tag))
+            .filter(|r| {
+                let peer = if dir == "INGRESS" {
+                    r.source_tags.iter().any(|t| Some(t) == peer_tag.as_ref()) || in_ranges(&r.source_ranges, peer_ip)
+                } else {
+                    in_ranges(&r.destination_ranges, peer_ip)
+                };
+                peer && (proto_ok(&r.allowed) || proto_ok(&r.denied))
+            })
+            .collect();
+        matching.sort_by_key(|r| (r.priority, r.allowed.len()));
+        matching.first().map_or(implied, |r| !r.allowed.is_empty() && proto_ok(&r.allowed))
+    };
+    Some(decide("INGRESS", &td, src, &ts, false) && decide("EGRESS", &ts, dst, &td, true))
+}
