@@ -559,9 +559,6 @@ fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Re
     let mut chosen = std::collections::BTreeSet::new();
     for t in targets {
         let t = Target::parse(t.trim()).with_context(|| format!("unknown target `{t}` (bpf, aws, azure, nft, k8s, gcp)"))?;
-        if !t.implemented() {
-            bail!("target `{}` is not implemented yet", t.name());
-        }
         chosen.insert(t);
     }
     let opts = Options { today: Some(parse_today(today)?) };
@@ -572,13 +569,7 @@ fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Re
         return Ok(exit::FINDINGS);
     }
     if chosen.is_empty() {
-        for t in lower::default_targets(&c.model) {
-            if t.implemented() {
-                chosen.insert(t);
-            } else {
-                eprintln!("warning: target `{}` is not implemented yet; not built", t.name());
-            }
-        }
+        chosen = lower::default_targets(&c.model);
     }
     let artifacts = match lower::lower(&c.model, &chosen) {
         Ok(a) => a,

@@ -5,6 +5,7 @@
 
 pub mod atoms;
 pub mod aws;
+pub mod azure;
 pub mod bpf;
 pub mod cloud;
 pub mod gcp;
@@ -77,13 +78,6 @@ pub struct Artifact {
     pub bytes: Vec<u8>,
 }
 
-impl Target {
-    /// Whether segc can build this target yet.
-    pub fn implemented(self) -> bool {
-        matches!(self, Target::Nft | Target::Bpf | Target::Aws | Target::K8s | Target::Gcp)
-    }
-}
-
 /// Lowers a checked model (no errors) for the given targets. All or nothing:
 /// any target diagnostic means no artifact at all.
 pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
@@ -116,7 +110,10 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
                 Ok(o) => out.push(Artifact { path: "gcp/firewall.json".into(), bytes: gcp::render(&o) }),
                 Err(d) => diags.extend(d),
             },
-            Target::Azure => {}
+            Target::Azure => match azure::lower(model) {
+                Ok(n) => out.push(Artifact { path: "azure/nsg.json".into(), bytes: azure::render(model, &n) }),
+                Err(d) => diags.extend(d),
+            },
         }
     }
     if !diags.is_empty() {

@@ -1,0 +1,267 @@
+//! Azure network security groups (`azure/nsg.json`, an ARM template). A zone
+//! with `azure.nsg = "NAME"` is the NSG NAME on its members' NICs or subnet.
+//! Inbound rules allow what the policy lets other zones send to it, outbound
+//! rules what it may send; peers are addressed by prefix (an NSG cannot name
+//! another NSG). Each direction ends with an explicit deny-all at 4096,
+//! because every NSG carries default rules that allow all traffic inside the
+//! virtual network. Priorities come from a hash of the rule's identity, so a
+//! new flow does not renumber the others.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::cloud::{self, Grant, Peer};
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{Family, Model, Prefix, Proto, ZoneId};
+
+pub const MAX_RULES: usize = 1000;
+pub const FIRST_PRIORITY: u32 = 100;
+pub const DENY_PRIORITY: u32 = 4096;
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    pub direction: &'static str,
+    pub priority: u32,
+    pub access: &'static str,
+    /// `Tcp`, `Udp`, `Icmp` or `*`.
+    pub protocol: &'static str,
+    /// Prefixes of the peer (the source inbound, the destination outbound); `*` for all.
+    pub peer: Vec<String>,
+    /// Port ranges such as `443` or `8000-8100`; `*` for all.
+    pub ports: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Nsg {
+    pub name: String,
+    pub zone: String,
+    pub rules: Vec<Rule>,
+}
+
+fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound: bool, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+    let (from, to) = if inbound { (g.other, zone) } else { (zone, g.other) };
+    let prefixes: Vec<Prefix> = match &g.peer {
+        Peer::Bound(z) => plan.prefixes.get(z).cloned().unwrap_or_default(),
+        Peer::Prefixes(ps) => ps.clone(),
+    };
+    let set = &g.set;
+    let mut protos: Vec<(&'static str, Vec<String>)> = Vec::new();
+    if set.is_any() {
+        protos.push(("*", vec!["*".into()]));
+    } else {
+        if set.other {
+            diags.push(cloud::inexpressible(model, "Azure NSGs", from, to, "other IP protocols are allowed, but not all protocols"));
+            return vec![];
+        }
+        let ports = |r: &crate::ir::RangeSet| -> Vec<String> {
+            if r.ranges() == [(0, u16::MAX)] {
+                return vec!["*".into()];
+            }
+            r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect()
+        };
+        if !set.tcp.is_empty() {
+            protos.push(("Tcp", ports(&set.tcp)));
+        }
+        if !set.udp.is_empty() {
+            protos.push(("Udp", ports(&set.udp)));
+        }
+        if !set.icmp.is_empty() {
+            if set.icmp.ranges() != [(0, 255)] {
+                diags.push(cloud::inexpressible(model, "Azure NSGs", from, to, "NSG rules cannot select ICMP types"));
+                return vec![];
+            }
+            protos.push(("Icmp", vec!["*".into()]));
+        }
+    }
+    let mut out = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        let peer: Vec<String> = prefixes.iter().filter(|p| p.family == fam).map(Prefix::to_string).collect();
+        if peer.is_empty() {
+            continue;
+        }
+        for (protocol, ports) in &protos {
+            let dir = if inbound { "in" } else { "out" };
+            let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
+            let proto_s = if *protocol == "*" { "any" } else { protocol };
+            out.push(Rule {
+                name: format!("segc-{dir}-{}-{}-{}-{fam_s}", model.zone(from).name, model.zone(to).name, proto_s.to_lowercase()),
+                direction: if inbound { "Inbound" } else { "Outbound" },
+                priority: 0,
+                access: "Allow",
+                protocol,
+                peer: peer.clone(),
+                ports: ports.clone(),
+                description: format!("{} on {}", model.pair_text(from, to), g.set),
+            });
+        }
+    }
+    out
+}
+
+/// Stable priorities: each rule's name hashes to a slot in 100..4096; taken
+/// slots move to the next free one, in name order, per direction.
+fn assign_priorities(rules: &mut [Rule]) {
+    rules.sort_by(|a, b| (a.direction, &a.name).cmp(&(b.direction, &b.name)));
+    let span = DENY_PRIORITY - FIRST_PRIORITY;
+    let mut taken: BTreeSet<(&'static str, u32)> = BTreeSet::new();
+    for r in rules.iter_mut() {
+        let h = crate::sha256::digest(r.name.as_bytes());
+        let mut slot = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % span;
+        while taken.contains(&(r.direction, slot)) {
+            slot = (slot + 1) % span;
+        }
+        taken.insert((r.direction, slot));
+        r.priority = FIRST_PRIORITY + slot;
+    }
+}
+
+pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
+    let plan = cloud::plan(model, "azure.nsg", "Azure")?;
+    let mut diags = Vec::new();
+    let mut nsgs = Vec::new();
+    for b in &plan.bound {
+        let mut rules = Vec::new();
+        for g in &b.ingress {
+            rules.extend(rules_for(model, &plan, g, b.zone, true, &mut diags));
+        }
+        for g in &b.egress {
+            rules.extend(rules_for(model, &plan, g, b.zone, false, &mut diags));
+        }
+        if rules.len() + 2 > MAX_RULES {
+            diags.push(
+                Diagnostic::new(
+                    Code::T001,
+                    model.zone(b.zone).span,
+                    format!("NSG `{}` needs {} rules; Azure allows {MAX_RULES}: {} too many", b.binding, rules.len() + 2, rules.len() + 2 - MAX_RULES),
+                )
+                .with_help("merge port ranges, or split the zone"),
+            );
+            continue;
+        }
+        assign_priorities(&mut rules);
+        for dir in ["Inbound", "Outbound"] {
+            rules.push(Rule {
+                name: format!("segc-deny-all-{}", dir.to_lowercase()),
+                direction: dir,
+                priority: DENY_PRIORITY,
+                access: "Deny",
+                protocol: "*",
+                peer: vec!["*".into()],
+                ports: vec!["*".into()],
+                description: "default deny, above the NSG's own allow rules".into(),
+            });
+        }
+        rules.sort_by(|a, b| (a.direction, a.priority).cmp(&(b.direction, b.priority)));
+        nsgs.push(Nsg { name: b.binding.clone(), zone: model.zone(b.zone).name.clone(), rules });
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    nsgs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nsgs)
+}
+
+fn prefixes_field(list: &[String]) -> (&'static str, Value) {
+    if list.len() == 1 {
+        ("", json!(list[0]))
+    } else {
+        ("es", json!(list))
+    }
+}
+
+/// The ARM template.
+pub fn render(model: &Model, nsgs: &[Nsg]) -> Vec<u8> {
+    let resources: Vec<Value> = nsgs
+        .iter()
+        .map(|n| {
+            let rules: Vec<Value> = n
+                .rules
+                .iter()
+                .map(|r| {
+                    let inbound = r.direction == "Inbound";
+                    let (peer_suffix, peer) = prefixes_field(&r.peer);
+                    let (port_suffix, ports) = if r.ports.len() == 1 { ("Range", json!(r.ports[0])) } else { ("Ranges", json!(r.ports)) };
+                    let mut p = serde_json::Map::new();
+                    p.insert("priority".into(), json!(r.priority));
+                    p.insert("direction".into(), json!(r.direction));
+                    p.insert("access".into(), json!(r.access));
+                    p.insert("protocol".into(), json!(r.protocol));
+                    p.insert("sourcePortRange".into(), json!("*"));
+                    p.insert(format!("destinationPort{port_suffix}"), ports);
+                    let (peer_key, own_key) = if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
+                    p.insert(format!("{peer_key}{peer_suffix}"), peer);
+                    p.insert(own_key.into(), json!("*"));
+                    p.insert("description".into(), json!(r.description));
+                    json!({"name": r.name, "properties": Value::Object(p)})
+                })
+                .collect();
+            json!({
+                "type": "Microsoft.Network/networkSecurityGroups",
+                "apiVersion": "2024-03-01",
+                "name": n.name,
+                "location": "[parameters('location')]",
+                "tags": {"managed-by": "segc", "segc-zone": n.zone, "segc-policy": model.policy.name.clone().unwrap_or_default()},
+                "properties": {"securityRules": rules},
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"location": {"type": "string", "defaultValue": "[resourceGroup().location]"}},
+        "resources": resources,
+    });
+    let mut v = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// NSG semantics: per direction, rules in priority order, the first match
+/// decides; the source's NSG outbound and the destination's NSG inbound must
+/// both allow. `nsg_of` gives an address's NSG. `None` when neither end has one.
+pub fn eval(nsgs: &[Nsg], nsg_of: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr, dst: IpAddr, proto: Proto) -> Option<bool> {
+    let (ns, nd) = (nsg_of(src), nsg_of(dst));
+    if ns.is_none() && nd.is_none() {
+        return None;
+    }
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Some(false);
+    }
+    let matches = |r: &Rule, peer: IpAddr| {
+        let peer_ok = r.peer.iter().any(|p| {
+            p == "*" || Prefix::parse(p).is_ok_and(|pf| {
+                let (f, a) = crate::ir::addr::addr_bits(peer);
+                pf.contains_addr(f, a)
+            })
+        });
+        let port_ok = |x: u16| {
+            r.ports.iter().any(|p| {
+                if p == "*" {
+                    return true;
+                }
+                let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+                lo.parse::<u16>().is_ok_and(|lo| lo <= x) && hi.parse::<u16>().is_ok_and(|hi| x <= hi)
+            })
+        };
+        let proto_ok = match (r.protocol, proto) {
+            ("*", _) => true,
+            ("Tcp", Proto::Tcp(x)) | ("Udp", Proto::Udp(x)) => port_ok(x),
+            ("Icmp", Proto::Icmp(_)) => true,
+            _ => false,
+        };
+        peer_ok && proto_ok
+    };
+    let decide = |nsg: &Option<String>, dir: &str, peer: IpAddr| -> bool {
+        let Some(name) = nsg else { return true };
+        let Some(n) = nsgs.iter().find(|n| &n.name == name) else { return true };
+        let mut rules: Vec<&Rule> = n.rules.iter().filter(|r| r.direction == dir).collect();
+        rules.sort_by_key(|r| r.priority);
+        // Past our deny-all come the NSG's default rules; our deny-all always matches first.
+        rules.iter().find(|r| matches(r, peer)).is_some_and(|r| r.access == "Allow")
+    };
+    Some(decide(&nd, "Inbound", src) && decide(&ns, "Outbound", dst))
+}
