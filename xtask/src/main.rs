@@ -3,6 +3,8 @@
 //! - `bench`: every benchmark, release build, figures printed as they come.
 //! - `ci`: what `.ci/run` runs after installing packages.
 //! - `bpf`: rebuild the committed eBPF object and record its sources' hash.
+//! - `bench-aerleon`: `segc build` (all targets) against Aerleon's nftables
+//!   generator on the same 1000-zone, 20000-flow policy; needs `pip install aerleon`.
 //! - `bench-net`: TCP throughput over a veth pair (iperf3), with and without the
 //!   deployed filter, alternating runs; needs root and iperf3.
 
@@ -21,8 +23,17 @@ fn main() -> ExitCode {
         "ci" => cargo(&["test", "--workspace", "--locked"]),
         "bpf" => rebuild_bpf(),
         "bench-net" => bench_net(),
+        "bench-aerleon" => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            cargo(&["build", "--release", "-p", "segc"])
+                && Command::new("python3")
+                    .arg(root.join("xtask/scripts/bench_aerleon.py"))
+                    .arg(root.join("target/release/segc"))
+                    .status()
+                    .is_ok_and(|s| s.success())
+        }
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-aerleon>");
             return ExitCode::from(2);
         }
     };
