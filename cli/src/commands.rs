@@ -13,7 +13,7 @@ use segc_compiler::syntax::{fmt as seg_fmt, parse};
 use segc_compiler::{compile, Compilation, Options};
 
 use crate::fsload::{policy_path, FsLoader};
-use crate::{exit, render, Cli, Command, DeployTarget, Engine, Format, GraphFormat, XdpModeArg};
+use crate::{exit, render, AuditAction, Cli, Command, DeployTarget, Engine, ExportFormat, Format, GraphFormat, XdpModeArg};
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
+        Command::Audit { action } => audit(action),
         Command::Lsp => {
             segc_lsp::run_stdio()?;
             Ok(exit::OK)
@@ -598,6 +599,7 @@ fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Re
         write_file_atomically(&out.join(&a.path), &a.bytes)?;
     }
     write_file_atomically(&out.join("manifest.json"), format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes())?;
+    record("build", serde_json::json!({"out": out.display().to_string(), "manifest": manifest}), false)?;
     for a in &artifacts {
         eprintln!("wrote {}", out.join(&a.path).display());
     }
@@ -648,9 +650,11 @@ fn deploy(
     let mut out = io::stdout().lock();
     if !apply {
         writeln!(out, "plan for `{name}` on {}:", netns.map_or("the host".to_string(), |n| format!("network namespace `{n}`")))?;
-        for line in attach::plan(&tables, netns, ifaces, choice)? {
+        let lines = attach::plan(&tables, netns, ifaces, choice)?;
+        for line in &lines {
             writeln!(out, "  {line}")?;
         }
+        record("deploy.plan", serde_json::json!({"policy": name, "target": "host", "netns": netns, "ifaces": ifaces, "plan": lines}), false)?;
         writeln!(out, "run again with --apply to apply it")?;
         return Ok(exit::OK);
     }
@@ -665,6 +669,11 @@ fn deploy(
             eprintln!("WARNING: falling back to nftables: table `inet segc` filters every interface of this network namespace.");
             let ruleset = segc_compiler::lower::nft::render(&c.model);
             nft_apply(&ruleset)?;
+            record(
+                "deploy.apply",
+                serde_json::json!({"policy": name, "target": "host", "engine": "nft", "netns": netns, "ruleset_sha256": segc_compiler::sha256::hex(ruleset.as_bytes()), "reason": e.to_string()}),
+                true,
+            )?;
             writeln!(out, "deployed `{name}` with nftables (fallback): table inet segc loaded")?;
             return Ok(exit::OK);
         }
@@ -678,6 +687,17 @@ fn deploy(
         r.swap.entries,
         r.swap.prepare.as_secs_f64() * 1e3,
         r.swap.flip.as_secs_f64() * 1e3
+    )?;
+    let bundle = segc_compiler::lower::bpf::bundle(&tables);
+    record(
+        if r.fresh { "deploy.apply" } else { "swap" },
+        serde_json::json!({
+            "policy": name, "target": "host", "engine": "bpf", "netns": netns, "ifaces": ifaces,
+            "epoch": r.swap.generation, "entries": r.swap.entries,
+            "bundle_sha256": segc_compiler::sha256::hex(&bundle),
+            "attached": r.attached.iter().map(|(i, m)| serde_json::json!({"iface": i, "ingress": m})).collect::<Vec<_>>(),
+        }),
+        true,
     )?;
     for (i, mode) in &r.attached {
         writeln!(out, "attached to `{i}` ({mode} on ingress, TC on egress), pinned at {}", attach::pin_dir(netns).display())?;
@@ -745,4 +765,86 @@ fn nft_remove() -> Result<bool> {
         bail!("cannot delete the nftables table inet segc");
     }
     Ok(true)
+}
+
+/// Appends an audit event. When the log cannot be written, a change to
+/// enforcement (`required`) fails loudly; a build only warns.
+fn record(kind: &str, data: serde_json::Value, required: bool) -> Result<()> {
+    let dir = segc_audit::default_dir();
+    let result = segc_audit::Log::open(&dir).and_then(|log| log.append(kind, data));
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if required => Err(anyhow::anyhow!("the change was applied but could not be recorded in the audit log: {e}")),
+        Err(e) => {
+            eprintln!("warning: not recorded in the audit log ({}): {e}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn audit(action: AuditAction) -> Result<u8> {
+    let dir = segc_audit::default_dir();
+    let log = segc_audit::Log::open(&dir)?;
+    match action {
+        AuditAction::Verify => match log.verify() {
+            Ok(n) => {
+                println!("ok: {n} events in {}, chain and head intact", dir.display());
+                Ok(exit::OK)
+            }
+            Err(p) => {
+                let loc = if p.line > 0 { format!("{} line {}", p.file, p.line) } else { p.file.clone() };
+                eprintln!("error: audit log {}: event {} ({loc}): {:?}: {}", dir.display(), p.seq, p.kind, p.message);
+                Ok(exit::FINDINGS)
+            }
+        },
+        AuditAction::Show { kind, since, until, format } => {
+            let day = |d: &Option<String>| -> Result<Option<u64>> {
+                d.as_deref()
+                    .map(|t| Date::parse(t).map(|d| d.0 as u64 * 86_400).with_context(|| format!("`{t}` is not a date (YYYY-MM-DD)")))
+                    .transpose()
+            };
+            let (from, to) = (day(&since)?, day(&until)?);
+            let mut out = io::stdout().lock();
+            for e in log.events()? {
+                if kind.as_deref().is_some_and(|k| k != e.kind) || from.is_some_and(|f| e.ts < f) || to.is_some_and(|t| e.ts >= t) {
+                    continue;
+                }
+                match format {
+                    Format::Human => writeln!(out, "{:>6} {} {:<12} {} {}", e.seq, segc_audit::rfc3339(e.ts), e.kind, e.actor, e.data)?,
+                    _ => writeln!(out, "{}", serde_json::to_string(&e)?)?,
+                }
+            }
+            Ok(exit::OK)
+        }
+        AuditAction::Export { format, syslog } => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "-".into());
+            let lines: Vec<String> = log
+                .events()?
+                .iter()
+                .map(|e| match format {
+                    ExportFormat::Rfc5424 => segc_audit::rfc5424(e, &host),
+                    ExportFormat::Cef => segc_audit::cef(e),
+                    ExportFormat::Json => serde_json::to_string(e).unwrap_or_default(),
+                })
+                .collect();
+            match syslog {
+                None => {
+                    let mut out = io::stdout().lock();
+                    for l in &lines {
+                        writeln!(out, "{l}")?;
+                    }
+                }
+                Some(addr) => {
+                    let mut s = std::net::TcpStream::connect(&addr).with_context(|| format!("cannot connect to syslog at {addr}"))?;
+                    for l in &lines {
+                        // RFC 6587 octet counting.
+                        write!(s, "{} {l}", l.len())?;
+                    }
+                    s.flush()?;
+                    eprintln!("sent {} events to {addr}", lines.len());
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
 }

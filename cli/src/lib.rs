@@ -42,6 +42,41 @@ pub enum GraphFormat {
     Svg,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Check the hash chain and the head; exit 1 naming the first bad event.
+    Verify,
+    /// List events.
+    Show {
+        /// Only events of this kind (`build`, `deploy.apply`, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only events before this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Export events for a SIEM, to stdout or to a syslog server over TCP.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Send to this syslog server (HOST:PORT, TCP, octet-counted frames).
+        #[arg(long, value_name = "HOST:PORT")]
+        syslog: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Rfc5424,
+    Cef,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DeployTarget {
     Host,
@@ -177,6 +212,11 @@ pub enum Command {
         /// Only these interfaces; default all.
         #[arg(long = "iface", value_name = "NAME")]
         ifaces: Vec<String>,
+    },
+    /// The audit log: verify the chain, list events, export for a SIEM.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Language server on stdio.
     Lsp,
