@@ -38,6 +38,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit(action),
+        Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for } => {
+            crate::agent::run(crate::agent::Config {
+                policy,
+                ifaces,
+                netns,
+                choice: xdp_choice(xdp_mode),
+                metrics,
+                interval: std::time::Duration::from_millis(interval_ms.max(50)),
+                sample_every,
+                run_for: run_for.map(std::time::Duration::from_secs),
+            })
+        }
         Command::Lsp => {
             segc_lsp::run_stdio()?;
             Ok(exit::OK)
@@ -640,12 +652,7 @@ fn deploy(
     if let Some(ns) = netns {
         attach::enter_netns(ns)?;
     }
-    let choice = match mode {
-        XdpModeArg::Auto => attach::XdpChoice::Auto,
-        XdpModeArg::Native => attach::XdpChoice::Native,
-        XdpModeArg::Generic => attach::XdpChoice::Generic,
-        XdpModeArg::Tc => attach::XdpChoice::Tc,
-    };
+    let choice = xdp_choice(mode);
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     let mut out = io::stdout().lock();
     if !apply {
@@ -846,5 +853,15 @@ fn audit(action: AuditAction) -> Result<u8> {
             }
             Ok(exit::OK)
         }
+    }
+}
+
+fn xdp_choice(mode: XdpModeArg) -> segc_loader::attach::XdpChoice {
+    use segc_loader::attach::XdpChoice;
+    match mode {
+        XdpModeArg::Auto => XdpChoice::Auto,
+        XdpModeArg::Native => XdpChoice::Native,
+        XdpModeArg::Generic => XdpChoice::Generic,
+        XdpModeArg::Tc => XdpChoice::Tc,
     }
 }

@@ -1,6 +1,7 @@
 //! The `segc` command line: argument parsing (clap), file IO, rendering and exit
 //! codes around the pure compiler.
 
+pub mod agent;
 pub mod commands;
 pub mod fsload;
 pub mod graph;
@@ -217,6 +218,29 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Host daemon: keeps the policy deployed, reloads it atomically, metrics, audit.
+    Agent {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long = "iface", value_name = "NAME", required = true)]
+        ifaces: Vec<String>,
+        #[arg(long)]
+        netns: Option<String>,
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+        xdp_mode: XdpModeArg,
+        /// Loopback address for the Prometheus endpoint (`/metrics`).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics: std::net::SocketAddr,
+        /// How often to look for policy changes and deny events, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Record one denied packet in this many (0: none).
+        #[arg(long, default_value_t = 100)]
+        sample_every: u32,
+        /// Exit after this many seconds (for tests); default: until SIGTERM.
+        #[arg(long, hide = true)]
+        run_for: Option<u64>,
     },
     /// Language server on stdio.
     Lsp,

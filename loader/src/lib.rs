@@ -287,3 +287,37 @@ pub fn verdict(ebpf: &Ebpf, src: IpAddr, dst: IpAddr, proto: Proto) -> Result<bo
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+
+/// The filter's sampled deny events (its ring buffer, from the pins).
+pub struct Events(aya::maps::RingBuf<MapData>);
+
+pub fn events(dir: &std::path::Path) -> Result<Events, Error> {
+    let map = Map::from_map_data(MapData::from_pin(dir.join(rt::names::EVENTS))?)?;
+    Ok(Events(aya::maps::RingBuf::try_from(map)?))
+}
+
+/// Every event waiting in the ring buffer, as JSON for the audit log.
+pub fn drain(ev: &mut Events) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while let Some(item) = ev.0.next() {
+        if item.len() < std::mem::size_of::<rt::Event>() {
+            continue;
+        }
+        // SAFETY: the buffer holds at least one `Event`, a plain-old-data struct.
+        let e: rt::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<rt::Event>()) };
+        let addr = |b: [u8; 16]| -> String {
+            if e.family == 4 {
+                std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+            } else {
+                std::net::Ipv6Addr::from(b).to_string()
+            }
+        };
+        out.push(serde_json::json!({
+            "src": addr(e.saddr), "dst": addr(e.daddr), "proto": e.proto,
+            "sport": u16::from_be(e.sport), "dport": u16::from_be(e.dport),
+            "direction": if e.direction == 0 { "ingress" } else { "egress" },
+            "src_zone": e.src_zone, "dst_zone": e.dst_zone, "kernel_ns": e.ts_ns,
+        }));
+    }
+    out
+}

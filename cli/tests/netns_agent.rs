@@ -1,0 +1,113 @@
+//! `segc agent` on a real namespace: it deploys, serves metrics that count the
+//! traffic, refuses a broken policy file (the old policy stays enforced),
+//! swaps in a good one, drains deny samples into the audit log, and runs with
+//! only CAP_BPF and CAP_NET_ADMIN.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const A: &str = "policy \"agent-a\" {}\nzone client {\n  cidrs = [10.99.0.1/32]\n  scope = connected\n}\nzone server {\n  cidrs = [10.99.0.2/32]\n  scope = connected\n}\nflow client -> server on tcp/8080\n";
+const B: &str = "policy \"agent-b\" {}\nzone client {\n  cidrs = [10.99.0.1/32]\n  scope = connected\n}\nzone server {\n  cidrs = [10.99.0.2/32]\n  scope = connected\n}\nflow client -> server on tcp/8085\n";
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn agent_enforces_reloads_refuses_and_reports() {
+    if !require("agent_enforces_reloads_refuses_and_reports", &["ip", "python3"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("segc-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policy")).expect("dir");
+    std::fs::write(dir.join("policy/main.seg"), A).expect("policy");
+    let audit = dir.join("audit");
+    let net = NetnsPair::new("agent");
+    let _srv = net.serve(&net.b, &[8080, 8085], &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["agent", "--iface", "vb", "--netns", &net.b, "--interval-ms", "200", "--sample-every", "1", "--run-for", "120"])
+        .args(["--metrics", &format!("127.0.0.1:{port}"), "--policy"])
+        .arg(dir.join("policy"))
+        .env("SEGC_AUDIT_DIR", &audit)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    wait_for("the metrics endpoint", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    // Least privilege, read from the running process.
+    wait_for("the capability drop", || {
+        let st = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap_or_default();
+        st.contains("NoNewPrivs:\t1")
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).expect("status");
+    let eff = status.lines().find(|l| l.starts_with("CapEff")).expect("CapEff").to_string();
+    assert!(eff.ends_with("0000008000001000"), "only CAP_BPF and CAP_NET_ADMIN: {eff}");
+
+    // Policy A: 8080 passes, 8085 does not; the counters see it.
+    let before = scrape(port);
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
+    assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    let after = scrape(port);
+    assert!(metric(&after, "segc_packets_total{verdict=\"allow\"}") > metric(&before, "segc_packets_total{verdict=\"allow\"}"), "{after}");
+    assert!(metric(&after, "segc_packets_total{verdict=\"deny\"}") > metric(&before, "segc_packets_total{verdict=\"deny\"}"), "{after}");
+    assert!(metric(&after, "segc_packets_total{verdict=\"established\"}") > 0, "replies counted: {after}");
+
+    // A broken policy file is refused; A stays enforced.
+    std::fs::write(dir.join("policy/main.seg"), "zone {{{ garbage").expect("garbage");
+    wait_for("the refusal", || metric(&scrape(port), "segc_policy_refused_total") >= 1);
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
+
+    // A good policy is swapped in.
+    std::fs::write(dir.join("policy/main.seg"), B).expect("policy b");
+    wait_for("the swap", || metric(&scrape(port), "segc_policy_swaps_total") >= 2);
+    assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8085));
+    assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8080));
+    wait_for("deny samples", || metric(&scrape(port), "segc_deny_samples_total") >= 1);
+
+    // SIGTERM: the agent stops, the filter stays.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let st = agent.wait().expect("agent exits");
+    assert!(st.success(), "{st}");
+    assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8080), "still enforced after the agent exits");
+
+    let log = Command::new(env!("CARGO_BIN_EXE_segc")).args(["audit", "show", "--format", "json"]).env("SEGC_AUDIT_DIR", &audit).output().expect("audit");
+    let kinds: Vec<String> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    for k in ["agent.start", "policy.refused", "swap", "deny.sample", "agent.stop"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+    let v = Command::new(env!("CARGO_BIN_EXE_segc")).args(["audit", "verify"]).env("SEGC_AUDIT_DIR", &audit).output().expect("verify");
+    assert!(v.status.success());
+    let _ = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output();
+    let _ = std::fs::remove_dir_all(&dir);
+}
