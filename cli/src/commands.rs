@@ -38,7 +38,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit(action),
-        Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for } => {
+        Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for, seccomp_selftest } => {
             crate::agent::run(crate::agent::Config {
                 policy,
                 ifaces,
@@ -48,6 +48,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 interval: std::time::Duration::from_millis(interval_ms.max(50)),
                 sample_every,
                 run_for: run_for.map(std::time::Duration::from_secs),
+                seccomp_selftest,
             })
         }
         Command::Lsp => {

@@ -241,6 +241,9 @@ pub enum Command {
         /// Exit after this many seconds (for tests); default: until SIGTERM.
         #[arg(long, hide = true)]
         run_for: Option<u64>,
+        /// Make a forbidden system call after locking down (tests: must be killed).
+        #[arg(long, hide = true)]
+        seccomp_selftest: bool,
     },
     /// Language server on stdio.
     Lsp,

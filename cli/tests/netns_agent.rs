@@ -68,6 +68,8 @@ fn agent_enforces_reloads_refuses_and_reports() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).expect("status");
     let eff = status.lines().find(|l| l.starts_with("CapEff")).expect("CapEff").to_string();
     assert!(eff.ends_with("0000008000001000"), "only CAP_BPF and CAP_NET_ADMIN: {eff}");
+    assert!(status.contains("Seccomp:\t2"), "a seccomp filter is installed");
+    assert!(status.contains("CapBnd:\t0000008000001000"), "the bounding set is reduced too");
 
     // Policy A: 8080 passes, 8085 does not; the counters see it.
     let before = scrape(port);
@@ -108,6 +110,32 @@ fn agent_enforces_reloads_refuses_and_reports() {
     }
     let v = Command::new(env!("CARGO_BIN_EXE_segc")).args(["audit", "verify"]).env("SEGC_AUDIT_DIR", &audit).output().expect("verify");
     assert!(v.status.success());
+    let _ = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A system call outside the allow-list kills the agent (SIGSYS), after it has
+/// attached and dropped its privileges.
+#[test]
+fn a_forbidden_syscall_kills_the_agent() {
+    if !require("a_forbidden_syscall_kills_the_agent", &["ip"]) {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let dir = std::env::temp_dir().join(format!("segc-agent-sys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("main.seg"), A).expect("policy");
+    let net = NetnsPair::new("sys");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let st = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["agent", "--iface", "vb", "--netns", &net.b, "--seccomp-selftest", "--metrics", &format!("127.0.0.1:{port}"), "--policy"])
+        .arg(&dir)
+        .env("SEGC_AUDIT_DIR", dir.join("audit"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("agent runs");
+    assert_eq!(st.signal(), Some(libc::SIGSYS), "{st}");
     let _ = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output();
     let _ = std::fs::remove_dir_all(&dir);
 }
