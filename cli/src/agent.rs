@@ -186,6 +186,30 @@ pub fn capabilities() -> Vec<(String, String)> {
         .collect()
 }
 
+/// OpenMetrics text, as prometheus-client writes it, in the Prometheus text
+/// format 0.0.4 that every scraper and `promtool check metrics` read: counter
+/// families are named with their `_total` suffix, and `# EOF` goes.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) {
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
@@ -195,7 +219,8 @@ fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) {
         let path_ok = String::from_utf8_lossy(&req[..n]).starts_with("GET /metrics");
         let mut body = String::new();
         let (status, ctype) = if path_ok && prometheus_client::encoding::text::encode(&mut body, &registry).is_ok() {
-            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            body = to_prometheus_text(&body);
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8")
         } else {
             body = "not found\n".into();
             ("404 Not Found", "text/plain")
@@ -345,4 +370,14 @@ pub fn run(cfg: Config) -> Result<u8> {
     }
     record("agent.stop", serde_json::json!({}));
     Ok(crate::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openmetrics_becomes_prometheus_text() {
+        let om = "# HELP a_packets Packets\n# TYPE a_packets counter\na_packets_total{v=\"x\"} 3\n# HELP g A gauge\n# TYPE g gauge\ng 1\n# EOF\n";
+        let text = super::to_prometheus_text(om);
+        assert_eq!(text, "# HELP a_packets_total Packets\n# TYPE a_packets_total counter\na_packets_total{v=\"x\"} 3\n# HELP g A gauge\n# TYPE g gauge\ng 1\n");
+    }
 }

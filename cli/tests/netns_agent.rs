@@ -71,6 +71,16 @@ fn agent_enforces_reloads_refuses_and_reports() {
     assert!(status.contains("Seccomp:\t2"), "a seccomp filter is installed");
     assert!(status.contains("CapBnd:\t0000008000001000"), "the bounding set is reduced too");
 
+    // The exposition is valid for Prometheus.
+    if std::process::Command::new("promtool").arg("--version").output().is_ok() {
+        let body = scrape(port);
+        let text = body.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        let mut p = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("promtool");
+        p.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        let o = p.wait_with_output().expect("promtool");
+        assert!(o.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+
     // Policy A: 8080 passes, 8085 does not; the counters see it.
     let before = scrape(port);
     assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
