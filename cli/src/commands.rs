@@ -434,6 +434,18 @@ fn verdict_line(c: &Compilation, v: &Verdict, s: std::net::IpAddr, d: std::net::
     )
 }
 
+/// Compiles a policy that must have no error at all (what is built or
+/// deployed); prints them and returns `None` otherwise.
+fn load_error_free(path: &Path, today: Option<&str>, verb: &str) -> Result<Option<Compilation>> {
+    let c = load(path, &Options { today: Some(parse_today(today)?) })?;
+    if c.has_errors() {
+        print_human(&c)?;
+        eprintln!("failed: the policy has errors ({}); nothing was {verb}", summary(&c));
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
 /// Compiles a policy whose model must be complete (no front-end error); prints
 /// the errors and returns `None` otherwise.
 fn load_complete(path: &Path) -> Result<Option<Compilation>> {
@@ -575,13 +587,7 @@ fn build(path: &Path, out: &Path, targets: &[String], today: Option<&str>) -> Re
         let t = Target::parse(t.trim()).with_context(|| format!("unknown target `{t}` (bpf, aws, azure, nft, k8s, gcp)"))?;
         chosen.insert(t);
     }
-    let opts = Options { today: Some(parse_today(today)?) };
-    let c = load(path, &opts)?;
-    if c.has_errors() {
-        print_human(&c)?;
-        eprintln!("failed: the policy has errors ({}); nothing was built", summary(&c));
-        return Ok(exit::FINDINGS);
-    }
+    let Some(c) = load_error_free(path, today, "built")? else { return Ok(exit::FINDINGS) };
     if chosen.is_empty() {
         chosen = lower::default_targets(&c.model);
     }
@@ -636,13 +642,7 @@ fn deploy(
     if ifaces.is_empty() {
         bail!("deploy --target host needs at least one --iface");
     }
-    let opts = Options { today: Some(parse_today(today)?) };
-    let c = load(path, &opts)?;
-    if c.has_errors() {
-        print_human(&c)?;
-        eprintln!("failed: the policy has errors ({}); nothing was deployed", summary(&c));
-        return Ok(exit::FINDINGS);
-    }
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(exit::FINDINGS) };
     let tables = segc_compiler::lower::bpf::tables(&c.model);
     let over = segc_compiler::lower::bpf::check_capacity(&c.model, &tables);
     if !over.is_empty() {

@@ -42,31 +42,6 @@ fn segc(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_segc")).args(args).arg(dir).output().expect("segc runs")
 }
 
-fn expected(dir: &Path, probes: &[(&str, &str, &str, u16)]) -> Vec<bool> {
-    let packets: String = probes
-        .iter()
-        .map(|&(from, proto, host, port)| {
-            let v6 = host.contains(':');
-            let src = match (from, v6) {
-                ("a", false) => "10.99.0.1",
-                ("a", true) => "fd99::1",
-                (_, false) => "10.99.0.2",
-                (_, true) => "fd99::2",
-            };
-            format!("{src} {host} {proto}/{port}\n")
-        })
-        .collect();
-    std::fs::write(dir.join("packets"), packets).expect("packets");
-    let out = Command::new(env!("CARGO_BIN_EXE_segc"))
-        .arg("explain")
-        .arg(dir)
-        .arg("--packets")
-        .arg(dir.join("packets"))
-        .output()
-        .expect("explain");
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with("allow ")).collect()
-}
-
 #[test]
 fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     if !require("bpf_filter_enforces_swaps_and_undeploys_on_real_traffic", &["ip", "python3"]) {
@@ -81,18 +56,7 @@ fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     let net = NetnsPair::new("bpf");
     let _srv_b = net.serve(&net.b, &[8080, 8085, 8091], &[5353, 5354]);
     let _srv_a = net.serve(&net.a, &[9000, 9001], &[]);
-    let mut probes: Vec<(&str, &str, &str, u16)> = Vec::new();
-    for (a_host, b_host) in [("10.99.0.1", "10.99.0.2"), ("fd99::1", "fd99::2")] {
-        for port in [8080, 8085, 8091] {
-            probes.push(("a", "tcp", b_host, port));
-        }
-        for port in [5353, 5354] {
-            probes.push(("a", "udp", b_host, port));
-        }
-        for port in [9000, 9001] {
-            probes.push(("b", "tcp", a_host, port));
-        }
-    }
+    let probes = standard_probes();
     let check = |label: &str, want: &[bool]| {
         for (&(from, proto, host, port), &w) in probes.iter().zip(want) {
             let ns = if from == "a" { &net.a } else { &net.b };

@@ -42,19 +42,7 @@ fn nft_ruleset_enforces_the_policy_on_real_traffic() {
     let net = NetnsPair::new("nft");
     let _srv_b = net.serve(&net.b, &[8080, 8085, 8091], &[5353, 5354]);
     let _srv_a = net.serve(&net.a, &[9000, 9001], &[]);
-    // (from ns, proto, to host, port)
-    let mut probes: Vec<(&str, &str, &str, u16)> = Vec::new();
-    for (a_host, b_host) in [("10.99.0.1", "10.99.0.2"), ("fd99::1", "fd99::2")] {
-        for port in [8080, 8085, 8091] {
-            probes.push(("a", "tcp", b_host, port));
-        }
-        for port in [5353, 5354] {
-            probes.push(("a", "udp", b_host, port));
-        }
-        for port in [9000, 9001] {
-            probes.push(("b", "tcp", a_host, port));
-        }
-    }
+    let probes = standard_probes();
     // Without a ruleset, everything passes: the probes themselves work.
     for &(from, proto, host, port) in &probes {
         let ns = if from == "a" { &net.a } else { &net.b };
@@ -66,27 +54,7 @@ fn nft_ruleset_enforces_the_policy_on_real_traffic() {
     assert!(st.success(), "nft -f loads the ruleset");
 
     // What the reference evaluator says, through `segc explain --packets`.
-    let packets: String = probes
-        .iter()
-        .map(|&(from, proto, host, port)| {
-            let src = match (from, host.contains(':')) {
-                ("a", false) => "10.99.0.1",
-                ("a", true) => "fd99::1",
-                (_, false) => "10.99.0.2",
-                (_, true) => "fd99::2",
-            };
-            format!("{src} {host} {proto}/{port}\n")
-        })
-        .collect();
-    std::fs::write(dir.join("packets"), &packets).expect("packets");
-    let out = Command::new(env!("CARGO_BIN_EXE_segc"))
-        .arg("explain")
-        .arg(&dir)
-        .arg("--packets")
-        .arg(dir.join("packets"))
-        .output()
-        .expect("segc explain");
-    let verdicts: Vec<bool> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with("allow ")).collect();
+    let verdicts = expected(&dir, &probes);
     assert_eq!(verdicts.len(), probes.len());
     assert!(verdicts.iter().any(|v| *v) && verdicts.iter().any(|v| !*v), "the probes cover both verdicts");
 

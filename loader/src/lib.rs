@@ -136,11 +136,7 @@ impl PolicyMaps {
         let placed = segc_compiler::lower::bpf::placement(&t.rules);
         let mut entries = 0;
         {
-            let mut z4: LpmTrie<&mut MapData, rt::ZoneKey4, u32> = LpmTrie::try_from(&mut self.zones4)?;
-            let stale: Vec<_> = z4.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
-            for k in stale {
-                z4.remove(&k)?;
-            }
+            let mut z4 = clear_trie(&mut self.zones4, |k: &rt::ZoneKey4| k.gen, gen_be)?;
             for e in &t.zones4 {
                 let mut addr = [0u8; 4];
                 addr.copy_from_slice(&e.addr[..4]);
@@ -149,22 +145,14 @@ impl PolicyMaps {
             }
         }
         {
-            let mut z6: LpmTrie<&mut MapData, rt::ZoneKey6, u32> = LpmTrie::try_from(&mut self.zones6)?;
-            let stale: Vec<_> = z6.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
-            for k in stale {
-                z6.remove(&k)?;
-            }
+            let mut z6 = clear_trie(&mut self.zones6, |k: &rt::ZoneKey6| k.gen, gen_be)?;
             for e in &t.zones6 {
                 z6.insert(&Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey6 { gen: gen_be, addr: e.addr }), e.zone, 0)?;
                 entries += 1;
             }
         }
         {
-            let mut ports: HashMap<&mut MapData, rt::PortKey, u32> = HashMap::try_from(&mut self.ports)?;
-            let stale: Vec<_> = ports.keys().filter_map(Result::ok).filter(|k| k.gen == gen_be).collect();
-            for k in stale {
-                ports.remove(&k)?;
-            }
+            let mut ports = clear_hash(&mut self.ports, |k: &rt::PortKey| k.gen, gen_be)?;
             for &(src, dst, class, port) in &placed.exact {
                 let key = rt::PortKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: 0, port: port.to_be() };
                 ports.insert(key, 1, 0)?;
@@ -172,11 +160,7 @@ impl PolicyMaps {
             }
         }
         {
-            let mut pairs: HashMap<&mut MapData, rt::PairKey, u32> = HashMap::try_from(&mut self.pairs)?;
-            let stale: Vec<_> = pairs.keys().filter_map(Result::ok).filter(|k| k.gen == gen_be).collect();
-            for k in stale {
-                pairs.remove(&k)?;
-            }
+            let mut pairs = clear_hash(&mut self.pairs, |k: &rt::PairKey| k.gen, gen_be)?;
             for &(src, dst, class) in &placed.ranged_pairs {
                 let key = rt::PairKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: [0; 3] };
                 pairs.insert(key, 1, 0)?;
@@ -184,11 +168,7 @@ impl PolicyMaps {
             }
         }
         {
-            let mut rules: LpmTrie<&mut MapData, rt::RuleKey, u32> = LpmTrie::try_from(&mut self.rules)?;
-            let stale: Vec<_> = rules.keys().filter_map(Result::ok).filter(|k| k.data().gen == gen_be).collect();
-            for k in stale {
-                rules.remove(&k)?;
-            }
+            let mut rules = clear_trie(&mut self.rules, |k: &rt::RuleKey| k.gen, gen_be)?;
             for r in &placed.ranges {
                 let key = rt::RuleKey {
                     gen: gen_be,
@@ -210,6 +190,26 @@ impl PolicyMaps {
         let flip = flip_start.elapsed();
         Ok(Swap { generation: epoch, entries, prepare, flip })
     }
+}
+
+/// Removes the entries of one buffer (`gen_be`) from an LPM trie.
+fn clear_trie<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32) -> Result<LpmTrie<&mut MapData, K, u32>, Error> {
+    let mut trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(map)?;
+    let stale: Vec<_> = trie.keys().filter_map(Result::ok).filter(|k| gen_of(&k.data()) == gen_be).collect();
+    for k in stale {
+        trie.remove(&k)?;
+    }
+    Ok(trie)
+}
+
+/// Removes the entries of one buffer (`gen_be`) from a hash map.
+fn clear_hash<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32) -> Result<HashMap<&mut MapData, K, u32>, Error> {
+    let mut hash: HashMap<&mut MapData, K, u32> = HashMap::try_from(map)?;
+    let stale: Vec<K> = hash.keys().filter_map(Result::ok).filter(|k| gen_of(k) == gen_be).collect();
+    for k in stale {
+        hash.remove(&k)?;
+    }
+    Ok(hash)
 }
 
 /// The loaded programs and their maps.

@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub fn repo() -> PathBuf {
@@ -119,4 +119,46 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A probe: from namespace `a` or `b`, protocol, destination host, port.
+pub type Probe = (&'static str, &'static str, &'static str, u16);
+
+/// The probes the namespace tests send, IPv4 and IPv6: from `a` to the server
+/// ports on `b` (tcp 8080, 8085, 8091; udp 5353, 5354) and from `b` back to
+/// tcp 9000 and 9001 on `a`.
+pub fn standard_probes() -> Vec<Probe> {
+    let mut probes = Vec::new();
+    for (a_host, b_host) in [("10.99.0.1", "10.99.0.2"), ("fd99::1", "fd99::2")] {
+        for port in [8080, 8085, 8091] {
+            probes.push(("a", "tcp", b_host, port));
+        }
+        for port in [5353, 5354] {
+            probes.push(("a", "udp", b_host, port));
+        }
+        for port in [9000, 9001] {
+            probes.push(("b", "tcp", a_host, port));
+        }
+    }
+    probes
+}
+
+/// What the reference evaluator says of each probe, through `segc explain
+/// --packets` on the policy in `dir`.
+pub fn expected(dir: &Path, probes: &[Probe]) -> Vec<bool> {
+    let packets: String = probes
+        .iter()
+        .map(|&(from, proto, host, port)| {
+            let src = match (from, host.contains(':')) {
+                ("a", false) => "10.99.0.1",
+                ("a", true) => "fd99::1",
+                (_, false) => "10.99.0.2",
+                (_, true) => "fd99::2",
+            };
+            format!("{src} {host} {proto}/{port}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("packets"), packets).expect("packets");
+    let out = Command::new(env!("CARGO_BIN_EXE_segc")).arg("explain").arg(dir).arg("--packets").arg(dir.join("packets")).output().expect("explain");
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with("allow ")).collect()
 }
