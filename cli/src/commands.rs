@@ -23,6 +23,39 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fmt { path, check } => fmt(&path, check),
         Command::Explain { path, src, dst, proto, packets, engine } => explain(&path, src, dst, proto, packets, engine),
         Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Probes { path, format } => {
+            let Some(c) = load_complete(&path)? else { return Ok(exit::FINDINGS) };
+            let probes = segc_compiler::probes::matrix(&c.model);
+            let mut out = io::stdout().lock();
+            match format {
+                Format::Human => {
+                    if probes.is_empty() {
+                        writeln!(out, "no cde zone: nothing to probe")?;
+                    }
+                    for p in &probes {
+                        writeln!(out, "must-{:<5} {} {} {}  ({} -> {})", p.expect, p.src, p.dst, p.proto, p.from_zone, p.to_zone)?;
+                    }
+                }
+                _ => writeln!(out, "{}", serde_json::to_string_pretty(&probes)?)?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Report { path, format, today } => {
+            let today = parse_today(today.as_deref())?;
+            let c = load(&path, &Options { today: Some(today) })?;
+            if !c.model_complete() {
+                print_human(&c)?;
+                eprintln!("failed: the policy has errors; no report");
+                return Ok(exit::FINDINGS);
+            }
+            let bytes = match format {
+                crate::ReportFormat::Md => crate::report::markdown(&c, today).into_bytes(),
+                crate::ReportFormat::Html => crate::report::html(&c, today).into_bytes(),
+                crate::ReportFormat::Pdf => crate::report::pdf(&c, today),
+            };
+            io::stdout().lock().write_all(&bytes)?;
+            Ok(exit::OK)
+        }
         Command::Graph { path, format } => {
             let Some(c) = load_complete(&path)? else { return Ok(exit::FINDINGS) };
             let ev = Evaluator::new(&c.model);
@@ -36,6 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Deploy { path, target, ifaces, netns, xdp_mode, plan: _, apply, today } => {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
+        Command::Drift { path, target, netns, format } => drift(&path, target, netns.as_deref(), format),
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit(action),
         Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for, seccomp_selftest } => {
@@ -865,4 +899,66 @@ fn xdp_choice(mode: XdpModeArg) -> segc_loader::attach::XdpChoice {
         XdpModeArg::Generic => XdpChoice::Generic,
         XdpModeArg::Tc => XdpChoice::Tc,
     }
+}
+
+fn class_name(c: u8) -> &'static str {
+    match c {
+        segc_compiler::lower::bpf::CLASS_TCP => "tcp",
+        segc_compiler::lower::bpf::CLASS_UDP => "udp",
+        segc_compiler::lower::bpf::CLASS_ICMP => "icmp",
+        _ => "other",
+    }
+}
+
+fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format) -> Result<u8> {
+    use segc_loader::attach;
+    if target != DeployTarget::Host {
+        bail!("drift --target {} is not implemented yet", format!("{target:?}").to_lowercase());
+    }
+    let Some(c) = load_error_free(path, None, "compared")? else { return Ok(exit::FINDINGS) };
+    if let Some(ns) = netns {
+        attach::enter_netns(ns)?;
+    }
+    let dir = attach::pin_dir(netns);
+    if !dir.exists() {
+        bail!("nothing is deployed at {} (run `segc deploy ... --apply` first)", dir.display());
+    }
+    let compiled = segc_loader::Entries::compiled(&segc_compiler::lower::bpf::tables(&c.model));
+    let (epoch, live) = segc_loader::Entries::live(&dir)?;
+    let m = &c.model;
+    let zone = |id: u32| id.checked_sub(1).and_then(|i| m.zones.get(i as usize)).map_or_else(|| format!("#{id}"), |z| z.name.clone());
+    let mut diffs: Vec<(String, String)> = Vec::new();
+    for (what, a, b) in [("missing", &compiled, &live), ("extra", &live, &compiled)] {
+        for (fam, addr, len, z) in a.zones.difference(&b.zones) {
+            let family = if *fam == 4 { segc_compiler::ir::Family::V4 } else { segc_compiler::ir::Family::V6 };
+            let bits = if *fam == 4 { u128::from(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])) } else { u128::from_be_bytes(*addr) };
+            let p = segc_compiler::ir::Prefix { family, addr: bits, len: *len };
+            diffs.push((what.into(), format!("zone prefix {p} of `{}`", zone(*z))));
+        }
+        for (s, d, cl, port) in a.exact.difference(&b.exact) {
+            diffs.push((what.into(), format!("rule {} -> {} {}/{port}", zone(*s), zone(*d), class_name(*cl))));
+        }
+        for (s, d, cl, port, bits) in a.ranges.difference(&b.ranges) {
+            let hi = u32::from(*port) + (1u32 << (16 - u32::from(*bits))) - 1;
+            diffs.push((what.into(), format!("rule {} -> {} {}/{port}-{hi}", zone(*s), zone(*d), class_name(*cl))));
+        }
+    }
+    let name = m.policy.name.as_deref().unwrap_or("policy");
+    record("drift", serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len()}), false)?;
+    let mut out = io::stdout().lock();
+    match format {
+        Format::Human => {
+            if diffs.is_empty() {
+                writeln!(out, "no drift: the live policy (epoch {epoch}) matches `{name}`")?;
+            }
+            for (what, d) in &diffs {
+                writeln!(out, "{what:<8} {d}")?;
+            }
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "drift": items}))?)?;
+        }
+    }
+    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
 }

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod fsload;
 pub mod graph;
 pub mod render;
+pub mod report;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,13 @@ pub enum Format {
     Human,
     Json,
     Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Pdf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -174,6 +182,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// The segmentation-test matrix (PCI 11.4.5): probes that must be denied and that must be allowed.
+    Probes {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Compliance report: diagram, flows with justification and review status, findings, probe matrix.
+    Report {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        #[arg(long, value_name = "DATE")]
+        today: Option<String>,
+    },
     /// The zone graph, cde highlighted, edges labelled with what they allow.
     Graph {
         #[arg(default_value = "./main.seg")]
@@ -203,6 +227,16 @@ pub enum Command {
         apply: bool,
         #[arg(long, value_name = "DATE")]
         today: Option<String>,
+    },
+    /// Live state against compiled state, per rule; exit 1 when they differ.
+    Drift {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        #[arg(long)]
+        netns: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Detach and unpin the host filter.
     Undeploy {

@@ -16,25 +16,42 @@ fn repo() -> PathBuf {
 }
 
 /// Runs with a deadline, so a hang fails the test instead of stalling CI.
+/// Output is read while the child runs, so a large one cannot fill the pipe.
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("segc starts");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
-    } else {
-        drop(child.stdin.take());
-    }
+    let mut pipe_in = child.stdin.take().expect("stdin");
+    let input = stdin.map(<[u8]>::to_vec);
+    let writer = std::thread::spawn(move || {
+        if let Some(bytes) = input {
+            let _ = pipe_in.write_all(&bytes);
+        }
+    });
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let read_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut v);
+        v
+    });
+    let read_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut v);
+        v
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("segc did not finish within 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let _ = writer.join();
+    Output { status, stdout: read_out.join().expect("stdout reader"), stderr: read_err.join().expect("stderr reader") }
 }
 
 fn code(o: &Output) -> i32 {
@@ -367,4 +384,58 @@ fn graph_as_dot_and_svg() {
         assert!(svg.contains(&format!(">{zone}</text>")), "{zone}");
     }
     assert_eq!(svg.matches("marker-end=").count(), dot.matches(" -> ").count(), "one drawn edge per graph edge");
+}
+
+#[test]
+fn probes_agree_with_explain() {
+    let dir = repo().join("examples/online-shop");
+    let mut c = segc();
+    c.args(["probes", "--format", "json"]).arg(&dir);
+    let o = run(c, None);
+    assert_eq!(code(&o), 0);
+    let probes: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(probes.iter().any(|p| p["expect"] == "allow") && probes.iter().any(|p| p["expect"] == "deny"));
+    assert!(probes.iter().all(|p| p["from_zone"] == "card_vault" || p["to_zone"] == "card_vault"), "every probe touches the cde");
+    let packets: String = probes.iter().map(|p| format!("{} {} {}\n", p["src"].as_str().unwrap(), p["dst"].as_str().unwrap(), p["proto"].as_str().unwrap())).collect();
+    let mut c = segc();
+    c.arg("explain").arg(&dir).args(["--packets", "-"]);
+    let o = run(c, Some(packets.as_bytes()));
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let verdicts: Vec<String> = text(&o.stdout).lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+    assert_eq!(verdicts.len(), probes.len());
+    for (p, v) in probes.iter().zip(&verdicts) {
+        assert_eq!(p["expect"].as_str(), Some(v.as_str()), "{p}");
+    }
+    // A policy with no cde has nothing to probe.
+    let d = tmpdir("probes");
+    let p = write(&d, "main.seg", VALID.as_bytes());
+    let mut c = segc();
+    c.arg("probes").arg(&p);
+    assert!(text(&run(c, None).stdout).starts_with("no cde zone"));
+}
+
+#[test]
+fn reports_in_markdown_html_and_pdf() {
+    let dir = repo().join("examples/retail-pos");
+    let mut c = segc();
+    c.args(["report", "--today", "2027-06-01"]).arg(&dir);
+    let o = run(c, None);
+    assert_eq!(code(&o), 0);
+    let md = text(&o.stdout);
+    for section in ["# Segmentation report: retail-pos", "## Zones", "## Flows (PCI DSS 1.2.5, 1.2.7)", "## Findings", "## Segmentation test probes (PCI DSS 11.4.5)", "```dot"] {
+        assert!(md.contains(section), "{section}");
+    }
+    // Reviewed 2026-09-15 with a 26-week interval: overdue by mid-2027.
+    assert!(md.contains("OVERDUE since 2027-03-16"), "{md}");
+    let mut c = segc();
+    c.args(["report", "--format", "html"]).arg(&dir);
+    let html = text(&run(c, None).stdout);
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.trim_end().ends_with("</html>"));
+    let mut c = segc();
+    c.args(["report", "--format", "pdf"]).arg(&dir);
+    let pdf = run(c, None).stdout;
+    assert!(pdf.starts_with(b"%PDF-1.4") && pdf.ends_with(b"%%EOF\n"));
+    let xref = String::from_utf8_lossy(&pdf);
+    let at: usize = xref.rsplit("startxref\n").next().and_then(|t| t.lines().next()).and_then(|n| n.parse().ok()).expect("startxref");
+    assert!(pdf[at..].starts_with(b"xref"), "startxref points at the xref table");
 }

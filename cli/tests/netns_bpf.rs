@@ -73,6 +73,16 @@ fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     assert!(want_a.iter().any(|w| *w) && want_a.iter().any(|w| !*w));
     check("policy a", &want_a);
 
+    // Drift: none against the deployed policy; the other policy's differences
+    // are listed, with exit 1.
+    let o = segc(&["drift", "--target", "host", "--netns", &net.b], &da);
+    assert_eq!(o.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("no drift"));
+    let o = segc(&["drift", "--target", "host", "--netns", &net.b], &db);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("missing  rule client -> server tcp/8085") && text.contains("extra    rule client -> server tcp/8080"), "{text}");
+
     // Swap in place: the same pins, another policy.
     let o = segc(&["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--apply"], &db);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

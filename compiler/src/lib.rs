@@ -17,6 +17,7 @@ pub mod eval;
 pub mod graph;
 pub mod ir;
 pub mod lower;
+pub mod probes;
 pub mod resolve;
 pub mod sha256;
 pub mod source;
