@@ -26,13 +26,15 @@ use segc_runtime_bpf as rt;
 /// What the agent has done, for the metrics.
 #[derive(Debug, Default)]
 struct Stats {
+    zones: ZoneNames,
     epoch: u64,
     swaps: u64,
     refused: u64,
     last_swap_seconds: f64,
     audit_errors: u64,
     deny_samples: u64,
-    table_entries: u64,
+    /// Entries of the live policy per map: (map, entries, capacity for one policy).
+    fill: Vec<(&'static str, usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,10 @@ struct Metrics {
     stats: Arc<Mutex<Stats>>,
     netns: Option<String>,
 }
+
+/// Zone names of the live policy, by runtime zone id (index + 1).
+#[derive(Debug, Default)]
+struct ZoneNames(Vec<String>);
 
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, labels: &[(&str, &str)], values: &[u64]) -> Result<(), std::fmt::Error> {
     let c0 = ConstCounter::new(0u64);
@@ -74,6 +80,24 @@ impl Collector for Metrics {
         let bytes: Vec<u64> = idx.iter().map(|&i| get(i).1).collect();
         counter(&mut enc, "segc_packets", "Packets judged by the filter, by verdict", &classes, &packets)?;
         counter(&mut enc, "segc_bytes", "Bytes judged by the filter, by verdict", &classes, &bytes)?;
+        // Per zone pair, for the live epoch.
+        let pairs = attach::pair_counters(self.netns.as_deref(), s.epoch as u32).unwrap_or_default();
+        let name = |id: u32| id.checked_sub(1).and_then(|i| s.zones.0.get(i as usize)).cloned().unwrap_or_else(|| "(none)".into());
+        for (metric, help, pick) in [
+            ("segc_zone_pair_packets", "Packets judged by the policy, by zone pair and verdict", 0usize),
+            ("segc_zone_pair_bytes", "Bytes judged by the policy, by zone pair and verdict", 1usize),
+        ] {
+            let c0 = ConstCounter::new(0u64);
+            let mut me = enc.encode_descriptor(metric, help, None, c0.metric_type())?;
+            for &(sz, dz, verdict, packets, bytes) in &pairs {
+                let labels = vec![
+                    ("src_zone".to_string(), name(sz)),
+                    ("dst_zone".to_string(), name(dz)),
+                    ("verdict".to_string(), if verdict == 0 { "allow" } else { "deny" }.to_string()),
+                ];
+                ConstCounter::new(if pick == 0 { packets } else { bytes }).encode(me.encode_family(&labels)?)?;
+            }
+        }
         counter(&mut enc, "segc_policy_swaps", "Policies swapped in by the agent", &[], &[s.swaps])?;
         counter(&mut enc, "segc_policy_refused", "Policy changes refused because they had errors", &[], &[s.refused])?;
         counter(&mut enc, "segc_audit_write_errors", "Audit events that could not be written", &[], &[s.audit_errors])?;
@@ -82,9 +106,17 @@ impl Collector for Metrics {
         g.encode(enc.encode_descriptor("segc_policy_epoch", "The live policy epoch", None, g.metric_type())?)?;
         let g = ConstGauge::new(s.last_swap_seconds);
         g.encode(enc.encode_descriptor("segc_swap_duration_seconds", "How long the last swap took", None, g.metric_type())?)?;
-        let fill = s.table_entries as f64 / f64::from(rt::PORTS_MAX + rt::RULES_MAX + rt::ZONES4_MAX + rt::ZONES6_MAX);
-        let g = ConstGauge::new(fill);
-        g.encode(enc.encode_descriptor("segc_map_fill_ratio", "Policy table entries over map capacity", None, g.metric_type())?)?;
+        let g0 = ConstGauge::new(0.0f64);
+        let mut me = enc.encode_descriptor(
+            "segc_map_fill_ratio",
+            "Entries of the live policy over what one policy may use of each map (half: a swap holds two)",
+            None,
+            g0.metric_type(),
+        )?;
+        for &(map, used, cap) in &s.fill {
+            let labels = vec![("map".to_string(), map.to_string())];
+            ConstGauge::new(used as f64 / cap.max(1) as f64).encode(me.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -289,10 +321,19 @@ pub fn run(cfg: Config) -> Result<u8> {
         }
         let r = attach::deploy(&t, cfg.netns.as_deref(), &cfg.ifaces, cfg.choice)?;
         if let Ok(mut s) = stats.lock() {
+            s.zones = ZoneNames(c.model.zones.iter().map(|z| z.name.clone()).collect());
             s.epoch = u64::from(r.swap.generation);
             s.swaps += 1;
             s.last_swap_seconds = (r.swap.prepare + r.swap.flip).as_secs_f64();
-            s.table_entries = r.swap.entries as u64;
+            let placed = segc_compiler::lower::bpf::placement(&t.rules);
+            use segc_compiler::lower::bpf as b;
+            s.fill = vec![
+                ("segc_zones4", t.zones4.len(), b::ZONES4_MAX / 2),
+                ("segc_zones6", t.zones6.len(), b::ZONES6_MAX / 2),
+                ("segc_ports", placed.exact.len(), b::PORTS_MAX / 2),
+                ("segc_rules", placed.ranges.len(), b::RULES_MAX / 2),
+                ("segc_pairs", placed.ranged_pairs.len(), b::PAIRS_MAX / 2),
+            ];
         }
         Ok(r.swap)
     };

@@ -38,6 +38,8 @@ fn dashboard_and_alerts_use_exported_metrics() {
         "segc_policy_epoch",
         "segc_swap_duration_seconds",
         "segc_map_fill_ratio",
+        "segc_zone_pair_packets_total",
+        "segc_zone_pair_bytes_total",
     ];
     let agent = std::fs::read_to_string(repo().join("cli/src/agent.rs")).expect("agent source");
     for m in exported {

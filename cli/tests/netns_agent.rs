@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const A: &str = "policy \"agent-a\" {}\nzone client {\n  cidrs = [10.99.0.1/32]\n  scope = connected\n}\nzone server {\n  cidrs = [10.99.0.2/32]\n  scope = connected\n}\nflow client -> server on tcp/8080\n";
+const A: &str = "policy \"agent-a\" {}\nzone client {\n  cidrs = [10.99.0.1/32]\n  scope = connected\n}\nzone server {\n  cidrs = [10.99.0.2/32]\n  scope = connected\n}\nflow client -> server on tcp/8080, udp/5353\n";
 const B: &str = "policy \"agent-b\" {}\nzone client {\n  cidrs = [10.99.0.1/32]\n  scope = connected\n}\nzone server {\n  cidrs = [10.99.0.2/32]\n  scope = connected\n}\nflow client -> server on tcp/8085\n";
 
 fn scrape(port: u16) -> String {
@@ -48,7 +48,7 @@ fn agent_enforces_reloads_refuses_and_reports() {
     std::fs::write(dir.join("policy/main.seg"), A).expect("policy");
     let audit = dir.join("audit");
     let net = NetnsPair::new("agent");
-    let _srv = net.serve(&net.b, &[8080, 8085], &[]);
+    let _srv = net.serve(&net.b, &[8080, 8085], &[5353]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_segc"))
         .args(["agent", "--iface", "vb", "--netns", &net.b, "--interval-ms", "200", "--sample-every", "1", "--run-for", "120"])
@@ -89,6 +89,22 @@ fn agent_enforces_reloads_refuses_and_reports() {
     assert!(metric(&after, "segc_packets_total{verdict=\"allow\"}") > metric(&before, "segc_packets_total{verdict=\"allow\"}"), "{after}");
     assert!(metric(&after, "segc_packets_total{verdict=\"deny\"}") > metric(&before, "segc_packets_total{verdict=\"deny\"}"), "{after}");
     assert!(metric(&after, "segc_packets_total{verdict=\"established\"}") > 0, "replies counted: {after}");
+
+    // Per zone pair, the counters match the traffic exactly: 25 datagrams to a
+    // denied port are 25 denies; 25 to an allowed port are one new flow (the
+    // rest pass as established).
+    let pair = |text: &str, verdict: &str| metric(text, &format!("segc_zone_pair_packets_total{{src_zone=\"client\",dst_zone=\"server\",verdict=\"{verdict}\"}}"));
+    let t0 = scrape(port);
+    net.burst(&net.a, "10.99.0.2", 5354, 25);
+    wait_for("the denied burst", || pair(&scrape(port), "deny") >= pair(&t0, "deny") + 25);
+    std::thread::sleep(Duration::from_millis(300));
+    let t1 = scrape(port);
+    assert_eq!(pair(&t1, "deny"), pair(&t0, "deny") + 25, "{t1}");
+    net.burst(&net.a, "10.99.0.2", 5353, 25);
+    std::thread::sleep(Duration::from_millis(500));
+    let t2 = scrape(port);
+    assert_eq!(pair(&t2, "allow"), pair(&t1, "allow") + 1, "{t2}");
+    assert_eq!(pair(&t2, "deny"), pair(&t1, "deny"), "{t2}");
 
     // A broken policy file is refused; A stays enforced.
     std::fs::write(dir.join("policy/main.seg"), "zone {{{ garbage").expect("garbage");

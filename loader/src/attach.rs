@@ -225,7 +225,7 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         let mut f = Filter::load()?;
         let swap = f.install(t)?;
         f.maps.pin(&dir)?;
-        for name in [rt::names::ZONE_CACHE, rt::names::CONNS, rt::names::COUNTERS, rt::names::EVENTS] {
+        for name in [rt::names::ZONE_CACHE, rt::names::CONNS, rt::names::COUNTERS, rt::names::PAIR_COUNTERS, rt::names::EVENTS] {
             f.ebpf
                 .map(name)
                 .ok_or(Error::Missing("map"))?
@@ -301,6 +301,25 @@ pub fn counters(netns: Option<&str>) -> Result<Vec<(u64, u64)>, Error> {
         let v = arr.get(&i, 0)?;
         out.push(v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)));
     }
+    Ok(out)
+}
+
+/// Traffic per zone pair in `epoch`, summed over CPUs:
+/// (source zone id + 1, destination zone id + 1, verdict, packets, bytes).
+pub fn pair_counters(netns: Option<&str>, epoch: u32) -> Result<Vec<(u32, u32, u32, u64, u64)>, Error> {
+    let dir = pin_dir(netns);
+    let map = aya::maps::Map::from_map_data(aya::maps::MapData::from_pin(dir.join(rt::names::PAIR_COUNTERS))?)?;
+    let h: aya::maps::PerCpuHashMap<aya::maps::MapData, rt::PairCounterKey, rt::Counter> = aya::maps::PerCpuHashMap::try_from(map)?;
+    let mut out: Vec<(u32, u32, u32, u64, u64)> = h
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, _)| k.epoch == epoch)
+        .map(|(k, v)| {
+            let (p, b) = v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            (k.src_zone, k.dst_zone, k.verdict, p, b)
+        })
+        .collect();
+    out.sort();
     Ok(out)
 }
 

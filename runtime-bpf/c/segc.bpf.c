@@ -110,6 +110,13 @@ struct {
 } segc_deny_seq SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__type(key, struct segc_pair_counter_key);
+	__type(value, struct segc_counter);
+	__uint(max_entries, SEGC_PAIR_COUNTERS_MAX);
+} segc_pair_counters SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SEGC_EVENTS_BYTES);
 } segc_events SEC(".maps");
@@ -316,6 +323,21 @@ static __always_inline void conn_key(struct segc_conn_key *k, struct pkt *p, int
 	}
 }
 
+static __always_inline void count_pair(__u32 epoch, __u32 sz, __u32 dz, __u32 verdict, __u64 bytes)
+{
+	struct segc_pair_counter_key k = {.epoch = epoch, .src_zone = sz, .dst_zone = dz, .verdict = verdict};
+	struct segc_counter *c = bpf_map_lookup_elem(&segc_pair_counters, &k);
+	if (!c) {
+		struct segc_counter zero = {};
+		bpf_map_update_elem(&segc_pair_counters, &k, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&segc_pair_counters, &k);
+		if (!c)
+			return;
+	}
+	c->packets += 1;
+	c->bytes += bytes;
+}
+
 static __always_inline void deny_event(struct segc_config *cfg, struct pkt *p, __u32 sz, __u32 dz, __u8 dir)
 {
 	if (!cfg->sample_every)
@@ -389,9 +411,11 @@ static __always_inline enum verdict decide(void *data, void *data_end, __u8 dir)
 			bpf_map_update_elem(&segc_conns, &rk, &now, BPF_ANY);
 		}
 		count(SEGC_CNT_ALLOW, len);
+		count_pair(epoch, sz, dz, 0, len);
 		return V_PASS;
 	}
 	count(SEGC_CNT_DENY, len);
+	count_pair(epoch, sz, dz, 1, len);
 	deny_event(cfg, &p, sz, dz, dir);
 	return V_DROP;
 }

@@ -14,6 +14,7 @@
 #define SEGC_PAIRS_MAX 262144
 #define SEGC_CACHE_MAX 65536
 #define SEGC_CONNS_MAX 262144
+#define SEGC_PAIR_COUNTERS_MAX 65536
 #define SEGC_EVENTS_BYTES (256 * 1024)
 
 /* Protocol classes in rule keys. ICMP covers ICMPv6 for IPv6 packets. */
@@ -114,6 +115,15 @@ struct segc_conn_key {
 struct segc_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Traffic per zone pair and verdict, for the live epoch (zone ids are only
+ * meaningful within one policy). */
+struct segc_pair_counter_key {
+	__u32 epoch;
+	__u32 src_zone; /* zone id + 1; 0: no zone */
+	__u32 dst_zone;
+	__u32 verdict;  /* 0 allowed, 1 denied */
 };
 
 /* A sampled deny, sent through the ring buffer. */

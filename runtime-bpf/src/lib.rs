@@ -19,6 +19,7 @@ pub const CONNS_MAX: u32 = 262_144;
 pub const PORTS_MAX: u32 = 1_048_576;
 pub const PAIRS_MAX: u32 = 262_144;
 pub const CACHE_MAX: u32 = 65536;
+pub const PAIR_COUNTERS_MAX: u32 = 65536;
 
 pub const CLASS_ICMP: u8 = 1;
 pub const CLASS_TCP: u8 = 6;
@@ -46,6 +47,7 @@ pub mod names {
     pub const CONFIG: &str = "segc_config";
     pub const CONNS: &str = "segc_conns";
     pub const COUNTERS: &str = "segc_counters";
+    pub const PAIR_COUNTERS: &str = "segc_pair_counters";
     pub const EVENTS: &str = "segc_events";
     pub const XDP: &str = "segc_xdp";
     pub const TC: &str = "segc_tc";
@@ -141,6 +143,16 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// Traffic per zone pair and verdict (0 allowed, 1 denied) in one epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PairCounterKey {
+    pub epoch: u32,
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    pub verdict: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -169,5 +181,6 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::PairCounterKey {}
     unsafe impl aya::Pod for super::Event {}
 }

@@ -48,6 +48,9 @@ fn rust_and_c_layouts_agree() {
         "offsetof(struct segc_conn_key, saddr)" => offset_of!(ConnKey, saddr);
         "offsetof(struct segc_conn_key, daddr)" => offset_of!(ConnKey, daddr);
         "sizeof(struct segc_counter)" => size_of::<Counter>();
+        "sizeof(struct segc_pair_counter_key)" => size_of::<PairCounterKey>();
+        "offsetof(struct segc_pair_counter_key, verdict)" => offset_of!(PairCounterKey, verdict);
+        "SEGC_PAIR_COUNTERS_MAX" => PAIR_COUNTERS_MAX as usize;
         "sizeof(struct segc_event)" => size_of::<Event>();
         "offsetof(struct segc_event, direction)" => offset_of!(Event, direction);
         "offsetof(struct segc_event, src_zone)" => offset_of!(Event, src_zone);

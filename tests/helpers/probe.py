@@ -3,6 +3,7 @@
 
     probe.py serve TCPPORTS UDPPORTS     # echo server on [::] (IPv4 too), all ports given
     probe.py connect tcp|udp HOST PORT   # exit 0 if the echo came back within 1.5 s
+    probe.py burst HOST PORT N           # N UDP datagrams from one socket, no waiting
 
 Ports are comma-separated. The server prints "ready" once every socket listens.
 """
@@ -49,7 +50,16 @@ def connect(proto, host, port):
     except OSError:
         return 1
 
+def burst(host, port, n):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    for i in range(n):
+        s.sendto(b"burst", (host, port))
+    return 0
+
 if __name__ == "__main__":
+    if sys.argv[1] == "burst":
+        sys.exit(burst(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     if sys.argv[1] == "serve":
         ports = lambda a: [int(p) for p in a.split(",") if p]
         serve(ports(sys.argv[2]), ports(sys.argv[3]))

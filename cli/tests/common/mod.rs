@@ -94,6 +94,16 @@ impl NetnsPair {
         Server(child)
     }
 
+    /// Sends `n` UDP datagrams from one socket in `ns` to `host:port`.
+    pub fn burst(&self, ns: &str, host: &str, port: u16, n: u32) {
+        let script = repo().join("tests/helpers/probe.py");
+        let st = self
+            .exec(ns, &["python3", script.to_str().expect("utf-8 path"), "burst", host, &port.to_string(), &n.to_string()])
+            .status()
+            .expect("burst runs");
+        assert!(st.success());
+    }
+
     /// Whether a TCP or UDP exchange from `ns` to `host:port` succeeds.
     pub fn probe(&self, ns: &str, proto: &str, host: &str, port: u16) -> bool {
         let script = repo().join("tests/helpers/probe.py");
