@@ -66,10 +66,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             });
             Ok(exit::OK)
         }
-        Command::Deploy { path, target, ifaces, netns, xdp_mode, plan: _, apply, today } => {
+        Command::Deploy { path, target: DeployTarget::Aws, aws_vpc, apply, today, .. } => deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref()),
+        Command::Deploy { path, target, ifaces, netns, xdp_mode, plan: _, apply, today, aws_vpc: _ } => {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
-        Command::Drift { path, target, netns, format } => drift(&path, target, netns.as_deref(), format),
+        Command::Drift { path, target: DeployTarget::Aws, aws_vpc, format, .. } => drift_aws(&path, aws_vpc.as_deref(), format),
+        Command::Drift { path, target, netns, format, aws_vpc: _ } => drift(&path, target, netns.as_deref(), format),
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit(action),
         Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for, seccomp_selftest } => {
@@ -958,6 +960,89 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
         _ => {
             let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "drift": items}))?)?;
+        }
+    }
+    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+fn aws_output(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, segc_compiler::lower::aws::Output)>> {
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
+    match segc_compiler::lower::aws::lower(&c.model) {
+        Ok(o) => Ok(Some((c, o))),
+        Err(diags) => {
+            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            eprintln!("failed: the policy cannot be expressed as security groups; nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
+    let vpc = vpc.context("deploy --target aws needs --aws-vpc VPC_ID")?;
+    let Some((c, out)) = aws_output(path, today)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = crate::aws::client().await;
+        let mut stdout = io::stdout().lock();
+        if !apply {
+            let changes = crate::aws::plan(&client, vpc, &out).await?;
+            writeln!(stdout, "plan for `{name}` on {vpc}: {} changes", changes.len())?;
+            for ch in &changes {
+                writeln!(stdout, "  {ch}")?;
+            }
+            record("deploy.plan", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
+            return Ok(exit::OK);
+        }
+        match crate::aws::apply(&client, vpc, &out, &name).await {
+            Ok(done) => {
+                writeln!(stdout, "applied `{name}` on {vpc}: {} changes", done.len())?;
+                for d in &done {
+                    writeln!(stdout, "  {d}")?;
+                }
+                record("deploy.apply", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "applied": done}), true)?;
+                Ok(exit::OK)
+            }
+            Err((done, e)) => {
+                eprintln!("error: {e:#}");
+                eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
+                for d in &done {
+                    eprintln!("  {d}");
+                }
+                record("deploy.failed", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "applied": done, "error": format!("{e:#}")}), false)?;
+                Ok(exit::USAGE)
+            }
+        }
+    })
+}
+
+fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
+    let vpc = vpc.context("drift --target aws needs --aws-vpc VPC_ID")?;
+    let Some((c, out)) = aws_output(path, None)? else { return Ok(exit::FINDINGS) };
+    let rt = runtime()?;
+    let diffs = rt.block_on(async {
+        let client = crate::aws::client().await;
+        crate::aws::drift(&client, vpc, &out).await
+    })?;
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    record("drift", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len()}), false)?;
+    let mut o = io::stdout().lock();
+    match format {
+        Format::Human => {
+            if diffs.is_empty() {
+                writeln!(o, "no drift: the security groups in {vpc} match `{name}`")?;
+            }
+            for (what, d) in &diffs {
+                writeln!(o, "{what:<8} {d}")?;
+            }
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({"vpc": vpc, "drift": items}))?)?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })

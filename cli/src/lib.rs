@@ -2,6 +2,7 @@
 //! codes around the pure compiler.
 
 pub mod agent;
+pub mod aws;
 pub mod commands;
 pub mod fsload;
 pub mod graph;
@@ -219,6 +220,9 @@ pub enum Command {
         /// Ingress hook (host): auto picks native XDP on NICs and TC on virtual devices.
         #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
         xdp_mode: XdpModeArg,
+        /// The VPC whose security groups are managed (aws).
+        #[arg(long, value_name = "VPC_ID")]
+        aws_vpc: Option<String>,
         /// Show what would change (the default).
         #[arg(long, conflicts_with = "apply")]
         plan: bool,
@@ -235,6 +239,9 @@ pub enum Command {
         target: DeployTarget,
         #[arg(long)]
         netns: Option<String>,
+        /// The VPC whose security groups are compared (aws).
+        #[arg(long, value_name = "VPC_ID")]
+        aws_vpc: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
