@@ -67,11 +67,17 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Deploy { path, target: DeployTarget::Aws, aws_vpc, apply, today, .. } => deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref()),
-        Command::Deploy { path, target, ifaces, netns, xdp_mode, plan: _, apply, today, aws_vpc: _ } => {
+        Command::Deploy { path, target: DeployTarget::Azure, azure_resource_group, azure_location, apply, today, .. } => {
+            deploy_azure(&path, azure_resource_group.as_deref(), azure_location.as_deref(), apply, today.as_deref())
+        }
+        Command::Deploy { path, target, ifaces, netns, xdp_mode, apply, today, .. } => {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
         Command::Drift { path, target: DeployTarget::Aws, aws_vpc, format, .. } => drift_aws(&path, aws_vpc.as_deref(), format),
-        Command::Drift { path, target, netns, format, aws_vpc: _ } => drift(&path, target, netns.as_deref(), format),
+        Command::Drift { path, target: DeployTarget::Azure, azure_resource_group, format, .. } => {
+            drift_azure(&path, azure_resource_group.as_deref(), format)
+        }
+        Command::Drift { path, target, netns, format, .. } => drift(&path, target, netns.as_deref(), format),
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit(action),
         Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for, seccomp_selftest } => {
@@ -1043,6 +1049,80 @@ fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
         _ => {
             let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
             writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({"vpc": vpc, "drift": items}))?)?;
+        }
+    }
+    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
+    match segc_compiler::lower::azure::lower(&c.model) {
+        Ok(n) => Ok(Some((c, n))),
+        Err(diags) => {
+            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            eprintln!("failed: the policy cannot be expressed as NSGs; nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
+    let rg = rg.context("deploy --target azure needs --azure-resource-group RG")?;
+    let location = location.unwrap_or("eastus");
+    let Some((c, nsgs)) = azure_nsgs(path, today)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let arm = crate::azure::Arm::from_env(rg, location)?;
+    let mut out = io::stdout().lock();
+    if !apply {
+        let changes = arm.plan(&nsgs)?;
+        writeln!(out, "plan for `{name}` on resource group {rg}: {} changes", changes.len())?;
+        for ch in &changes {
+            writeln!(out, "  {ch}")?;
+        }
+        record("deploy.plan", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
+        return Ok(exit::OK);
+    }
+    match arm.apply(&nsgs, &name) {
+        Ok(done) => {
+            writeln!(out, "applied `{name}` on resource group {rg}: {} changes", done.len())?;
+            for d in &done {
+                writeln!(out, "  {d}")?;
+            }
+            record("deploy.apply", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "applied": done}), true)?;
+            Ok(exit::OK)
+        }
+        Err((done, e)) => {
+            eprintln!("error: {e:#}");
+            eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
+            for d in &done {
+                eprintln!("  {d}");
+            }
+            record("deploy.failed", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "applied": done, "error": format!("{e:#}")}), false)?;
+            Ok(exit::USAGE)
+        }
+    }
+}
+
+fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
+    let rg = rg.context("drift --target azure needs --azure-resource-group RG")?;
+    let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
+    let arm = crate::azure::Arm::from_env(rg, "eastus")?;
+    let diffs = arm.drift(&nsgs)?;
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
+    let mut o = io::stdout().lock();
+    match format {
+        Format::Human => {
+            if diffs.is_empty() {
+                writeln!(o, "no drift: the NSGs in {rg} match `{name}`")?;
+            }
+            for (what, d) in &diffs {
+                writeln!(o, "{what:<8} {d}")?;
+            }
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({"resource_group": rg, "drift": items}))?)?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })

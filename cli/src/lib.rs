@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod aws;
+pub mod azure;
 pub mod commands;
 pub mod fsload;
 pub mod graph;
@@ -223,6 +224,12 @@ pub enum Command {
         /// The VPC whose security groups are managed (aws).
         #[arg(long, value_name = "VPC_ID")]
         aws_vpc: Option<String>,
+        /// The resource group whose NSGs are managed (azure).
+        #[arg(long, value_name = "RG")]
+        azure_resource_group: Option<String>,
+        /// The location of NSGs segc creates (azure).
+        #[arg(long, value_name = "LOC")]
+        azure_location: Option<String>,
         /// Show what would change (the default).
         #[arg(long, conflicts_with = "apply")]
         plan: bool,
@@ -242,6 +249,9 @@ pub enum Command {
         /// The VPC whose security groups are compared (aws).
         #[arg(long, value_name = "VPC_ID")]
         aws_vpc: Option<String>,
+        /// The resource group whose NSGs are compared (azure).
+        #[arg(long, value_name = "RG")]
+        azure_resource_group: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
