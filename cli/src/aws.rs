@@ -206,7 +206,13 @@ pub async fn plan(client: &Client, vpc: &str, out: &Output) -> Result<Vec<Change
 
 /// Applies the plan: groups first, then every authorisation, then every
 /// revocation. Returns the changes applied; on error, what was applied before it.
-pub async fn apply(client: &Client, vpc: &str, out: &Output, policy: &str) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
+pub async fn apply(
+    client: &Client,
+    vpc: &str,
+    out: &Output,
+    policy: &str,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
     let mut done: Vec<String> = Vec::new();
     let changes = plan(client, vpc, out).await.map_err(|e| (Vec::new(), e))?;
     let fail = |done: &Vec<String>, e: anyhow::Error| (done.clone(), e);
@@ -230,6 +236,7 @@ pub async fn apply(client: &Client, vpc: &str, out: &Output, policy: &str) -> Re
                 .with_context(|| format!("CreateSecurityGroup {group}"))
                 .map_err(|e| fail(&done, e))?;
             ids.insert(group.clone(), r.group_id().unwrap_or_default().to_string());
+            progress(&c.to_string());
             done.push(c.to_string());
         }
     }
@@ -245,6 +252,7 @@ pub async fn apply(client: &Client, vpc: &str, out: &Output, policy: &str) -> Re
             client.authorize_security_group_ingress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
+        progress(&c.to_string());
         done.push(c.to_string());
     }
     for c in changes.iter().filter(|c| matches!(c, Change::Revoke { .. })) {
@@ -257,6 +265,7 @@ pub async fn apply(client: &Client, vpc: &str, out: &Output, policy: &str) -> Re
             client.revoke_security_group_ingress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
+        progress(&c.to_string());
         done.push(c.to_string());
     }
     Ok(done)

@@ -203,7 +203,7 @@ impl Arm {
     }
 
     /// Applies the plan: NSGs, then rules put, then stale rules deleted.
-    pub fn apply(&self, nsgs: &[Nsg], policy: &str) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
+    pub fn apply(&self, nsgs: &[Nsg], policy: &str, progress: &dyn Fn(&str)) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
         let changes = self.plan(nsgs).map_err(|e| (Vec::new(), e))?;
         let mut done = Vec::new();
         let ordered = changes
@@ -223,6 +223,7 @@ impl Arm {
             if let Err(e) = r {
                 return Err((done, e.context(c.to_string())));
             }
+            progress(&c.to_string());
             done.push(c.to_string());
         }
         Ok(done)

@@ -1004,7 +1004,18 @@ fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) 
             record("deploy.plan", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
             return Ok(exit::OK);
         }
-        match crate::aws::apply(&client, vpc, &out, &name).await {
+        let bar = progress_bar();
+        let tick = |msg: &str| {
+            if let Some(b) = &bar {
+                b.set_message(msg.to_string());
+                b.inc(1);
+            }
+        };
+        let result = crate::aws::apply(&client, vpc, &out, &name, &tick).await;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        match result {
             Ok(done) => {
                 writeln!(stdout, "applied `{name}` on {vpc}: {} changes", done.len())?;
                 for d in &done {
@@ -1082,7 +1093,18 @@ fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bo
         record("deploy.plan", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
         return Ok(exit::OK);
     }
-    match arm.apply(&nsgs, &name) {
+    let bar = progress_bar();
+    let tick = |msg: &str| {
+        if let Some(b) = &bar {
+            b.set_message(msg.to_string());
+            b.inc(1);
+        }
+    };
+    let result = arm.apply(&nsgs, &name, &tick);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
         Ok(done) => {
             writeln!(out, "applied `{name}` on resource group {rg}: {} changes", done.len())?;
             for d in &done {
@@ -1126,4 +1148,15 @@ fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+/// A spinner with the current change, on a terminal only (never in pipes or logs).
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new_spinner();
+    b.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(b)
 }
