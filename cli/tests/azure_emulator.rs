@@ -143,6 +143,23 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     let ports: Vec<&str> = v["properties"]["securityRules"].as_array().into_iter().flatten().filter_map(|r| r["properties"]["destinationPortRange"].as_str()).collect();
     assert!(ports.contains(&"6432") && !ports.contains(&"5432"), "{ports:?}");
 
+    // A server error at every step of an apply: each time, a report, then the
+    // next apply converges with no drift.
+    for (step, port) in (0..6).zip(7000..) {
+        let p = policy(&tmp.join(format!("step{step}")), port);
+        arm(&e, &["fault", &format!(r#"{{"after": {step}, "status": 500, "count": 1}}"#)]);
+        let o = deploy(&p, true);
+        if o.status.success() {
+            // The fault came after the last write of this apply; clear it.
+            arm(&e, &["fault", r#"{"after": null, "count": 0}"#]);
+        } else {
+            assert!(text(&o).contains(&format!("applied before the failure ({step})")), "step {step}: {}", text(&o));
+        }
+        let o = deploy(&p, true);
+        assert!(o.status.success(), "step {step}: {}", text(&o));
+        assert_eq!(drift(&p).status.code(), Some(0), "step {step}");
+    }
+
     // An NSG of the same name without the managed-by tag is never touched.
     arm(&e, &["put-nsg", "other-nsg"]);
     let p3 = tmp.join("p3");
