@@ -92,9 +92,9 @@ fn agent_enforces_reloads_refuses_and_reports() {
 
     // Per zone pair, the counters match the traffic exactly: 25 datagrams to a
     // denied port are 25 denies; 25 to an allowed port are one new flow (the
-    // rest pass as established). (Whether denies stay flat during the allowed
-    // burst is not asserted: a CI run once saw six more client -> server
-    // denies in that window, unexplained so far; see the session note.)
+    // rest pass as established), and no deny: the sender stays open for the
+    // echoes, else its kernel answers them with ICMP port-unreachable errors
+    // (six, the kernel's burst), which the policy rightly denies.
     let pair = |text: &str, verdict: &str| metric(text, &format!("segc_zone_pair_packets_total{{src_zone=\"client\",dst_zone=\"server\",verdict=\"{verdict}\"}}"));
     let t0 = scrape(port);
     net.burst(&net.a, "10.99.0.2", 5354, 25);
@@ -106,6 +106,7 @@ fn agent_enforces_reloads_refuses_and_reports() {
     std::thread::sleep(Duration::from_millis(500));
     let t2 = scrape(port);
     assert_eq!(pair(&t2, "allow"), pair(&t1, "allow") + 1, "{t2}");
+    assert_eq!(pair(&t2, "deny"), pair(&t1, "deny"), "{t2}");
 
     // A broken policy file is refused; A stays enforced.
     std::fs::write(dir.join("policy/main.seg"), "zone {{{ garbage").expect("garbage");

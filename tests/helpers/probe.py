@@ -55,6 +55,14 @@ def burst(host, port, n):
     s = socket.socket(fam, socket.SOCK_DGRAM)
     for i in range(n):
         s.sendto(b"burst", (host, port))
+    # Stay open to take the echoes: a closed port would answer them with ICMP
+    # port-unreachable errors, which are traffic of their own.
+    s.settimeout(0.2)
+    try:
+        while True:
+            s.recv(64)
+    except OSError:
+        pass
     return 0
 
 if __name__ == "__main__":
