@@ -39,31 +39,6 @@ fn token() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The ARM rule properties segc sets, as ARM returns them.
-fn rule_props(r: &segc_compiler::lower::azure::Rule) -> Value {
-    let inbound = r.direction == "Inbound";
-    let mut p = serde_json::Map::new();
-    p.insert("priority".into(), json!(r.priority));
-    p.insert("direction".into(), json!(r.direction));
-    p.insert("access".into(), json!(r.access));
-    p.insert("protocol".into(), json!(r.protocol));
-    p.insert("sourcePortRange".into(), json!("*"));
-    if r.ports.len() == 1 {
-        p.insert("destinationPortRange".into(), json!(r.ports[0]));
-    } else {
-        p.insert("destinationPortRanges".into(), json!(r.ports));
-    }
-    let (peer, own) = if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
-    if r.peer.len() == 1 {
-        p.insert(peer.into(), json!(r.peer[0]));
-    } else {
-        p.insert(format!("{peer}es"), json!(r.peer));
-    }
-    p.insert(own.into(), json!("*"));
-    p.insert("description".into(), json!(r.description));
-    Value::Object(p)
-}
-
 /// The part of live properties segc compares (ARM adds provisioningState and more).
 fn comparable(p: &Value) -> Value {
     let keys = [
@@ -187,7 +162,7 @@ impl Arm {
                 }
             };
             for r in &n.rules {
-                let props = rule_props(r);
+                let props = segc_compiler::lower::azure::rule_properties(r);
                 match live_rules.get(&r.name) {
                     Some(p) if comparable(p) == comparable(&props) => {}
                     found => changes.push(Change::Put { nsg: n.name.clone(), rule: r.name.clone(), props, new: found.is_none() }),

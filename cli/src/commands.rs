@@ -992,17 +992,15 @@ fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) 
     let Some((c, out)) = aws_output(path, today)? else { return Ok(exit::FINDINGS) };
     let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
     let rt = runtime()?;
+    let audit = serde_json::json!({"policy": name, "target": "aws", "vpc": vpc});
+    let place = vpc.to_string();
     rt.block_on(async {
         let client = crate::aws::client().await;
-        let mut stdout = io::stdout().lock();
         if !apply {
-            let changes = crate::aws::plan(&client, vpc, &out).await?;
-            writeln!(stdout, "plan for `{name}` on {vpc}: {} changes", changes.len())?;
-            for ch in &changes {
-                writeln!(stdout, "  {ch}")?;
-            }
-            record("deploy.plan", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
-            return Ok(exit::OK);
+            let changes: Vec<String> = crate::aws::plan(&client, vpc, &out).await?.iter().map(|c| c.to_string()).collect();
+            let mut a = audit.clone();
+            a["changes"] = serde_json::json!(changes);
+            return report_plan(&name, &place, &changes, a);
         }
         let bar = progress_bar();
         let tick = |msg: &str| {
@@ -1015,25 +1013,7 @@ fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) 
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        match result {
-            Ok(done) => {
-                writeln!(stdout, "applied `{name}` on {vpc}: {} changes", done.len())?;
-                for d in &done {
-                    writeln!(stdout, "  {d}")?;
-                }
-                record("deploy.apply", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "applied": done}), true)?;
-                Ok(exit::OK)
-            }
-            Err((done, e)) => {
-                eprintln!("error: {e:#}");
-                eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
-                for d in &done {
-                    eprintln!("  {d}");
-                }
-                record("deploy.failed", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "applied": done, "error": format!("{e:#}")}), false)?;
-                Ok(exit::USAGE)
-            }
-        }
+        report_apply(&name, &place, result, audit)
     })
 }
 
@@ -1047,22 +1027,7 @@ fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
     })?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     record("drift", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len()}), false)?;
-    let mut o = io::stdout().lock();
-    match format {
-        Format::Human => {
-            if diffs.is_empty() {
-                writeln!(o, "no drift: the security groups in {vpc} match `{name}`")?;
-            }
-            for (what, d) in &diffs {
-                writeln!(o, "{what:<8} {d}")?;
-            }
-        }
-        _ => {
-            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
-            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({"vpc": vpc, "drift": items}))?)?;
-        }
-    }
-    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+    print_drift(&diffs, format, &format!("the security groups in {vpc} match `{name}`"), ("vpc", vpc))
 }
 
 fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
@@ -1083,15 +1048,13 @@ fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bo
     let Some((c, nsgs)) = azure_nsgs(path, today)? else { return Ok(exit::FINDINGS) };
     let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
     let arm = crate::azure::Arm::from_env(rg, location)?;
-    let mut out = io::stdout().lock();
+    let audit = serde_json::json!({"policy": name, "target": "azure", "resource_group": rg});
+    let place = format!("resource group {rg}");
     if !apply {
-        let changes = arm.plan(&nsgs)?;
-        writeln!(out, "plan for `{name}` on resource group {rg}: {} changes", changes.len())?;
-        for ch in &changes {
-            writeln!(out, "  {ch}")?;
-        }
-        record("deploy.plan", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()}), false)?;
-        return Ok(exit::OK);
+        let changes: Vec<String> = arm.plan(&nsgs)?.iter().map(|c| c.to_string()).collect();
+        let mut a = audit.clone();
+        a["changes"] = serde_json::json!(changes);
+        return report_plan(&name, &place, &changes, a);
     }
     let bar = progress_bar();
     let tick = |msg: &str| {
@@ -1104,25 +1067,7 @@ fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bo
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    match result {
-        Ok(done) => {
-            writeln!(out, "applied `{name}` on resource group {rg}: {} changes", done.len())?;
-            for d in &done {
-                writeln!(out, "  {d}")?;
-            }
-            record("deploy.apply", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "applied": done}), true)?;
-            Ok(exit::OK)
-        }
-        Err((done, e)) => {
-            eprintln!("error: {e:#}");
-            eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
-            for d in &done {
-                eprintln!("  {d}");
-            }
-            record("deploy.failed", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "applied": done, "error": format!("{e:#}")}), false)?;
-            Ok(exit::USAGE)
-        }
-    }
+    report_apply(&name, &place, result, audit)
 }
 
 fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
@@ -1132,22 +1077,7 @@ fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
     let diffs = arm.drift(&nsgs)?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
-    let mut o = io::stdout().lock();
-    match format {
-        Format::Human => {
-            if diffs.is_empty() {
-                writeln!(o, "no drift: the NSGs in {rg} match `{name}`")?;
-            }
-            for (what, d) in &diffs {
-                writeln!(o, "{what:<8} {d}")?;
-            }
-        }
-        _ => {
-            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
-            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({"resource_group": rg, "drift": items}))?)?;
-        }
-    }
-    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+    print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
 }
 
 /// A spinner with the current change, on a terminal only (never in pipes or logs).
@@ -1159,4 +1089,63 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     b.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
     b.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(b)
+}
+
+/// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
+fn print_drift(diffs: &[(String, String)], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
+    let mut o = io::stdout().lock();
+    match format {
+        Format::Human => {
+            if diffs.is_empty() {
+                writeln!(o, "no drift: {clean}")?;
+            }
+            for (what, d) in diffs {
+                writeln!(o, "{what:<8} {d}")?;
+            }
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": items}))?)?;
+        }
+    }
+    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+/// Prints a plan, records it, and returns 0.
+fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::Value) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "plan for `{name}` on {place}: {} changes", changes.len())?;
+    for ch in changes {
+        writeln!(out, "  {ch}")?;
+    }
+    record("deploy.plan", audit, false)?;
+    Ok(exit::OK)
+}
+
+/// Reports a cloud apply (what was applied, or what was before the failure),
+/// records it, and returns the exit code.
+fn report_apply(name: &str, place: &str, result: Result<Vec<String>, (Vec<String>, anyhow::Error)>, mut audit: serde_json::Value) -> Result<u8> {
+    match result {
+        Ok(done) => {
+            let mut out = io::stdout().lock();
+            writeln!(out, "applied `{name}` on {place}: {} changes", done.len())?;
+            for d in &done {
+                writeln!(out, "  {d}")?;
+            }
+            audit["applied"] = serde_json::json!(done);
+            record("deploy.apply", audit, true)?;
+            Ok(exit::OK)
+        }
+        Err((done, e)) => {
+            eprintln!("error: {e:#}");
+            eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
+            for d in &done {
+                eprintln!("  {d}");
+            }
+            audit["applied"] = serde_json::json!(done);
+            audit["error"] = serde_json::json!(format!("{e:#}"));
+            record("deploy.failed", audit, false)?;
+            Ok(exit::USAGE)
+        }
+    }
 }

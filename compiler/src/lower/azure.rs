@@ -173,32 +173,31 @@ fn prefixes_field(list: &[String]) -> (&'static str, Value) {
     }
 }
 
+/// A rule's ARM `properties`, as the template and the REST API both take them.
+pub fn rule_properties(r: &Rule) -> Value {
+    let inbound = r.direction == "Inbound";
+    let (peer_suffix, peer) = prefixes_field(&r.peer);
+    let (port_suffix, ports) = if r.ports.len() == 1 { ("Range", json!(r.ports[0])) } else { ("Ranges", json!(r.ports)) };
+    let mut p = serde_json::Map::new();
+    p.insert("priority".into(), json!(r.priority));
+    p.insert("direction".into(), json!(r.direction));
+    p.insert("access".into(), json!(r.access));
+    p.insert("protocol".into(), json!(r.protocol));
+    p.insert("sourcePortRange".into(), json!("*"));
+    p.insert(format!("destinationPort{port_suffix}"), ports);
+    let (peer_key, own_key) = if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
+    p.insert(format!("{peer_key}{peer_suffix}"), peer);
+    p.insert(own_key.into(), json!("*"));
+    p.insert("description".into(), json!(r.description));
+    Value::Object(p)
+}
+
 /// The ARM template.
 pub fn render(model: &Model, nsgs: &[Nsg]) -> Vec<u8> {
     let resources: Vec<Value> = nsgs
         .iter()
         .map(|n| {
-            let rules: Vec<Value> = n
-                .rules
-                .iter()
-                .map(|r| {
-                    let inbound = r.direction == "Inbound";
-                    let (peer_suffix, peer) = prefixes_field(&r.peer);
-                    let (port_suffix, ports) = if r.ports.len() == 1 { ("Range", json!(r.ports[0])) } else { ("Ranges", json!(r.ports)) };
-                    let mut p = serde_json::Map::new();
-                    p.insert("priority".into(), json!(r.priority));
-                    p.insert("direction".into(), json!(r.direction));
-                    p.insert("access".into(), json!(r.access));
-                    p.insert("protocol".into(), json!(r.protocol));
-                    p.insert("sourcePortRange".into(), json!("*"));
-                    p.insert(format!("destinationPort{port_suffix}"), ports);
-                    let (peer_key, own_key) = if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
-                    p.insert(format!("{peer_key}{peer_suffix}"), peer);
-                    p.insert(own_key.into(), json!("*"));
-                    p.insert("description".into(), json!(r.description));
-                    json!({"name": r.name, "properties": Value::Object(p)})
-                })
-                .collect();
+            let rules: Vec<Value> = n.rules.iter().map(|r| json!({"name": r.name, "properties": rule_properties(r)})).collect();
             json!({
                 "type": "Microsoft.Network/networkSecurityGroups",
                 "apiVersion": "2024-03-01",
