@@ -286,6 +286,9 @@ impl Log {
         let actor = actor();
         let hash = event_hash(seq, ts, kind, &actor, &data, &prev_hash);
         let event = Event { seq, ts, kind: kind.to_string(), actor, data, prev: prev_hash, hash };
+        // Compression and retention only change when a segment closes: do that
+        // work on rotation, not on every append.
+        let rotated = current.is_none();
         let path = current.unwrap_or_else(|| self.dir.join("segments").join(format!("{seq:020}.jsonl")));
         let mut line = serde_json::to_vec(&event).map_err(|e| Error::Corrupt(e.to_string()))?;
         line.push(b'\n');
@@ -294,7 +297,9 @@ impl Log {
         io("fsync the event", f.sync_all())?;
         fsync_dir(&self.dir.join("segments"));
         self.write_head(seq, &event.hash)?;
-        self.maintain(ts)?;
+        if rotated {
+            self.maintain(ts)?;
+        }
         Ok(event)
     }
 
