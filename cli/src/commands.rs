@@ -1002,17 +1002,9 @@ fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) 
             a["changes"] = serde_json::json!(changes);
             return report_plan(&name, &place, &changes, a);
         }
-        let bar = progress_bar();
-        let tick = |msg: &str| {
-            if let Some(b) = &bar {
-                b.set_message(msg.to_string());
-                b.inc(1);
-            }
-        };
-        let result = crate::aws::apply(&client, vpc, &out, &name, &tick).await;
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
+        let progress = Progress::start();
+        let result = crate::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
+        progress.finish();
         report_apply(&name, &place, result, audit)
     })
 }
@@ -1056,17 +1048,9 @@ fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bo
         a["changes"] = serde_json::json!(changes);
         return report_plan(&name, &place, &changes, a);
     }
-    let bar = progress_bar();
-    let tick = |msg: &str| {
-        if let Some(b) = &bar {
-            b.set_message(msg.to_string());
-            b.inc(1);
-        }
-    };
-    let result = arm.apply(&nsgs, &name, &tick);
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    let progress = Progress::start();
+    let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m));
+    progress.finish();
     report_apply(&name, &place, result, audit)
 }
 
@@ -1081,14 +1065,32 @@ fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
 }
 
 /// A spinner with the current change, on a terminal only (never in pipes or logs).
-fn progress_bar() -> Option<indicatif::ProgressBar> {
-    if !io::stderr().is_terminal() {
-        return None;
+/// A spinner counting applied cloud changes; silent when stderr is not a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start() -> Self {
+        if !io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(Some(b))
     }
-    let b = indicatif::ProgressBar::new_spinner();
-    b.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
-    b.enable_steady_tick(std::time::Duration::from_millis(120));
-    Some(b)
+
+    fn tick(&self, msg: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg.to_string());
+            b.inc(1);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
