@@ -1,42 +1,54 @@
-//! `segc deploy|drift --target azure`: network security groups through the
-//! Azure Resource Manager REST API (api-version 2024-03-01). Subscription from
-//! `AZURE_SUBSCRIPTION_ID`, endpoint from `AZURE_RESOURCE_MANAGER_ENDPOINT`
-//! (default: the public cloud), token from `AZURE_ACCESS_TOKEN` or else the
-//! Azure CLI (`az account get-access-token`); never from the command line.
+//! `segc deploy|drift --target azure`: network security groups through
+//! azure_mgmt_network (ARM api-version 2024-03-01).
+//!
+//! Subscription from `AZURE_SUBSCRIPTION_ID`, endpoint from
+//! `AZURE_RESOURCE_MANAGER_ENDPOINT` (default: the public cloud). The token is
+//! `AZURE_ACCESS_TOKEN` where set, else the Azure identity chain of
+//! azure_identity: `AZURE_CREDENTIAL_KIND` picks one source; otherwise
+//! environment (workload identity from `AZURE_FEDERATED_TOKEN_FILE`, or a
+//! client secret), App Service managed identity (`IDENTITY_ENDPOINT`), VM
+//! managed identity (IMDS), then the Azure CLI. Never from the command line.
+//!
 //! An NSG is managed when tagged `managed-by=segc`; others are never touched.
-//! Rules are put before stale ones are deleted; 429 is retried after its
-//! Retry-After; any other failure stops with the list of what was applied.
+//! Rules are put before stale ones are deleted. Throttling (429) and transient
+//! server errors are retried by the SDK's pipeline (429 after its
+//! Retry-After); any failure that remains stops the apply with the list of
+//! what was applied.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use azure_core::auth::{AccessToken, Secret, TokenCredential};
+use azure_core::error::ErrorKind;
+use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode};
+use azure_mgmt_network::package_2024_03::models::{NetworkSecurityGroup, NetworkSecurityGroupPropertiesFormat, Resource, SecurityRule, SecurityRulePropertiesFormat};
+use azure_mgmt_network::package_2024_03::Client;
 use segc_compiler::lower::azure::Nsg;
 use serde_json::{json, Value};
 
-const API: &str = "2024-03-01";
+/// `AZURE_ACCESS_TOKEN`: a bearer token obtained elsewhere (e.g. by a CI step).
+#[derive(Debug)]
+struct FixedToken(Secret);
 
-pub struct Arm {
-    endpoint: String,
-    subscription: String,
-    group: String,
-    location: String,
-    token: String,
-    agent: ureq::Agent,
+#[async_trait::async_trait]
+impl TokenCredential for FixedToken {
+    async fn get_token(&self, _scopes: &[&str]) -> azure_core::Result<AccessToken> {
+        // ARM says when it has expired; segc runs are short.
+        Ok(AccessToken::new(self.0.clone(), time::OffsetDateTime::now_utc() + Duration::from_secs(3600)))
+    }
+
+    async fn clear_cache(&self) -> azure_core::Result<()> {
+        Ok(())
+    }
 }
 
-fn token() -> Result<String> {
+fn credential() -> Result<Arc<dyn TokenCredential>> {
     if let Ok(t) = std::env::var("AZURE_ACCESS_TOKEN") {
-        return Ok(t);
+        return Ok(Arc::new(FixedToken(Secret::new(t))));
     }
-    let out = std::process::Command::new("az")
-        .args(["account", "get-access-token", "--resource", "https://management.azure.com/", "--query", "accessToken", "-o", "tsv"])
-        .output()
-        .context("no AZURE_ACCESS_TOKEN and no Azure CLI (`az`) to get a token from")?;
-    if !out.status.success() {
-        bail!("az account get-access-token failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    azure_identity::create_credential().map_err(|e| anyhow!("no Azure credential: {e}"))
 }
 
 /// The part of live properties segc compares (ARM adds provisioningState and more).
@@ -46,6 +58,18 @@ fn comparable(p: &Value) -> Value {
         "sourceAddressPrefix", "sourceAddressPrefixes", "destinationAddressPrefix", "destinationAddressPrefixes",
     ];
     Value::Object(keys.iter().filter_map(|k| p.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect())
+}
+
+/// An SDK error as one line: the ARM error code and message when there is one.
+fn describe(e: azure_core::Error) -> anyhow::Error {
+    match e.as_http_error() {
+        Some(h) => anyhow!("HTTP {}: {} {}", h.status() as u16, h.error_code().unwrap_or(""), h.error_message().unwrap_or("")),
+        None => anyhow!("{e}"),
+    }
+}
+
+fn is_not_found(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { status: StatusCode::NotFound, .. })
 }
 
 #[derive(Clone, Debug)]
@@ -71,93 +95,55 @@ impl std::fmt::Display for Change {
     }
 }
 
+pub struct Arm {
+    client: Client,
+    subscription: String,
+    group: String,
+    location: String,
+}
+
 impl Arm {
     pub fn from_env(group: &str, location: &str) -> Result<Arm> {
-        let endpoint = std::env::var("AZURE_RESOURCE_MANAGER_ENDPOINT").unwrap_or_else(|_| "https://management.azure.com".into());
         let subscription = std::env::var("AZURE_SUBSCRIPTION_ID").context("set AZURE_SUBSCRIPTION_ID")?;
-        Ok(Arm {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            subscription,
-            group: group.to_string(),
-            location: location.to_string(),
-            token: token()?,
-            agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build(),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups{path}?api-version={API}",
-            self.endpoint, self.subscription, self.group
-        )
-    }
-
-    /// One call, retrying throttling (429) after Retry-After, then waiting for
-    /// the asynchronous operation when ARM names one. `None` for 404.
-    fn call(&self, method: &str, url: &str, body: Option<&Value>) -> Result<Option<Value>> {
-        for attempt in 0..8 {
-            let req = self.agent.request(method, url).set("Authorization", &format!("Bearer {}", self.token));
-            let resp = match body {
-                Some(b) => req.send_json(b.clone()),
-                None => req.call(),
-            };
-            match resp {
-                Ok(r) => {
-                    if let Some(op) = r.header("Azure-AsyncOperation").map(String::from) {
-                        self.wait(&op)?;
-                    }
-                    let text = r.into_string().unwrap_or_default();
-                    return Ok(Some(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) }));
-                }
-                Err(ureq::Error::Status(404, _)) => return Ok(None),
-                Err(ureq::Error::Status(429, r)) => {
-                    let wait = r.header("Retry-After").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1 << attempt.min(5));
-                    std::thread::sleep(Duration::from_secs(wait.min(30)));
-                }
-                Err(ureq::Error::Status(code, r)) => {
-                    let text = r.into_string().unwrap_or_default();
-                    bail!("{method} {url}: HTTP {code}: {text}");
-                }
-                Err(e) => bail!("{method} {url}: {e}"),
-            }
+        let mut builder = Client::builder(credential()?).retry(RetryOptions::exponential(
+            ExponentialRetryOptions::default()
+                .max_retries(3u32)
+                .initial_delay(Duration::from_millis(200))
+                .max_total_elapsed(Duration::from_secs(120)),
+        ));
+        if let Ok(e) = std::env::var("AZURE_RESOURCE_MANAGER_ENDPOINT") {
+            let url = azure_core::Url::parse(&e).with_context(|| format!("AZURE_RESOURCE_MANAGER_ENDPOINT `{e}` is not a URL"))?;
+            builder = builder.endpoint(url);
         }
-        bail!("{method} {url}: still throttled after 8 attempts")
+        Ok(Arm { client: builder.build().map_err(describe)?, subscription, group: group.to_string(), location: location.to_string() })
     }
 
-    fn wait(&self, op: &str) -> Result<()> {
-        for _ in 0..120 {
-            let v: Value = self.agent.get(op).set("Authorization", &format!("Bearer {}", self.token)).call()?.into_json()?;
-            match v["status"].as_str() {
-                Some("Succeeded") => return Ok(()),
-                Some("Failed") | Some("Canceled") => bail!("operation {op} ended {}", v["status"]),
-                _ => std::thread::sleep(Duration::from_millis(500)),
-            }
+    async fn live(&self, name: &str) -> Result<Option<NetworkSecurityGroup>> {
+        match self.client.network_security_groups_client().get(&self.group, name, &self.subscription).await {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(describe(e).context(format!("read nsg {name}"))),
         }
-        bail!("operation {op} did not finish")
     }
 
-    fn live(&self, name: &str) -> Result<Option<Value>> {
-        self.call("GET", &self.url(&format!("/{name}")), None)
-    }
-
-    pub fn plan(&self, nsgs: &[Nsg]) -> Result<Vec<Change>> {
+    pub async fn plan(&self, nsgs: &[Nsg]) -> Result<Vec<Change>> {
         let mut changes = Vec::new();
         for n in nsgs {
-            let live = self.live(&n.name)?;
-            let live_rules: BTreeMap<String, Value> = match &live {
+            let live_rules: BTreeMap<String, Value> = match self.live(&n.name).await? {
                 None => {
                     changes.push(Change::Create { nsg: n.name.clone(), zone: n.zone.clone() });
                     BTreeMap::new()
                 }
                 Some(v) => {
-                    if v["tags"]["managed-by"] != "segc" {
+                    let tags = v.resource.tags.unwrap_or(Value::Null);
+                    if tags["managed-by"] != "segc" {
                         bail!("nsg `{}` exists in {} and is not managed by segc (no managed-by=segc tag): refusing to touch it", n.name, self.group);
                     }
-                    v["properties"]["securityRules"]
-                        .as_array()
+                    v.properties
+                        .map(|p| p.security_rules)
+                        .unwrap_or_default()
                         .into_iter()
-                        .flatten()
-                        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["properties"].clone()))
+                        .map(|r| (r.name.unwrap_or_default(), r.properties.map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).unwrap_or(Value::Null)))
                         .collect()
                 }
             };
@@ -177,9 +163,45 @@ impl Arm {
         Ok(changes)
     }
 
+    async fn execute(&self, change: &Change, policy: &str) -> Result<()> {
+        match change {
+            Change::Create { nsg, zone } => {
+                let body = NetworkSecurityGroup {
+                    resource: Resource {
+                        location: Some(self.location.clone()),
+                        tags: Some(json!({"managed-by": "segc", "segc-policy": policy, "segc-zone": zone})),
+                        ..Resource::default()
+                    },
+                    properties: Some(NetworkSecurityGroupPropertiesFormat::default()),
+                    etag: None,
+                };
+                self.client.network_security_groups_client().create_or_update(&self.group, nsg, body, &self.subscription).await.map_err(describe)?;
+            }
+            Change::Put { nsg, rule, props, .. } => {
+                let props: SecurityRulePropertiesFormat = serde_json::from_value(props.clone()).context("rule properties")?;
+                let body = SecurityRule { properties: Some(props), ..SecurityRule::default() };
+                self.client.security_rules_client().create_or_update(&self.group, nsg, rule, body, &self.subscription).await.map_err(describe)?;
+            }
+            Change::Delete { nsg, rule } => {
+                let rules = self.client.security_rules_client();
+                rules.delete(&self.group, nsg, rule, &self.subscription).send().await.map_err(describe)?;
+                // Deletion is asynchronous in ARM: done when the rule reads as gone.
+                for _ in 0..120 {
+                    match rules.get(&self.group, nsg, rule, &self.subscription).await {
+                        Err(e) if is_not_found(&e) => return Ok(()),
+                        Err(e) => return Err(describe(e)),
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+                bail!("rule {rule} on {nsg} still exists a minute after its deletion was accepted");
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the plan: NSGs, then rules put, then stale rules deleted.
-    pub fn apply(&self, nsgs: &[Nsg], policy: &str, progress: &dyn Fn(&str)) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
-        let changes = self.plan(nsgs).map_err(|e| (Vec::new(), e))?;
+    pub async fn apply(&self, nsgs: &[Nsg], policy: &str, progress: &dyn Fn(&str)) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
+        let changes = self.plan(nsgs).await.map_err(|e| (Vec::new(), e))?;
         let mut done = Vec::new();
         let ordered = changes
             .iter()
@@ -187,15 +209,7 @@ impl Arm {
             .chain(changes.iter().filter(|c| matches!(c, Change::Put { .. })))
             .chain(changes.iter().filter(|c| matches!(c, Change::Delete { .. })));
         for c in ordered {
-            let r = match c {
-                Change::Create { nsg, zone } => {
-                    let body = json!({"location": self.location, "tags": {"managed-by": "segc", "segc-policy": policy, "segc-zone": zone}, "properties": {"securityRules": []}});
-                    self.call("PUT", &self.url(&format!("/{nsg}")), Some(&body))
-                }
-                Change::Put { nsg, rule, props, .. } => self.call("PUT", &self.url(&format!("/{nsg}/securityRules/{rule}")), Some(&json!({"properties": props}))),
-                Change::Delete { nsg, rule } => self.call("DELETE", &self.url(&format!("/{nsg}/securityRules/{rule}")), None),
-            };
-            if let Err(e) = r {
+            if let Err(e) = self.execute(c, policy).await {
                 return Err((done, e.context(c.to_string())));
             }
             progress(&c.to_string());
@@ -205,9 +219,9 @@ impl Arm {
     }
 
     /// Differences between live and compiled: ("missing"|"extra"|"changed", text).
-    pub fn drift(&self, nsgs: &[Nsg]) -> Result<Vec<(String, String)>> {
+    pub async fn drift(&self, nsgs: &[Nsg]) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for c in self.plan(nsgs)? {
+        for c in self.plan(nsgs).await? {
             let kind = match &c {
                 Change::Create { .. } => "missing",
                 Change::Put { new: true, .. } => "missing",

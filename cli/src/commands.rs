@@ -1042,29 +1042,30 @@ fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bo
     let arm = crate::azure::Arm::from_env(rg, location)?;
     let audit = serde_json::json!({"policy": name, "target": "azure", "resource_group": rg});
     let place = format!("resource group {rg}");
-    if !apply {
-        let changes: Vec<String> = arm.plan(&nsgs)?.iter().map(|c| c.to_string()).collect();
-        let mut a = audit.clone();
-        a["changes"] = serde_json::json!(changes);
-        return report_plan(&name, &place, &changes, a);
-    }
-    let progress = Progress::start();
-    let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m));
-    progress.finish();
-    report_apply(&name, &place, result, audit)
+    runtime()?.block_on(async {
+        if !apply {
+            let changes: Vec<String> = arm.plan(&nsgs).await?.iter().map(|c| c.to_string()).collect();
+            let mut a = audit.clone();
+            a["changes"] = serde_json::json!(changes);
+            return report_plan(&name, &place, &changes, a);
+        }
+        let progress = Progress::start();
+        let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m)).await;
+        progress.finish();
+        report_apply(&name, &place, result, audit)
+    })
 }
 
 fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
     let rg = rg.context("drift --target azure needs --azure-resource-group RG")?;
     let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
     let arm = crate::azure::Arm::from_env(rg, "eastus")?;
-    let diffs = arm.drift(&nsgs)?;
+    let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
     print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
 }
 
-/// A spinner with the current change, on a terminal only (never in pipes or logs).
 /// A spinner counting applied cloud changes; silent when stderr is not a terminal.
 struct Progress(Option<indicatif::ProgressBar>);
 

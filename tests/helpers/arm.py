@@ -4,7 +4,7 @@
     arm.py URL get NSG                      # JSON of the NSG, or 'null'
     arm.py URL put-rule NSG RULE JSON       # properties as JSON
     arm.py URL delete-rule NSG RULE
-    arm.py URL fault JSON                   # POST /_fault
+    arm.py URL fault JSON                   # POST /_fault; prints the fault state ('{}' reads it)
     arm.py URL put-nsg NSG                  # an NSG without the managed-by tag
 """
 import json, sys, urllib.request, urllib.error
@@ -32,7 +32,7 @@ elif cmd == "put-rule":
 elif cmd == "delete-rule":
     call("DELETE", f"{path}/{sys.argv[3]}/securityRules/{sys.argv[4]}{q}")
 elif cmd == "fault":
-    call("POST", "/_fault", json.loads(sys.argv[3]))
+    print(json.dumps(call("POST", "/_fault", json.loads(sys.argv[3]))))
 elif cmd == "put-nsg":
     call("PUT", f"{path}/{sys.argv[3]}{q}", {"location": "eastus", "properties": {"securityRules": []}})
 else:
