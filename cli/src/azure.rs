@@ -64,7 +64,7 @@ fn comparable(p: &Value) -> Value {
 fn describe(e: azure_core::Error) -> anyhow::Error {
     match e.as_http_error() {
         Some(h) => anyhow!("HTTP {}: {} {}", h.status() as u16, h.error_code().unwrap_or(""), h.error_message().unwrap_or("")),
-        None => anyhow!("{e}"),
+        None => anyhow::Error::new(e),
     }
 }
 

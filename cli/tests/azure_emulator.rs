@@ -172,3 +172,110 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     assert!(!o.status.success() && text(&o).contains("not managed by segc"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// tests/helpers/aad.py in front of the emulator: it issues tokens and lets
+/// only requests bearing one of them through to ARM.
+fn start_issuer(e: &Emulator, federated: &str, identity_header: &str) -> Emulator {
+    let mut child = Command::new("python3")
+        .arg(common::repo().join("tests/helpers/aad.py"))
+        .args([&e.url, federated, identity_header])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aad.py starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
+    let port = line.trim().strip_prefix("listening ").expect("listening PORT").to_string();
+    Emulator { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+fn stats(issuer: &Emulator) -> Value {
+    let o = Command::new("python3")
+        .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/_stats').read().decode())", &issuer.url])
+        .output()
+        .expect("stats");
+    serde_json::from_slice(&o.stdout).expect("stats json")
+}
+
+/// segc with nothing inherited but PATH: only the identity variables given.
+fn segc_with_identity(issuer: &Emulator, audit: &Path, args: &[&str], policy: &Path, identity: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segc"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", audit)
+        .env("AZURE_RESOURCE_MANAGER_ENDPOINT", &issuer.url)
+        .env("AZURE_SUBSCRIPTION_ID", "sub1")
+        .env("SEGC_AUDIT_DIR", audit);
+    for (k, v) in identity {
+        cmd.env(k, v);
+    }
+    cmd.args(args).arg(policy).output().expect("segc")
+}
+
+#[test]
+fn workload_and_managed_identity_tokens_reach_arm() {
+    if !emulator_path().exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
+        eprintln!("SKIPPED workload_and_managed_identity_tokens_reach_arm: ../shared/emulators/azure_nsg.py is not here");
+        return;
+    }
+    if !common::require("workload_and_managed_identity_tokens_reach_arm", &["python3"]) {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("segc-azure-id-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let audit = tmp.join("audit");
+    std::fs::create_dir_all(&audit).expect("audit dir");
+    let e = start();
+    let issuer = start_issuer(&e, "federated-jwt-from-the-cluster", "app-service-secret");
+    let p = policy(&tmp.join("p"), 5432);
+    let apply = ["deploy", "--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus", "--apply"];
+    let drift = ["drift", "--target", "azure", "--azure-resource-group", "rg1"];
+    let token_file = tmp.join("federated-token");
+    let workload = |token: &str| {
+        std::fs::write(&token_file, token).expect("token file");
+        vec![
+            ("AZURE_TENANT_ID", "tenant1".to_string()),
+            ("AZURE_CLIENT_ID", "client1".to_string()),
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
+            ("AZURE_AUTHORITY_HOST", issuer.url.clone()),
+        ]
+    };
+
+    // A federated token the issuer rejects: nothing is applied, and the error
+    // names the credential that failed (the SDK keeps the status, not the
+    // AADSTS text).
+    // AZURE_CREDENTIAL_KIND pins the source, so the failing chain does not go
+    // on to probe the VM metadata address (tests stay on loopback).
+    let mut forged = workload("forged");
+    forged.push(("AZURE_CREDENTIAL_KIND", "workloadidentity".to_string()));
+    let o = segc_with_identity(&issuer, &audit, &apply, &p, &forged);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("applied before the failure (0)") && text(&o).contains("HttpResponse(401"), "{}", text(&o));
+    assert_eq!(arm(&e, &["get", "web-nsg"]), "null");
+    assert_eq!((stats(&issuer)["workload"].as_i64(), stats(&issuer)["forwarded"].as_i64()), (Some(0), Some(0)));
+
+    // Workload identity (AKS): the federated token is exchanged, ARM sees the result.
+    let o = segc_with_identity(&issuer, &audit, &apply, &p, &workload("federated-jwt-from-the-cluster"));
+    assert!(o.status.success(), "{}", text(&o));
+    let s = stats(&issuer);
+    assert!(s["workload"].as_i64() >= Some(1) && s["forwarded"].as_i64() > Some(0) && s["refused"].as_i64() == Some(0), "{s}");
+    assert!(rules(&e, "web-nsg").iter().any(|(n, _, a)| n == "segc-deny-all-inbound" && a == "Deny"));
+
+    // App Service managed identity: a token from IDENTITY_ENDPOINT; no drift.
+    let managed = vec![
+        ("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)),
+        ("IDENTITY_HEADER", "app-service-secret".to_string()),
+    ];
+    let o = segc_with_identity(&issuer, &audit, &drift, &p, &managed);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s = stats(&issuer);
+    assert!(s["msi"].as_i64() >= Some(1) && s["refused"].as_i64() == Some(0), "{s}");
+
+    // The wrong identity header: refused by the issuer, so segc cannot read ARM.
+    let wrong = vec![("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)), ("IDENTITY_HEADER", "guess".to_string()), ("AZURE_CREDENTIAL_KIND", "appservice".to_string())];
+    let o = segc_with_identity(&issuer, &audit, &drift, &p, &wrong);
+    assert!(!o.status.success() && o.status.code() != Some(1), "a credential failure is not drift: {}", text(&o));
+    assert!(text(&o).contains("the requested identity has not been assigned"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
