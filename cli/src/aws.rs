@@ -291,7 +291,7 @@ pub async fn drift(client: &Client, vpc: &str, out: &Output) -> Result<Vec<(Stri
             }
             for rule in have.keys() {
                 if !want.contains_key(rule) {
-                    diffs.push(("extra".into(), format!("{dir} on {} (zone {}): {rule}", g.name, g.zone)));
+                    diffs.push(("extra".into(), format!("{dir} on {} (zone {}; no flow: not in the policy): {rule}", g.name, g.zone)));
                 }
             }
         }

@@ -76,7 +76,7 @@ fn is_not_found(e: &azure_core::Error) -> bool {
 pub enum Change {
     Create { nsg: String, zone: String },
     Put { nsg: String, rule: String, props: Value, new: bool },
-    Delete { nsg: String, rule: String },
+    Delete { nsg: String, zone: String, rule: String },
 }
 
 impl std::fmt::Display for Change {
@@ -90,7 +90,7 @@ impl std::fmt::Display for Change {
                 props["priority"],
                 props["description"].as_str().unwrap_or("")
             ),
-            Change::Delete { nsg, rule } => write!(f, "delete rule {rule} on {nsg}"),
+            Change::Delete { nsg, rule, .. } => write!(f, "delete rule {rule} on {nsg}"),
         }
     }
 }
@@ -156,7 +156,7 @@ impl Arm {
             }
             for name in live_rules.keys() {
                 if !n.rules.iter().any(|r| &r.name == name) {
-                    changes.push(Change::Delete { nsg: n.name.clone(), rule: name.clone() });
+                    changes.push(Change::Delete { nsg: n.name.clone(), zone: n.zone.clone(), rule: name.clone() });
                 }
             }
         }
@@ -182,7 +182,7 @@ impl Arm {
                 let body = SecurityRule { properties: Some(props), ..SecurityRule::default() };
                 self.client.security_rules_client().create_or_update(&self.group, nsg, rule, body, &self.subscription).await.map_err(describe)?;
             }
-            Change::Delete { nsg, rule } => {
+            Change::Delete { nsg, rule, .. } => {
                 let rules = self.client.security_rules_client();
                 rules.delete(&self.group, nsg, rule, &self.subscription).send().await.map_err(describe)?;
                 // Deletion is asynchronous in ARM: done when the rule reads as gone.
@@ -231,7 +231,7 @@ impl Arm {
             let text = match &c {
                 Change::Create { nsg, zone } => format!("nsg {nsg} (zone {zone})"),
                 Change::Put { nsg, rule, props, .. } => format!("rule {rule} on {nsg} ({})", props["description"].as_str().unwrap_or("")),
-                Change::Delete { nsg, rule } => format!("rule {rule} on {nsg}"),
+                Change::Delete { nsg, zone, rule } => format!("rule {rule} on {nsg} (zone {zone}; no flow: not in the policy)"),
             };
             out.push((kind.to_string(), text));
         }

@@ -159,7 +159,7 @@ fn deploy_plan_apply_drift_against_moto() {
     ec2(&moto, &audit, &["add-ingress", &db, "tcp", "22", "22", "0.0.0.0/0"]);
     let o = drift(&p1);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("extra    ingress on db (zone db): tcp 22-22 with 0.0.0.0/0"), "{}", text(&o));
+    assert!(text(&o).contains("extra    ingress on db (zone db; no flow: not in the policy): tcp 22-22 with 0.0.0.0/0"), "{}", text(&o));
     assert!(deploy(&p1, true).status.success());
     let g: Value = serde_json::from_str(&ec2(&moto, &audit, &["groups", &vpc])).expect("json");
     assert!(!has(&g["db"]["ingress"], "tcp", 22, 22, "0.0.0.0/0"));
@@ -201,5 +201,91 @@ fn deploy_plan_apply_drift_against_moto() {
     for k in ["deploy.plan", "deploy.apply", "drift"] {
         assert!(log.contains(&format!("\"kind\":\"{k}\"")), "{k}");
     }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// tests/helpers/ec2_gateway.py in front of moto: it injects EC2 errors into writes.
+fn start_gateway(moto: &Moto) -> Moto {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("python3")
+        .arg(common::repo().join("tests/helpers/ec2_gateway.py"))
+        .arg(&moto.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
+    let port = line.trim().strip_prefix("listening ").expect("listening PORT").to_string();
+    Moto { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+/// POSTs a fault to the gateway (or reads it with `None`); returns its state.
+fn fault(gateway: &Moto, set: Option<&str>) -> Value {
+    let script = "import sys, urllib.request\nd = sys.argv[2].encode() if len(sys.argv) > 2 else None\nprint(urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/_fault', data=d, method='POST' if d else 'GET')).read().decode())";
+    let mut c = Command::new("python3");
+    c.args(["-c", script, &gateway.url]);
+    if let Some(s) = set {
+        c.arg(s);
+    }
+    let o = c.output().expect("fault");
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("fault state: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn throttling_and_failures_midway_against_moto() {
+    if !common::require("throttling_and_failures_midway_against_moto", &["python3"]) {
+        return;
+    }
+    if !have_moto() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "moto[server] must be installed in CI");
+        eprintln!("SKIPPED throttling_and_failures_midway_against_moto: it needs `pip install moto[server]`");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("segc-aws-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let audit = tmp.join("audit");
+    let moto = start_moto();
+    let gateway = start_gateway(&moto);
+    let p = policy(&tmp.join("p"), "db");
+    let apply = |vpc: &str| segc(&gateway, &audit, &["deploy", "--target", "aws", "--aws-vpc", vpc, "--apply"], &p);
+    // Drift is read straight from moto, not through the gateway.
+    let drift = |vpc: &str| segc(&moto, &audit, &["drift", "--target", "aws", "--aws-vpc", vpc], &p);
+
+    // RequestLimitExceeded (EC2's throttling) on three writes in a row: the
+    // SDK backs off and retries, the apply succeeds, and every fault was hit.
+    let vpc = ec2(&moto, &audit, &["create-vpc"]);
+    fault(&gateway, Some(r#"{"after": 1, "code": "RequestLimitExceeded", "status": 503, "count": 3}"#));
+    let o = apply(&vpc);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = fault(&gateway, None);
+    assert_eq!((f["failed"].as_i64(), f["count"].as_i64()), (Some(3), Some(0)), "{f}");
+    assert_eq!(drift(&vpc).status.code(), Some(0), "{}", text(&drift(&vpc)));
+
+    // An error no client retries (an IAM denial) at every write of a first
+    // apply: a report of exactly what was applied, drift, then the next apply
+    // finishes the job with no drift.
+    let mut steps = 0;
+    for step in 0..40 {
+        let vpc = ec2(&moto, &audit, &["create-vpc"]);
+        fault(&gateway, Some(&format!(r#"{{"after": {step}, "code": "UnauthorizedOperation", "status": 403, "count": 1}}"#)));
+        let o = apply(&vpc);
+        if o.status.success() {
+            // The apply has fewer writes than `step`: the fault was never hit.
+            assert_eq!(fault(&gateway, None)["count"].as_i64(), Some(1));
+            fault(&gateway, Some(r#"{"after": null, "count": 0}"#));
+            steps = step;
+            break;
+        }
+        assert_eq!(o.status.code(), Some(2), "step {step}: {}", text(&o));
+        assert!(text(&o).contains(&format!("applied before the failure ({step})")) && text(&o).contains("UnauthorizedOperation"), "step {step}: {}", text(&o));
+        assert_eq!(drift(&vpc).status.code(), Some(1), "step {step}");
+        let o = apply(&vpc);
+        assert!(o.status.success(), "step {step}: {}", text(&o));
+        assert_eq!(drift(&vpc).status.code(), Some(0), "step {step}");
+        let g: Value = serde_json::from_str(&ec2(&moto, &audit, &["groups", &vpc])).expect("json");
+        assert!(has(&g["web"]["ingress"], "tcp", 443, 443, "0.0.0.0/0") && !has(&g["web"]["egress"], "-1", -1, -1, "0.0.0.0/0"), "step {step}: {}", g["web"]);
+    }
+    assert!(steps > 5, "a first apply has several writes, each faulted once: {steps}");
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -124,7 +124,7 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     arm(&e, &["delete-rule", "web-nsg", "segc-deny-all-outbound"]);
     let o = drift(&p1);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("extra    rule ssh-from-anywhere on db-nsg") && text(&o).contains("missing  rule segc-deny-all-outbound on web-nsg"), "{}", text(&o));
+    assert!(text(&o).contains("extra    rule ssh-from-anywhere on db-nsg (zone db; no flow: not in the policy)") && text(&o).contains("missing  rule segc-deny-all-outbound on web-nsg"), "{}", text(&o));
     assert!(deploy(&p1, true).status.success());
     assert!(!rules(&e, "db-nsg").iter().any(|(n, _, _)| n == "ssh-from-anywhere"));
     assert!(rules(&e, "web-nsg").iter().any(|(n, _, _)| n == "segc-deny-all-outbound"));
