@@ -193,11 +193,13 @@ impl Log {
             let mut key = [0u8; 32];
             let mut rnd = io("read /dev/urandom", File::open("/dev/urandom"))?;
             io("read /dev/urandom", rnd.read_exact(&mut key))?;
-            let mut f = io(
-                "create the key",
-                OpenOptions::new().write(true).create_new(true).mode_0600().open(&key_path),
-            )
-            .or_else(|e| if key_path.exists() { io("open the key", File::open(&key_path)) } else { Err(e) })?;
+            let mut f = io("create the key", OpenOptions::new().write(true).create_new(true).mode_0600().open(&key_path)).or_else(|e| {
+                if key_path.exists() {
+                    io("open the key", File::open(&key_path))
+                } else {
+                    Err(e)
+                }
+            })?;
             let _ = f.write_all(hex(&key).as_bytes());
             let _ = f.sync_all();
         }
@@ -238,7 +240,9 @@ impl Log {
         let last = text[..keep].lines().last();
         match last {
             None => Ok(None),
-            Some(l) => serde_json::from_str(l).map(Some).map_err(|e| Error::Corrupt(format!("the last event of {} is not valid: {e}", path.display()))),
+            Some(l) => serde_json::from_str(l)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("the last event of {} is not valid: {e}", path.display()))),
         }
     }
 
@@ -328,7 +332,8 @@ impl Log {
             let Some(last) = text.lines().last().and_then(|l| serde_json::from_str::<Event>(l).ok()) else { continue };
             let age_days = day(now).saturating_sub(day(last.ts));
             if age_days > RETAIN_DAYS {
-                let anchor = serde_json::to_vec(&Anchor { seq: last.seq, hash: last.hash.clone() }).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let anchor =
+                    serde_json::to_vec(&Anchor { seq: last.seq, hash: last.hash.clone() }).map_err(|e| Error::Corrupt(e.to_string()))?;
                 let tmp = self.dir.join("ANCHOR.tmp");
                 io("write ANCHOR", fs::write(&tmp, anchor))?;
                 io("replace ANCHOR", fs::rename(&tmp, self.dir.join("ANCHOR")))?;

@@ -133,7 +133,8 @@ fn rotation_compression_and_retention_keep_the_chain() {
         log.append_at("build", json!({"day": i}), start + i * day).expect("append");
         log.append_at("swap", json!({"day": i}), start + i * day + 60).expect("append");
     }
-    let names: Vec<String> = std::fs::read_dir(d.join("segments")).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(d.join("segments")).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().any(|n| n.ends_with(".jsonl.zst")), "old segments are compressed");
     assert!(names.iter().any(|n| n.ends_with(".jsonl")), "recent ones are not");
     assert!(d.join("ANCHOR").exists(), "segments past retention are removed");

@@ -166,7 +166,8 @@ pub fn drop_privileges() -> Result<()> {
     let keep_lo = 1u32 << CAP_NET_ADMIN;
     let keep_hi = 1u32 << (CAP_BPF - 32);
     let header = Header { version: 0x2008_0522, pid: 0 };
-    let data = [Data { effective: keep_lo, permitted: keep_lo, inheritable: 0 }, Data { effective: keep_hi, permitted: keep_hi, inheritable: 0 }];
+    let data =
+        [Data { effective: keep_lo, permitted: keep_lo, inheritable: 0 }, Data { effective: keep_hi, permitted: keep_hi, inheritable: 0 }];
     // SAFETY: capset with a v3 header and two data words, as the kernel expects.
     let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
     if r != 0 {
@@ -179,21 +180,82 @@ pub fn drop_privileges() -> Result<()> {
 /// deploy, reload, refusal, deny sampling, scrapes and SIGTERM, plus what the
 /// runtime needs for threads, signals, panics and the audit log's rotation).
 const ALLOWED_SYSCALLS: &[libc::c_long] = &[
-    libc::SYS_read, libc::SYS_write, libc::SYS_writev, libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_readv,
-    libc::SYS_openat, libc::SYS_close, libc::SYS_lseek, libc::SYS_statx, libc::SYS_newfstatat, libc::SYS_fstat,
-    libc::SYS_readlink, libc::SYS_readlinkat, libc::SYS_getdents64, libc::SYS_fcntl, libc::SYS_ioctl,
-    libc::SYS_fsync, libc::SYS_fdatasync, libc::SYS_flock, libc::SYS_rename, libc::SYS_renameat, libc::SYS_renameat2,
-    libc::SYS_unlink, libc::SYS_unlinkat, libc::SYS_mkdir, libc::SYS_mkdirat, libc::SYS_ftruncate, libc::SYS_access,
-    libc::SYS_faccessat, libc::SYS_faccessat2,
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_readv,
+    libc::SYS_openat,
+    libc::SYS_close,
+    libc::SYS_lseek,
+    libc::SYS_statx,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_getdents64,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_flock,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_ftruncate,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
     libc::SYS_bpf,
-    libc::SYS_socket, libc::SYS_accept4, libc::SYS_accept, libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_recvmsg,
-    libc::SYS_sendmsg, libc::SYS_setsockopt, libc::SYS_getsockopt, libc::SYS_getsockname, libc::SYS_shutdown, libc::SYS_poll,
-    libc::SYS_mmap, libc::SYS_munmap, libc::SYS_mremap, libc::SYS_mprotect, libc::SYS_madvise, libc::SYS_brk,
-    libc::SYS_futex, libc::SYS_sched_yield, libc::SYS_sched_getaffinity, libc::SYS_clock_nanosleep, libc::SYS_nanosleep,
-    libc::SYS_clock_gettime, libc::SYS_gettid, libc::SYS_getpid, libc::SYS_getuid, libc::SYS_geteuid, libc::SYS_getrandom,
-    libc::SYS_rt_sigaction, libc::SYS_rt_sigprocmask, libc::SYS_rt_sigreturn, libc::SYS_sigaltstack, libc::SYS_tgkill,
-    libc::SYS_rseq, libc::SYS_set_robust_list, libc::SYS_prctl, libc::SYS_capget, libc::SYS_capset, libc::SYS_uname,
-    libc::SYS_exit, libc::SYS_exit_group, libc::SYS_restart_syscall, libc::SYS_prlimit64,
+    libc::SYS_socket,
+    libc::SYS_accept4,
+    libc::SYS_accept,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_shutdown,
+    libc::SYS_poll,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_gettime,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getrandom,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    libc::SYS_rseq,
+    libc::SYS_set_robust_list,
+    libc::SYS_prctl,
+    libc::SYS_capget,
+    libc::SYS_capset,
+    libc::SYS_uname,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_restart_syscall,
+    libc::SYS_prlimit64,
 ];
 
 /// Installs the seccomp allow-list on every thread: any other system call
@@ -222,10 +284,8 @@ pub fn capabilities() -> Vec<(String, String)> {
 /// format 0.0.4 that every scraper and `promtool check metrics` read: counter
 /// families are named with their `_total` suffix, and `# EOF` goes.
 fn to_prometheus_text(open_metrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = open_metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: std::collections::HashSet<&str> =
+        open_metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(open_metrics.len());
     for line in open_metrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -257,7 +317,8 @@ fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) {
             body = "not found\n".into();
             ("404 Not Found", "text/plain")
         };
-        let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ =
+            write!(s, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }
 }
 
@@ -341,7 +402,10 @@ pub fn run(cfg: Config) -> Result<u8> {
     let dir = attach::pin_dir(cfg.netns.as_deref());
     let mut maps = segc_loader::PolicyMaps::from_pins(&dir)?;
     maps.set_options(0, cfg.sample_every)?;
-    record("agent.start", serde_json::json!({"policy": first.model.policy.name, "ifaces": cfg.ifaces, "netns": cfg.netns, "epoch": swap.generation}));
+    record(
+        "agent.start",
+        serde_json::json!({"policy": first.model.policy.name, "ifaces": cfg.ifaces, "netns": cfg.netns, "epoch": swap.generation}),
+    );
 
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Metrics { stats: stats.clone(), netns: cfg.netns.clone() }));
@@ -358,7 +422,12 @@ pub fn run(cfg: Config) -> Result<u8> {
         bail!("the seccomp filter did not stop a forbidden system call");
     }
     install_signals();
-    eprintln!("segc agent: enforcing `{}` on {}; metrics on http://{}/metrics", first.model.policy.name.as_deref().unwrap_or("policy"), cfg.ifaces.join(", "), cfg.metrics);
+    eprintln!(
+        "segc agent: enforcing `{}` on {}; metrics on http://{}/metrics",
+        first.model.policy.name.as_deref().unwrap_or("policy"),
+        cfg.ifaces.join(", "),
+        cfg.metrics
+    );
     for (k, v) in capabilities() {
         eprintln!("segc agent: {k}: {v}");
     }
@@ -388,7 +457,8 @@ pub fn run(cfg: Config) -> Result<u8> {
         }
         known = print;
         if now.has_errors() {
-            let errors: Vec<String> = now.diagnostics.iter().filter(|d| d.is_error()).take(10).map(|d| format!("{}: {}", d.code, d.message)).collect();
+            let errors: Vec<String> =
+                now.diagnostics.iter().filter(|d| d.is_error()).take(10).map(|d| format!("{}: {}", d.code, d.message)).collect();
             eprintln!("segc agent: the new policy has errors; keeping the old one");
             record("policy.refused", serde_json::json!({"errors": errors}));
             if let Ok(mut s) = stats.lock() {

@@ -128,7 +128,12 @@ fn desired(out: &Output, ids: &BTreeMap<String, String>) -> BTreeMap<String, (BT
             let conv = |rules: &[segc_compiler::lower::aws::SgRule]| {
                 rules
                     .iter()
-                    .map(|r| (Atom { protocol: r.protocol.clone(), from: r.from_port, to: r.to_port, peer: peer(&r.peer) }, r.description.clone()))
+                    .map(|r| {
+                        (
+                            Atom { protocol: r.protocol.clone(), from: r.from_port, to: r.to_port, peer: peer(&r.peer) },
+                            r.description.clone(),
+                        )
+                    })
                     .collect::<BTreeMap<_, _>>()
             };
             (g.name.clone(), (conv(&g.ingress), conv(&g.egress)))
@@ -149,7 +154,9 @@ impl std::fmt::Display for Change {
         let dir = |e: &bool| if *e { "egress" } else { "ingress" };
         match self {
             Change::Create { group, zone } => write!(f, "create group {group} (zone {zone})"),
-            Change::Authorize { group, egress, rule, description } => write!(f, "authorize {} on {group}: {rule} ({description})", dir(egress)),
+            Change::Authorize { group, egress, rule, description } => {
+                write!(f, "authorize {} on {group}: {rule} ({description})", dir(egress))
+            }
             Change::Revoke { group, egress, rule, .. } => write!(f, "revoke {} on {group}: {rule}", dir(egress)),
         }
     }
@@ -167,7 +174,10 @@ pub async fn plan(client: &Client, vpc: &str, out: &Output) -> Result<Vec<Change
     for g in &out.security_groups {
         if let Some(l) = live.get(&g.name) {
             if !l.managed {
-                bail!("security group `{}` exists in {vpc} and is not managed by segc (no `{MANAGED_KEY}` tag): refusing to touch it", g.name);
+                bail!(
+                    "security group `{}` exists in {vpc} and is not managed by segc (no `{MANAGED_KEY}` tag): refusing to touch it",
+                    g.name
+                );
             }
         }
     }
@@ -216,7 +226,8 @@ pub async fn apply(
     let mut done: Vec<String> = Vec::new();
     let changes = plan(client, vpc, out).await.map_err(|e| (Vec::new(), e))?;
     let fail = |done: &Vec<String>, e: anyhow::Error| (done.clone(), e);
-    let mut ids: BTreeMap<String, String> = live(client, vpc).await.map_err(|e| fail(&done, e))?.into_iter().map(|(n, l)| (n, l.id)).collect();
+    let mut ids: BTreeMap<String, String> =
+        live(client, vpc).await.map_err(|e| fail(&done, e))?.into_iter().map(|(n, l)| (n, l.id)).collect();
     for c in &changes {
         if let Change::Create { group, zone } = c {
             let tags = TagSpecification::builder()
@@ -247,9 +258,23 @@ pub async fn apply(
         let id = ids.get(group).cloned().unwrap_or_default();
         let perm = permission(rule, description);
         let r = if *egress {
-            client.authorize_security_group_egress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            client
+                .authorize_security_group_egress()
+                .group_id(&id)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         } else {
-            client.authorize_security_group_ingress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            client
+                .authorize_security_group_ingress()
+                .group_id(&id)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
         progress(&c.to_string());
@@ -260,9 +285,23 @@ pub async fn apply(
         let id = ids.get(group).cloned().unwrap_or_default();
         let perm = permission(rule, description);
         let r = if *egress {
-            client.revoke_security_group_egress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            client
+                .revoke_security_group_egress()
+                .group_id(&id)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         } else {
-            client.revoke_security_group_ingress().group_id(&id).ip_permissions(perm).send().await.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            client
+                .revoke_security_group_ingress()
+                .group_id(&id)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
         progress(&c.to_string());

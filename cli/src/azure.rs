@@ -23,7 +23,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use azure_core::auth::{AccessToken, Secret, TokenCredential};
 use azure_core::error::ErrorKind;
 use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode};
-use azure_mgmt_network::package_2024_03::models::{NetworkSecurityGroup, NetworkSecurityGroupPropertiesFormat, Resource, SecurityRule, SecurityRulePropertiesFormat};
+use azure_mgmt_network::package_2024_03::models::{
+    NetworkSecurityGroup, NetworkSecurityGroupPropertiesFormat, Resource, SecurityRule, SecurityRulePropertiesFormat,
+};
 use azure_mgmt_network::package_2024_03::Client;
 use segc_compiler::lower::azure::Nsg;
 use serde_json::{json, Value};
@@ -54,8 +56,17 @@ fn credential() -> Result<Arc<dyn TokenCredential>> {
 /// The part of live properties segc compares (ARM adds provisioningState and more).
 fn comparable(p: &Value) -> Value {
     let keys = [
-        "priority", "direction", "access", "protocol", "sourcePortRange", "destinationPortRange", "destinationPortRanges",
-        "sourceAddressPrefix", "sourceAddressPrefixes", "destinationAddressPrefix", "destinationAddressPrefixes",
+        "priority",
+        "direction",
+        "access",
+        "protocol",
+        "sourcePortRange",
+        "destinationPortRange",
+        "destinationPortRanges",
+        "sourceAddressPrefix",
+        "sourceAddressPrefixes",
+        "destinationAddressPrefix",
+        "destinationAddressPrefixes",
     ];
     Value::Object(keys.iter().filter_map(|k| p.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect())
 }
@@ -137,13 +148,22 @@ impl Arm {
                 Some(v) => {
                     let tags = v.resource.tags.unwrap_or(Value::Null);
                     if tags["managed-by"] != "segc" {
-                        bail!("nsg `{}` exists in {} and is not managed by segc (no managed-by=segc tag): refusing to touch it", n.name, self.group);
+                        bail!(
+                            "nsg `{}` exists in {} and is not managed by segc (no managed-by=segc tag): refusing to touch it",
+                            n.name,
+                            self.group
+                        );
                     }
                     v.properties
                         .map(|p| p.security_rules)
                         .unwrap_or_default()
                         .into_iter()
-                        .map(|r| (r.name.unwrap_or_default(), r.properties.map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).unwrap_or(Value::Null)))
+                        .map(|r| {
+                            (
+                                r.name.unwrap_or_default(),
+                                r.properties.map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).unwrap_or(Value::Null),
+                            )
+                        })
                         .collect()
                 }
             };
@@ -175,12 +195,20 @@ impl Arm {
                     properties: Some(NetworkSecurityGroupPropertiesFormat::default()),
                     etag: None,
                 };
-                self.client.network_security_groups_client().create_or_update(&self.group, nsg, body, &self.subscription).await.map_err(describe)?;
+                self.client
+                    .network_security_groups_client()
+                    .create_or_update(&self.group, nsg, body, &self.subscription)
+                    .await
+                    .map_err(describe)?;
             }
             Change::Put { nsg, rule, props, .. } => {
                 let props: SecurityRulePropertiesFormat = serde_json::from_value(props.clone()).context("rule properties")?;
                 let body = SecurityRule { properties: Some(props), ..SecurityRule::default() };
-                self.client.security_rules_client().create_or_update(&self.group, nsg, rule, body, &self.subscription).await.map_err(describe)?;
+                self.client
+                    .security_rules_client()
+                    .create_or_update(&self.group, nsg, rule, body, &self.subscription)
+                    .await
+                    .map_err(describe)?;
             }
             Change::Delete { nsg, rule, .. } => {
                 let rules = self.client.security_rules_client();

@@ -60,13 +60,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let Some(c) = load_complete(&path)? else { return Ok(exit::FINDINGS) };
             let ev = Evaluator::new(&c.model);
             let g = segc_compiler::graph::ZoneGraph::new(&ev);
-            print!("{}", match format {
-                GraphFormat::Dot => crate::graph::dot(&c.model, &g),
-                GraphFormat::Svg => crate::graph::svg(&c.model, &g),
-            });
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Dot => crate::graph::dot(&c.model, &g),
+                    GraphFormat::Svg => crate::graph::svg(&c.model, &g),
+                }
+            );
             Ok(exit::OK)
         }
-        Command::Deploy { path, target: DeployTarget::Aws, aws_vpc, apply, today, .. } => deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref()),
+        Command::Deploy { path, target: DeployTarget::Aws, aws_vpc, apply, today, .. } => {
+            deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref())
+        }
         Command::Deploy { path, target: DeployTarget::Azure, azure_resource_group, azure_location, apply, today, .. } => {
             deploy_azure(&path, azure_resource_group.as_deref(), azure_location.as_deref(), apply, today.as_deref())
         }
@@ -110,9 +115,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 /// Today's date in UTC.
 pub fn today_utc() -> Date {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Date::from_days((secs / 86_400) as i64)
 }
 
@@ -202,9 +205,7 @@ fn test(path: &Path, coverage: bool, min_coverage: Option<f64>) -> Result<u8> {
             let by: Vec<String> = r
                 .deciding
                 .iter()
-                .map(|&(a, id)| {
-                    format!("{} {}", segc_compiler::verify::action_word(a), c.sources().location(c.model.rule(a, id).span))
-                })
+                .map(|&(a, id)| format!("{} {}", segc_compiler::verify::action_word(a), c.sources().location(c.model.rule(a, id).span)))
                 .collect();
             if by.is_empty() {
                 write!(out, ", by default")?;
@@ -387,9 +388,7 @@ fn explain(
         let reader: Box<dyn BufRead> = if file == Path::new("-") {
             Box::new(io::BufReader::new(io::stdin()))
         } else {
-            Box::new(io::BufReader::new(
-                std::fs::File::open(&file).with_context(|| format!("cannot open `{}`", file.display()))?,
-            ))
+            Box::new(io::BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open `{}`", file.display()))?))
         };
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("cannot read line {}", n + 1))?;
@@ -468,12 +467,7 @@ fn verdict_line(c: &Compilation, v: &Verdict, s: std::net::IpAddr, d: std::net::
         Decision::NoZone { .. } => "no-zone".to_string(),
         Decision::FamilyMismatch => "family-mismatch".to_string(),
     };
-    format!(
-        "{} {s} -> {d} {p} zones {} -> {} by {by}",
-        if v.allow { "allow" } else { "deny" },
-        zone(v.src),
-        zone(v.dst)
-    )
+    format!("{} {s} -> {d} {p} zones {} -> {} by {by}", if v.allow { "allow" } else { "deny" }, zone(v.src), zone(v.dst))
 }
 
 /// Compiles a policy that must have no error at all (what is built or
@@ -704,7 +698,11 @@ fn deploy(
         for line in &lines {
             writeln!(out, "  {line}")?;
         }
-        record("deploy.plan", serde_json::json!({"policy": name, "target": "host", "netns": netns, "ifaces": ifaces, "plan": lines}), false)?;
+        record(
+            "deploy.plan",
+            serde_json::json!({"policy": name, "target": "host", "netns": netns, "ifaces": ifaces, "plan": lines}),
+            false,
+        )?;
         writeln!(out, "run again with --apply to apply it")?;
         return Ok(exit::OK);
     }
@@ -939,7 +937,8 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
     for (what, a, b) in [("missing", &compiled, &live), ("extra", &live, &compiled)] {
         for (fam, addr, len, z) in a.zones.difference(&b.zones) {
             let family = if *fam == 4 { segc_compiler::ir::Family::V4 } else { segc_compiler::ir::Family::V6 };
-            let bits = if *fam == 4 { u128::from(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])) } else { u128::from_be_bytes(*addr) };
+            let bits =
+                if *fam == 4 { u128::from(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])) } else { u128::from_be_bytes(*addr) };
             let p = segc_compiler::ir::Prefix { family, addr: bits, len: *len };
             diffs.push((what.into(), format!("zone prefix {p} of `{}`", zone(*z))));
         }
@@ -952,7 +951,11 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
         }
     }
     let name = m.policy.name.as_deref().unwrap_or("policy");
-    record("drift", serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len()}), false)?;
+    record(
+        "drift",
+        serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len()}),
+        false,
+    )?;
     let mut out = io::stdout().lock();
     match format {
         Format::Human => {
@@ -1075,7 +1078,10 @@ impl Progress {
             return Self(None);
         }
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         b.enable_steady_tick(std::time::Duration::from_millis(120));
         Self(Some(b))
     }
@@ -1127,7 +1133,12 @@ fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::V
 
 /// Reports a cloud apply (what was applied, or what was before the failure),
 /// records it, and returns the exit code.
-fn report_apply(name: &str, place: &str, result: Result<Vec<String>, (Vec<String>, anyhow::Error)>, mut audit: serde_json::Value) -> Result<u8> {
+fn report_apply(
+    name: &str,
+    place: &str,
+    result: Result<Vec<String>, (Vec<String>, anyhow::Error)>,
+    mut audit: serde_json::Value,
+) -> Result<u8> {
     match result {
         Ok(done) => {
             let mut out = io::stdout().lock();

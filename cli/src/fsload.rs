@@ -57,11 +57,8 @@ pub fn policy_path(arg: &Path) -> Result<PolicyPath, String> {
         (arg.to_path_buf(), "main.seg".to_string())
     } else {
         let dir = arg.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        let file = arg
-            .file_name()
-            .and_then(|f| f.to_str())
-            .ok_or_else(|| format!("`{}` is not a usable file name", arg.display()))?
-            .to_string();
+        let file =
+            arg.file_name().and_then(|f| f.to_str()).ok_or_else(|| format!("`{}` is not a usable file name", arg.display()))?.to_string();
         (dir, file)
     };
     Ok(PolicyPath { dir, file })

@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
+use petgraph::visit::EdgeRef;
 use segc_compiler::graph::ZoneGraph;
 use segc_compiler::ir::{Model, Scope, ZoneId};
-use petgraph::visit::EdgeRef;
 
 struct Style {
     fill: &'static str,
@@ -155,9 +155,20 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
             pts[0].0, pts[0].1, pts[1].0, pts[1].1, pts[2].0, pts[2].1, pts[3].0, pts[3].1
         );
         // The label sits on the curve's midpoint.
-        let mid = |i: usize| 0.125 * [pts[0], pts[1], pts[2], pts[3]].iter().zip([1.0, 3.0, 3.0, 1.0]).map(|(p, w)| w * if i == 0 { p.0 } else { p.1 }).sum::<f64>();
+        let mid = |i: usize| {
+            0.125
+                * [pts[0], pts[1], pts[2], pts[3]]
+                    .iter()
+                    .zip([1.0, 3.0, 3.0, 1.0])
+                    .map(|(p, w)| w * if i == 0 { p.0 } else { p.1 })
+                    .sum::<f64>()
+        };
         let (lx, ly) = (mid(0), mid(1) - 4.0);
-        let _ = writeln!(s, "<path d=\"{path}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" marker-end=\"url(#{marker})\"/>", if cde { 2 } else { 1 });
+        let _ = writeln!(
+            s,
+            "<path d=\"{path}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" marker-end=\"url(#{marker})\"/>",
+            if cde { 2 } else { 1 }
+        );
         let _ = writeln!(
             s,
             "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
@@ -175,7 +186,13 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
             st.fill,
             st.stroke
         );
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>", x + W / 2.0, y + 22.0, xml(&z.name));
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>",
+            x + W / 2.0,
+            y + 22.0,
+            xml(&z.name)
+        );
         let prefixes: Vec<String> = z.prefixes.iter().take(2).map(|p| p.prefix.to_string()).collect();
         let more = if z.prefixes.len() > 2 { " ..." } else { "" };
         let _ = writeln!(

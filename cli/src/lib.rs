@@ -299,9 +299,7 @@ pub enum Command {
     /// Language server on stdio.
     Lsp,
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
 }

@@ -44,17 +44,17 @@ pub fn human(sources: &SourceMap, diags: &[Diagnostic], color: bool, out: &mut d
         }
         let name = |s: Span| sources.get(s.file).name.clone();
         let mut report = Report::build(kind(d.severity), (name(d.span), d.span.range()))
-            .with_config(
-                Config::default()
-                    .with_color(color)
-                    .with_index_type(IndexType::Byte)
-                    .with_char_set(if color { CharSet::Unicode } else { CharSet::Ascii }),
-            )
+            .with_config(Config::default().with_color(color).with_index_type(IndexType::Byte).with_char_set(if color {
+                CharSet::Unicode
+            } else {
+                CharSet::Ascii
+            }))
             .with_code(d.code)
             .with_message(&d.message);
         // ariadne draws only labels with a message: make sure the primary span has
         // one, unless other labels already point inside it.
-        let inside = |l: &segc_compiler::diag::Label| l.span.file == d.span.file && l.span.start >= d.span.start && l.span.end <= d.span.end;
+        let inside =
+            |l: &segc_compiler::diag::Label| l.span.file == d.span.file && l.span.start >= d.span.start && l.span.end <= d.span.end;
         if !d.labels.iter().any(inside) {
             report = report.with_label(Label::new((name(d.span), d.span.range())).with_message("here").with_order(-1));
         }

@@ -123,7 +123,11 @@ fn tables(c: &Compilation, today: Date) -> Tables {
         intro,
         sections: vec![
             ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner"]), zones),
-            ("Flows (PCI DSS 1.2.5, 1.2.7)".into(), h(&["from", "to", "services", "justification", "reviewed", "review status", "where"]), flows),
+            (
+                "Flows (PCI DSS 1.2.5, 1.2.7)".into(),
+                h(&["from", "to", "services", "justification", "reviewed", "review status", "where"]),
+                flows,
+            ),
             ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
             ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
             ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),

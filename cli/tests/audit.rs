@@ -38,7 +38,8 @@ fn builds_are_recorded_verified_shown_and_exported() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: 2 events"));
 
     let o = segc(&["audit", "show", "--kind", "build", "--format", "json"], &audit);
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["kind"], "build");
     assert_eq!(lines[0]["data"]["manifest"]["policy"], "retail-pos");

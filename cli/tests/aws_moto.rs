@@ -278,13 +278,21 @@ fn throttling_and_failures_midway_against_moto() {
             break;
         }
         assert_eq!(o.status.code(), Some(2), "step {step}: {}", text(&o));
-        assert!(text(&o).contains(&format!("applied before the failure ({step})")) && text(&o).contains("UnauthorizedOperation"), "step {step}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!("applied before the failure ({step})")) && text(&o).contains("UnauthorizedOperation"),
+            "step {step}: {}",
+            text(&o)
+        );
         assert_eq!(drift(&vpc).status.code(), Some(1), "step {step}");
         let o = apply(&vpc);
         assert!(o.status.success(), "step {step}: {}", text(&o));
         assert_eq!(drift(&vpc).status.code(), Some(0), "step {step}");
         let g: Value = serde_json::from_str(&ec2(&moto, &audit, &["groups", &vpc])).expect("json");
-        assert!(has(&g["web"]["ingress"], "tcp", 443, 443, "0.0.0.0/0") && !has(&g["web"]["egress"], "-1", -1, -1, "0.0.0.0/0"), "step {step}: {}", g["web"]);
+        assert!(
+            has(&g["web"]["ingress"], "tcp", 443, 443, "0.0.0.0/0") && !has(&g["web"]["egress"], "-1", -1, -1, "0.0.0.0/0"),
+            "step {step}: {}",
+            g["web"]
+        );
     }
     assert!(steps > 5, "a first apply has several writes, each faulted once: {steps}");
     let _ = std::fs::remove_dir_all(&tmp);

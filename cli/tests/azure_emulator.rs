@@ -28,7 +28,8 @@ fn emulator_path() -> PathBuf {
 }
 
 fn start() -> Emulator {
-    let mut child = Command::new("python3").arg(emulator_path()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("emulator starts");
+    let mut child =
+        Command::new("python3").arg(emulator_path()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("emulator starts");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
     let port = line.trim().strip_prefix("listening ").expect("listening PORT").to_string();
@@ -75,7 +76,13 @@ fn rules(e: &Emulator, nsg: &str) -> Vec<(String, i64, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["properties"]["priority"].as_i64().unwrap_or(0), r["properties"]["access"].as_str().unwrap_or("").to_string()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                r["properties"]["priority"].as_i64().unwrap_or(0),
+                r["properties"]["access"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     r.sort();
     r
@@ -120,11 +127,24 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     assert_eq!(drift(&p1).status.code(), Some(0));
 
     // A rule added by hand is drift, and apply removes it; one deleted by hand too.
-    arm(&e, &["put-rule", "db-nsg", "ssh-from-anywhere", r#"{"priority": 200, "direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "22"}"#]);
+    arm(
+        &e,
+        &[
+            "put-rule",
+            "db-nsg",
+            "ssh-from-anywhere",
+            r#"{"priority": 200, "direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "22"}"#,
+        ],
+    );
     arm(&e, &["delete-rule", "web-nsg", "segc-deny-all-outbound"]);
     let o = drift(&p1);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("extra    rule ssh-from-anywhere on db-nsg (zone db; no flow: not in the policy)") && text(&o).contains("missing  rule segc-deny-all-outbound on web-nsg"), "{}", text(&o));
+    assert!(
+        text(&o).contains("extra    rule ssh-from-anywhere on db-nsg (zone db; no flow: not in the policy)")
+            && text(&o).contains("missing  rule segc-deny-all-outbound on web-nsg"),
+        "{}",
+        text(&o)
+    );
     assert!(deploy(&p1, true).status.success());
     assert!(!rules(&e, "db-nsg").iter().any(|(n, _, _)| n == "ssh-from-anywhere"));
     assert!(rules(&e, "web-nsg").iter().any(|(n, _, _)| n == "segc-deny-all-outbound"));
@@ -139,7 +159,12 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     assert_eq!((fault["count"].as_i64(), fault["after"].is_null()), (Some(0), true), "{fault}");
     assert_eq!(drift(&p2).status.code(), Some(0));
     let v: Value = serde_json::from_str(&arm(&e, &["get", "db-nsg"])).expect("json");
-    let ports: Vec<&str> = v["properties"]["securityRules"].as_array().into_iter().flatten().filter_map(|r| r["properties"]["destinationPortRange"].as_str()).collect();
+    let ports: Vec<&str> = v["properties"]["securityRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["properties"]["destinationPortRange"].as_str())
+        .collect();
     assert!(ports.contains(&"6432") && !ports.contains(&"5432"), "{ports:?}");
 
     // A server error that outlasts the retries, at every step of an apply:
@@ -152,7 +177,11 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
         arm(&e, &["fault", r#"{"after": null, "count": 0}"#]);
         if !o.status.success() {
             assert_eq!(o.status.code(), Some(2), "step {step}: {}", text(&o));
-            assert!(text(&o).contains(&format!("applied before the failure ({step})")) && text(&o).contains("HTTP 500"), "step {step}: {}", text(&o));
+            assert!(
+                text(&o).contains(&format!("applied before the failure ({step})")) && text(&o).contains("HTTP 500"),
+                "step {step}: {}",
+                text(&o)
+            );
             assert_eq!(drift(&p).status.code(), Some(1), "step {step}");
         } else {
             // The fault came after the last write of this apply.
@@ -167,7 +196,11 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     arm(&e, &["put-nsg", "other-nsg"]);
     let p3 = tmp.join("p3");
     std::fs::create_dir_all(&p3).expect("dir");
-    std::fs::write(p3.join("main.seg"), "zone x {\n  cidrs = [10.9.0.0/24]\n  scope = connected\n  azure.nsg = \"other-nsg\"\n}\nflow x -> x on tcp/1\n").expect("policy");
+    std::fs::write(
+        p3.join("main.seg"),
+        "zone x {\n  cidrs = [10.9.0.0/24]\n  scope = connected\n  azure.nsg = \"other-nsg\"\n}\nflow x -> x on tcp/1\n",
+    )
+    .expect("policy");
     let o = deploy(&p3, true);
     assert!(!o.status.success() && text(&o).contains("not managed by segc"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -263,17 +296,18 @@ fn workload_and_managed_identity_tokens_reach_arm() {
     assert!(rules(&e, "web-nsg").iter().any(|(n, _, a)| n == "segc-deny-all-inbound" && a == "Deny"));
 
     // App Service managed identity: a token from IDENTITY_ENDPOINT; no drift.
-    let managed = vec![
-        ("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)),
-        ("IDENTITY_HEADER", "app-service-secret".to_string()),
-    ];
+    let managed = vec![("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)), ("IDENTITY_HEADER", "app-service-secret".to_string())];
     let o = segc_with_identity(&issuer, &audit, &drift, &p, &managed);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = stats(&issuer);
     assert!(s["msi"].as_i64() >= Some(1) && s["refused"].as_i64() == Some(0), "{s}");
 
     // The wrong identity header: refused by the issuer, so segc cannot read ARM.
-    let wrong = vec![("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)), ("IDENTITY_HEADER", "guess".to_string()), ("AZURE_CREDENTIAL_KIND", "appservice".to_string())];
+    let wrong = vec![
+        ("IDENTITY_ENDPOINT", format!("{}/msi/token", issuer.url)),
+        ("IDENTITY_HEADER", "guess".to_string()),
+        ("AZURE_CREDENTIAL_KIND", "appservice".to_string()),
+    ];
     let o = segc_with_identity(&issuer, &audit, &drift, &p, &wrong);
     assert!(!o.status.success() && o.status.code() != Some(1), "a credential failure is not drift: {}", text(&o));
     assert!(text(&o).contains("the requested identity has not been assigned"), "{}", text(&o));

@@ -286,10 +286,7 @@ fn fmt_rewrites_checks_and_refuses_broken_files() {
     let mut c = segc();
     c.arg("fmt").arg(&messy);
     assert_eq!(code(&run(c, None)), 0);
-    assert_eq!(
-        std::fs::read_to_string(&messy).expect("read"),
-        "zone dmz {\n  cidrs = [10.0.1.0/24]\n  scope = connected\n}\n"
-    );
+    assert_eq!(std::fs::read_to_string(&messy).expect("read"), "zone dmz {\n  cidrs = [10.0.1.0/24]\n  scope = connected\n}\n");
     let broken_src = b"zone dmz { cidrs = = }\n";
     let broken = write(&d, "broken.seg", broken_src);
     let mut c = segc();
@@ -396,7 +393,10 @@ fn probes_agree_with_explain() {
     let probes: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
     assert!(probes.iter().any(|p| p["expect"] == "allow") && probes.iter().any(|p| p["expect"] == "deny"));
     assert!(probes.iter().all(|p| p["from_zone"] == "card_vault" || p["to_zone"] == "card_vault"), "every probe touches the cde");
-    let packets: String = probes.iter().map(|p| format!("{} {} {}\n", p["src"].as_str().unwrap(), p["dst"].as_str().unwrap(), p["proto"].as_str().unwrap())).collect();
+    let packets: String = probes
+        .iter()
+        .map(|p| format!("{} {} {}\n", p["src"].as_str().unwrap(), p["dst"].as_str().unwrap(), p["proto"].as_str().unwrap()))
+        .collect();
     let mut c = segc();
     c.arg("explain").arg(&dir).args(["--packets", "-"]);
     let o = run(c, Some(packets.as_bytes()));
@@ -422,7 +422,14 @@ fn reports_in_markdown_html_and_pdf() {
     let o = run(c, None);
     assert_eq!(code(&o), 0);
     let md = text(&o.stdout);
-    for section in ["# Segmentation report: retail-pos", "## Zones", "## Flows (PCI DSS 1.2.5, 1.2.7)", "## Findings", "## Segmentation test probes (PCI DSS 11.4.5)", "```dot"] {
+    for section in [
+        "# Segmentation report: retail-pos",
+        "## Zones",
+        "## Flows (PCI DSS 1.2.5, 1.2.7)",
+        "## Findings",
+        "## Segmentation test probes (PCI DSS 11.4.5)",
+        "```dot",
+    ] {
         assert!(md.contains(section), "{section}");
     }
     // Reviewed 2026-09-15 with a 26-week interval: overdue by mid-2027.

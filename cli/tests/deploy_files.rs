@@ -22,7 +22,11 @@ fn apparmor_profile_parses() {
     if !require("apparmor_profile_parses", &["apparmor_parser"]) {
         return;
     }
-    let o = Command::new("apparmor_parser").args(["-Q", "-K"]).arg(repo().join("deploy/apparmor/usr.local.bin.segc")).output().expect("apparmor_parser");
+    let o = Command::new("apparmor_parser")
+        .args(["-Q", "-K"])
+        .arg(repo().join("deploy/apparmor/usr.local.bin.segc"))
+        .output()
+        .expect("apparmor_parser");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -46,7 +50,8 @@ fn dashboard_and_alerts_use_exported_metrics() {
         assert!(agent.contains(&format!("\"{}\"", m.trim_end_matches("_total"))), "{m} is exported by the agent");
     }
     let dash: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/segc-dashboard.json")).expect("dashboard")).expect("valid JSON");
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/segc-dashboard.json")).expect("dashboard"))
+            .expect("valid JSON");
     let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).expect("alerts");
     let mut exprs: Vec<String> = dash["panels"]
         .as_array()

@@ -75,7 +75,13 @@ fn agent_enforces_reloads_refuses_and_reports() {
     if std::process::Command::new("promtool").arg("--version").output().is_ok() {
         let body = scrape(port);
         let text = body.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        let mut p = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("promtool");
+        let mut p = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
         p.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
         let o = p.wait_with_output().expect("promtool");
         assert!(o.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -95,7 +101,9 @@ fn agent_enforces_reloads_refuses_and_reports() {
     // rest pass as established), and no deny: the sender stays open for the
     // echoes, else its kernel answers them with ICMP port-unreachable errors
     // (six, the kernel's burst), which the policy rightly denies.
-    let pair = |text: &str, verdict: &str| metric(text, &format!("segc_zone_pair_packets_total{{src_zone=\"client\",dst_zone=\"server\",verdict=\"{verdict}\"}}"));
+    let pair = |text: &str, verdict: &str| {
+        metric(text, &format!("segc_zone_pair_packets_total{{src_zone=\"client\",dst_zone=\"server\",verdict=\"{verdict}\"}}"))
+    };
     let t0 = scrape(port);
     net.burst(&net.a, "10.99.0.2", 5354, 25);
     wait_for("the denied burst", || pair(&scrape(port), "deny") >= pair(&t0, "deny") + 25);
@@ -127,7 +135,11 @@ fn agent_enforces_reloads_refuses_and_reports() {
     assert!(st.success(), "{st}");
     assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8080), "still enforced after the agent exits");
 
-    let log = Command::new(env!("CARGO_BIN_EXE_segc")).args(["audit", "show", "--format", "json"]).env("SEGC_AUDIT_DIR", &audit).output().expect("audit");
+    let log = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["audit", "show", "--format", "json"])
+        .env("SEGC_AUDIT_DIR", &audit)
+        .output()
+        .expect("audit");
     let kinds: Vec<String> = String::from_utf8_lossy(&log.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

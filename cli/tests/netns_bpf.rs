@@ -91,10 +91,7 @@ fn bpf_filter_enforces_swaps_and_undeploys_on_real_traffic() {
     assert_ne!(want_a, want_b);
     check("policy b", &want_b);
 
-    let o = Command::new(env!("CARGO_BIN_EXE_segc"))
-        .args(["undeploy", "--target", "host", "--netns", &net.b])
-        .output()
-        .expect("undeploy");
+    let o = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output().expect("undeploy");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     check("after undeploy", &vec![true; probes.len()]);
     let _ = std::fs::remove_dir_all(&root);

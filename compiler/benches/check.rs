@@ -20,12 +20,7 @@ pub fn generate(zones: usize, flows: usize) -> String {
         } else {
             "connected"
         };
-        s.push_str(&format!(
-            "zone z{i} {{\n  cidrs = [10.{}.{}.0/24, 2001:db8:{:x}::/64]\n  scope = {scope}\n}}\n",
-            i / 256,
-            i % 256,
-            i
-        ));
+        s.push_str(&format!("zone z{i} {{\n  cidrs = [10.{}.{}.0/24, 2001:db8:{:x}::/64]\n  scope = {scope}\n}}\n", i / 256, i % 256, i));
     }
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
@@ -42,9 +37,7 @@ pub fn generate(zones: usize, flows: usize) -> String {
         let svc = if next() % 4 == 0 { format!("tcp/{port}-{}", port + next() % 100) } else { format!("tcp/{port}") };
         let cde = a % 10 == 0 || b % 10 == 0;
         if cde {
-            s.push_str(&format!(
-                "flow z{a} -> z{b} on {svc} {{\n  justification = \"generated {f}\"\n  reviewed = 2026-10-01\n}}\n"
-            ));
+            s.push_str(&format!("flow z{a} -> z{b} on {svc} {{\n  justification = \"generated {f}\"\n  reviewed = 2026-10-01\n}}\n"));
         } else {
             s.push_str(&format!("flow z{a} -> z{b} on {svc}\n"));
         }

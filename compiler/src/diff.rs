@@ -110,14 +110,15 @@ fn regions(old: &Evaluator<'_>, new: &Evaluator<'_>, moved: &mut Vec<Moved>) -> 
         let name = |m: &Model, z: Option<ZoneId>| z.map(|z| m.zone(z).name.clone());
         if name(old.model, o) != name(new.model, n) {
             // The direct children: inner prefixes not inside another inner one.
-            let except = inner
-                .iter()
-                .filter(|q| !inner.iter().any(|r| r != *q && r.covers(q)))
-                .map(|q| q.to_string())
-                .collect();
+            let except = inner.iter().filter(|q| !inner.iter().any(|r| r != *q && r.covers(q))).map(|q| q.to_string()).collect();
             moved.push(Moved { prefix: p.to_string(), except, old: name(old.model, o), new: name(new.model, n) });
         }
-        by_zone.entry((o, n)).or_insert_with(|| Region { old: o, new: n, samples: BTreeMap::new() }).samples.entry(p.family).or_insert(addr);
+        by_zone
+            .entry((o, n))
+            .or_insert_with(|| Region { old: o, new: n, samples: BTreeMap::new() })
+            .samples
+            .entry(p.family)
+            .or_insert(addr);
     }
     by_zone.into_values().collect()
 }
@@ -162,10 +163,7 @@ pub fn diff(old: &Model, new: &Model) -> Diff {
             }
         }
     }
-    let side = |r: &Region| Side {
-        old: r.old.map(|z| old.zone(z).name.clone()),
-        new: r.new.map(|z| new.zone(z).name.clone()),
-    };
+    let side = |r: &Region| Side { old: r.old.map(|z| old.zone(z).name.clone()), new: r.new.map(|z| new.zone(z).name.clone()) };
     let cde = |r: &Region| r.old.is_some_and(|z| old.zone(z).is_cde()) || r.new.is_some_and(|z| new.zone(z).is_cde());
     let mut out = Diff::default();
     for (i, j) in candidates {

@@ -62,9 +62,7 @@ impl Lpm {
     }
 
     fn lookup(&self, family: Family, addr: u128) -> Option<(ZoneId, Prefix)> {
-        self.by_len
-            .iter()
-            .find_map(|(len, m)| m.get(&(addr & Prefix::mask_of(family, *len))).copied())
+        self.by_len.iter().find_map(|(len, m)| m.get(&(addr & Prefix::mask_of(family, *len))).copied())
     }
 }
 
@@ -145,14 +143,8 @@ impl<'m> Evaluator<'m> {
     /// Everything allowed from one zone to another: the flows minus the denies.
     pub fn allowed(&self, from: ZoneId, to: ZoneId) -> ServiceSet {
         let Some(rules) = self.pairs.get(&(from, to)) else { return ServiceSet::default() };
-        let allowed = rules
-            .flows
-            .iter()
-            .fold(ServiceSet::default(), |acc, &id| acc.union(&self.model.rule(Action::Allow, id).set));
-        rules
-            .denies
-            .iter()
-            .fold(allowed, |acc, &id| acc.difference(&self.model.rule(Action::Deny, id).set))
+        let allowed = rules.flows.iter().fold(ServiceSet::default(), |acc, &id| acc.union(&self.model.rule(Action::Allow, id).set));
+        rules.denies.iter().fold(allowed, |acc, &id| acc.difference(&self.model.rule(Action::Deny, id).set))
     }
 }
 

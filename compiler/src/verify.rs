@@ -17,7 +17,10 @@ pub enum Got {
     Allow,
     Deny,
     /// Part of the case's service is allowed and part is denied.
-    Partial { allowed: ServiceSet, denied: ServiceSet },
+    Partial {
+        allowed: ServiceSet,
+        denied: ServiceSet,
+    },
 }
 
 impl Got {
@@ -93,16 +96,7 @@ pub fn run_case(ev: &Evaluator<'_>, test: &str, c: &TestCase) -> CaseResult {
         Got::Partial { allowed, denied }
     };
     let passed = matches!((c.expect, &got), (Expect::Allow, Got::Allow) | (Expect::Deny, Got::Deny));
-    CaseResult {
-        test: test.to_string(),
-        case: c.text.clone(),
-        expect: c.expect,
-        got,
-        passed,
-        deciding,
-        zones: (zs, zd),
-        span: c.span,
-    }
+    CaseResult { test: test.to_string(), case: c.text.clone(), expect: c.expect, got, passed, deciding, zones: (zs, zd), span: c.span }
 }
 
 /// Runs every test case, in the model's (sorted) order.
@@ -112,12 +106,8 @@ pub fn run_tests(ev: &Evaluator<'_>) -> Vec<CaseResult> {
 
 /// E402 for a failing case: expected, got, and the deciding items.
 pub fn case_diagnostic(model: &Model, sources: &SourceMap, c: &TestCase, r: &CaseResult) -> Diagnostic {
-    let mut d = Diagnostic::new(
-        Code::E402,
-        r.span,
-        format!("test case failed: expected {}, got {}", r.expect.as_str(), r.got.as_str()),
-    )
-    .with_label(r.span, format!("in test \"{}\"", r.test));
+    let mut d = Diagnostic::new(Code::E402, r.span, format!("test case failed: expected {}, got {}", r.expect.as_str(), r.got.as_str()))
+        .with_label(r.span, format!("in test \"{}\"", r.test));
     for (end, e, zone) in [("source", &c.from, r.zones.0), ("destination", &c.to, r.zones.1)] {
         if let Endpoint::Addr(ip) = e {
             d = d.with_note(match zone {
@@ -221,9 +211,5 @@ pub fn run_asserts(ev: &Evaluator<'_>, graph: &ZoneGraph, sources: &SourceMap, d
 }
 
 fn first_flow(ev: &Evaluator<'_>, from: ZoneId, to: ZoneId, set: &ServiceSet) -> Option<RuleId> {
-    ev.pair(from, to)?
-        .flows
-        .iter()
-        .copied()
-        .find(|&id| !ev.model.rule(Action::Allow, id).set.intersect(set).is_empty())
+    ev.pair(from, to)?.flows.iter().copied().find(|&id| !ev.model.rule(Action::Allow, id).set.intersect(set).is_empty())
 }

@@ -46,7 +46,8 @@ pub fn pin_dir(netns: Option<&str>) -> PathBuf {
 }
 
 fn valid_name(what: &str, n: &str) -> Result<(), Error> {
-    let ok = !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) && n != "." && n != "..";
+    let ok =
+        !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) && n != "." && n != "..";
     if ok {
         Ok(())
     } else {
@@ -122,9 +123,7 @@ fn ingress(choice: XdpChoice, iface: &str, in_netns: bool) -> Ingress {
         XdpChoice::Generic => Ingress::Xdp(XdpMode::Skb),
         XdpChoice::Tc => Ingress::Tc,
         // /sys shows the host's devices, not a netns's: there, assume virtual.
-        XdpChoice::Auto if !in_netns && Path::new("/sys/class/net").join(iface).join("device").exists() => {
-            Ingress::Xdp(XdpMode::Driver)
-        }
+        XdpChoice::Auto if !in_netns && Path::new("/sys/class/net").join(iface).join("device").exists() => Ingress::Xdp(XdpMode::Driver),
         XdpChoice::Auto => Ingress::Tc,
     }
 }

@@ -33,7 +33,9 @@ fn swaps_are_atomic_under_traffic() {
     let (e1, e2) = (Evaluator::new(&m1), Evaluator::new(&m2));
     let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
     let mut packets = Vec::new();
-    for (x, y) in [("10.0.0.5", "10.0.1.7"), ("10.0.1.7", "10.0.0.5"), ("2001:db8::5", "2001:db8:0:1::7"), ("2001:db8:0:1::7", "2001:db8::5")] {
+    for (x, y) in
+        [("10.0.0.5", "10.0.1.7"), ("10.0.1.7", "10.0.0.5"), ("2001:db8::5", "2001:db8:0:1::7"), ("2001:db8:0:1::7", "2001:db8::5")]
+    {
         for p in [Proto::Tcp(80), Proto::Tcp(443), Proto::Udp(53), Proto::Udp(5353), Proto::Icmp(8)] {
             packets.push((ip(x), ip(y), p));
         }

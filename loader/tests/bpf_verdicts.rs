@@ -1,9 +1,9 @@
 //! The real eBPF program, run with BPF_PROG_TEST_RUN, gives the reference
 //! evaluator's verdict on random policies and packets, IPv4 and IPv6.
 
+mod common;
 #[path = "../../compiler/tests/common/mod.rs"]
 mod gen;
-mod common;
 
 use proptest::prelude::*;
 use segc_compiler::eval::Evaluator;
@@ -50,11 +50,13 @@ fn non_ip_passes_and_fragments_drop() {
     arp.extend_from_slice(&[0u8; 28]);
     assert_eq!(filter.run_xdp(segc_runtime_bpf::names::XDP, &arp, 1).expect("run").0, segc_loader::XDP_PASS);
     // A fragment of an otherwise allowed-looking packet drops.
-    let mut frag = segc_loader::packet::frame("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), segc_compiler::ir::Proto::Tcp(80)).unwrap();
+    let mut frag =
+        segc_loader::packet::frame("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), segc_compiler::ir::Proto::Tcp(80)).unwrap();
     frag[14 + 6] = 0x20; // MF
     assert_eq!(filter.run_xdp(segc_runtime_bpf::names::XDP, &frag, 1).expect("run").0, segc_loader::XDP_DROP);
     // A truncated IPv4 header drops.
-    let short = &segc_loader::packet::frame("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), segc_compiler::ir::Proto::Udp(53)).unwrap()[..30];
+    let short = &segc_loader::packet::frame("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), segc_compiler::ir::Proto::Udp(53))
+        .unwrap()[..30];
     assert_eq!(filter.run_xdp(segc_runtime_bpf::names::XDP, short, 1).expect("run").0, segc_loader::XDP_DROP);
 }
 

@@ -49,11 +49,7 @@ pub fn severity(s: Severity) -> lsp::DiagnosticSeverity {
 pub const DOCS_BASE: &str = "https://segc.dev/docs/diagnostics";
 
 /// An LSP diagnostic; `locate` maps a span to a URI and that file's text.
-pub fn diagnostic(
-    d: &Diagnostic,
-    text: &str,
-    locate: &dyn Fn(segc_compiler::diag::Span) -> Option<(lsp::Url, String)>,
-) -> lsp::Diagnostic {
+pub fn diagnostic(d: &Diagnostic, text: &str, locate: &dyn Fn(segc_compiler::diag::Span) -> Option<(lsp::Url, String)>) -> lsp::Diagnostic {
     let mut message = d.message.clone();
     for n in &d.notes {
         message.push_str(&format!("\nnote: {n}"));

@@ -57,18 +57,27 @@ pub fn references(state: &State, p: &lsp::ReferenceParams) -> Option<Vec<lsp::Lo
     let a = at(state, &p.text_document_position)?;
     let (_, def) = def_at(&a)?;
     let spans = index::references(&a.unit.comp, def);
-    Some(
-        spans
-            .into_iter()
-            .filter(|s| p.context.include_declaration || *s != def.span)
-            .filter_map(|s| location(a.unit, s))
-            .collect(),
-    )
+    Some(spans.into_iter().filter(|s| p.context.include_declaration || *s != def.span).filter_map(|s| location(a.unit, s)).collect())
 }
 
 const KEYWORDS: &[&str] = &[
-    "policy", "use", "import", "service", "zone", "flow", "deny", "allow", "assert", "unreachable", "denied", "test", "on",
-    "any", "icmp", "true", "false",
+    "policy",
+    "use",
+    "import",
+    "service",
+    "zone",
+    "flow",
+    "deny",
+    "allow",
+    "assert",
+    "unreachable",
+    "denied",
+    "test",
+    "on",
+    "any",
+    "icmp",
+    "true",
+    "false",
 ];
 
 pub fn rename(state: &State, p: &lsp::RenameParams) -> Result<Option<lsp::WorkspaceEdit>, String> {
@@ -115,15 +124,26 @@ pub fn hover(state: &State, p: &lsp::HoverParams, today: Date) -> Option<lsp::Ho
                 let z = model.zones.iter().find(|z| z.name == def.name)?;
                 let id = model.zone_id(&z.name)?;
                 let prefixes: Vec<String> = z.prefixes.iter().map(|p| format!("`{}`", p.prefix)).collect();
-                let mut s = format!("**zone `{}`**: scope `{}`, kind `{}`\n\n{}", z.name, z.scope.as_str(), z.kind.as_str(), prefixes.join(", "));
+                let mut s =
+                    format!("**zone `{}`**: scope `{}`, kind `{}`\n\n{}", z.name, z.scope.as_str(), z.kind.as_str(), prefixes.join(", "));
                 if let Some(o) = &z.owner {
                     s.push_str(&format!("\n\nowner: {o}"));
                 }
                 if let Some(d) = &z.description {
                     s.push_str(&format!("\n\n{d}"));
                 }
-                let ins: Vec<String> = model.flows.iter().filter(|f| f.to == id).map(|f| format!("`{}` on {}", model.zone(f.from).name, f.services_text())).collect();
-                let outs: Vec<String> = model.flows.iter().filter(|f| f.from == id).map(|f| format!("`{}` on {}", model.zone(f.to).name, f.services_text())).collect();
+                let ins: Vec<String> = model
+                    .flows
+                    .iter()
+                    .filter(|f| f.to == id)
+                    .map(|f| format!("`{}` on {}", model.zone(f.from).name, f.services_text()))
+                    .collect();
+                let outs: Vec<String> = model
+                    .flows
+                    .iter()
+                    .filter(|f| f.from == id)
+                    .map(|f| format!("`{}` on {}", model.zone(f.to).name, f.services_text()))
+                    .collect();
                 s.push_str(&format!("\n\nflows in ({}): {}", ins.len(), ins.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
                 s.push_str(&format!("\n\nflows out ({}): {}", outs.len(), outs.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
                 s
@@ -174,7 +194,10 @@ pub fn hover(state: &State, p: &lsp::HoverParams, today: Date) -> Option<lsp::Ho
         }
         s
     };
-    Some(lsp::Hover { contents: lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: md }), range: None })
+    Some(lsp::Hover {
+        contents: lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: md }),
+        range: None,
+    })
 }
 
 fn item(label: &str, kind: lsp::CompletionItemKind, detail: Option<String>) -> lsp::CompletionItem {
@@ -200,7 +223,9 @@ pub fn completion(state: &State, p: &lsp::CompletionParams) -> Option<lsp::Compl
             .chain(n.explicit.values())
             .chain(n.globs.values())
             .filter(|d| d.kind == kind)
-            .map(|d| item(&d.name, if kind == DefKind::Zone { lsp::CompletionItemKind::MODULE } else { lsp::CompletionItemKind::CONSTANT }, None))
+            .map(|d| {
+                item(&d.name, if kind == DefKind::Zone { lsp::CompletionItemKind::MODULE } else { lsp::CompletionItemKind::CONSTANT }, None)
+            })
             .collect();
         v.sort_by(|a, b| a.label.cmp(&b.label));
         v.dedup_by(|a, b| a.label == b.label);
@@ -215,12 +240,21 @@ pub fn completion(state: &State, p: &lsp::CompletionParams) -> Option<lsp::Compl
         || ["flow", "deny", "unreachable", "denied", "allow"].iter().any(|k| before == *k || before.ends_with(&format!(" {k}")))
     {
         names(DefKind::Zone)
-    } else if before.ends_with(" on") || (before.ends_with(',') && (trimmed.starts_with("flow") || trimmed.starts_with("deny") || trimmed.starts_with("service") || trimmed.starts_with("assert"))) || before.ends_with(" =") && trimmed.starts_with("service") {
+    } else if before.ends_with(" on")
+        || (before.ends_with(',')
+            && (trimmed.starts_with("flow")
+                || trimmed.starts_with("deny")
+                || trimmed.starts_with("service")
+                || trimmed.starts_with("assert")))
+        || before.ends_with(" =") && trimmed.starts_with("service")
+    {
         names(DefKind::Service)
     } else if trimmed.starts_with("use std.") || trimmed == "use" {
         let module_path = trimmed.trim_start_matches("use").trim();
         match module_path.rsplit_once('.') {
-            Some(("std", _)) | None => vec![item("services", lsp::CompletionItemKind::MODULE, None), item("zones", lsp::CompletionItemKind::MODULE, None)],
+            Some(("std", _)) | None => {
+                vec![item("services", lsp::CompletionItemKind::MODULE, None), item("zones", lsp::CompletionItemKind::MODULE, None)]
+            }
             Some((m, _)) => {
                 let module = m.trim_start_matches("std.").trim_start_matches('{');
                 segc_compiler::resolve::STDLIB
@@ -300,8 +334,20 @@ pub fn symbols(state: &State, p: &lsp::DocumentSymbolParams) -> Option<lsp::Docu
         match i {
             Item::Zone(z) => out.push(sym(z.name.name.clone(), lsp::SymbolKind::NAMESPACE, z.span, z.name.span, Some("zone".into()))),
             Item::Service(s) => out.push(sym(s.name.name.clone(), lsp::SymbolKind::CONSTANT, s.span, s.name.span, Some("service".into()))),
-            Item::Flow(f) => out.push(sym(format!("{} -> {}", f.from.dotted(), f.to.dotted()), lsp::SymbolKind::EVENT, f.span, f.from.span.to(f.to.span), Some("flow".into()))),
-            Item::Deny(d) => out.push(sym(format!("{} -> {}", d.from.dotted(), d.to.dotted()), lsp::SymbolKind::EVENT, d.span, d.from.span.to(d.to.span), Some("deny".into()))),
+            Item::Flow(f) => out.push(sym(
+                format!("{} -> {}", f.from.dotted(), f.to.dotted()),
+                lsp::SymbolKind::EVENT,
+                f.span,
+                f.from.span.to(f.to.span),
+                Some("flow".into()),
+            )),
+            Item::Deny(d) => out.push(sym(
+                format!("{} -> {}", d.from.dotted(), d.to.dotted()),
+                lsp::SymbolKind::EVENT,
+                d.span,
+                d.from.span.to(d.to.span),
+                Some("deny".into()),
+            )),
             Item::Test(t) => out.push(sym(t.name.value.clone(), lsp::SymbolKind::METHOD, t.span, t.name.span, Some("test".into()))),
             Item::Policy(p) => out.push(sym(p.name.value.clone(), lsp::SymbolKind::PACKAGE, p.span, p.name.span, Some("policy".into()))),
             _ => {}

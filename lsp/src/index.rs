@@ -90,12 +90,7 @@ fn last(p: &ast::Path) -> Span {
 /// What an occurrence resolves to.
 pub fn resolve<'c>(comp: &'c Compilation, occ: &Occ) -> Option<&'c Def> {
     match occ {
-        Occ::Def(id) => comp
-            .names
-            .locals
-            .values()
-            .chain(comp.names.std.values().flat_map(|m| m.values()))
-            .find(|d| d.id == *id),
+        Occ::Def(id) => comp.names.locals.values().chain(comp.names.std.values().flat_map(|m| m.values())).find(|d| d.id == *id),
         Occ::Ref(p, kind) => comp.names.find(p).filter(|d| d.kind == *kind),
         Occ::UseMember(module, name) => comp.names.std.get(module)?.get(&name.name),
     }
@@ -103,9 +98,7 @@ pub fn resolve<'c>(comp: &'c Compilation, occ: &Occ) -> Option<&'c Def> {
 
 /// The occurrence under a byte offset.
 pub fn at(comp: &Compilation, file: FileId, offset: usize) -> Option<(Span, Occ)> {
-    occurrences(comp, file)
-        .into_iter()
-        .find(|(s, _)| s.start as usize <= offset && offset <= s.end as usize)
+    occurrences(comp, file).into_iter().find(|(s, _)| s.start as usize <= offset && offset <= s.end as usize)
 }
 
 /// Every occurrence, in every user file, that resolves to `def`.

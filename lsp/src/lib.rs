@@ -78,7 +78,9 @@ fn main_loop(conn: &Connection, state: &mut State) -> anyhow::Result<()> {
                 let id = req.id.clone();
                 let resp = match catch_unwind(AssertUnwindSafe(|| handle_request(state, req))) {
                     Ok(r) => r,
-                    Err(_) => Response::new_err(id, ErrorCode::InternalError as i32, "segc lsp: internal error while handling the request".into()),
+                    Err(_) => {
+                        Response::new_err(id, ErrorCode::InternalError as i32, "segc lsp: internal error while handling the request".into())
+                    }
                 };
                 conn.sender.send(Message::Response(resp))?;
             }

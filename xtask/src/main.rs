@@ -61,11 +61,7 @@ fn rebuild_bpf() -> bool {
         eprintln!("clang failed (is it installed? apt-get install clang libbpf-dev)");
         return false;
     }
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("cat c/segc.bpf.c c/segc.h | sha256sum | cut -d' ' -f1")
-        .current_dir(&root)
-        .output();
+    let out = Command::new("sh").arg("-c").arg("cat c/segc.bpf.c c/segc.h | sha256sum | cut -d' ' -f1").current_dir(&root).output();
     match out {
         Ok(o) if o.status.success() => std::fs::write(root.join("obj/segc.bpf.o.sources.sha256"), &o.stdout).is_ok(),
         _ => false,
@@ -78,10 +74,7 @@ fn sh(args: &[&str]) -> bool {
 
 /// One iperf3 run from `a` to `b` (10.98.0.2): Gbit/s.
 fn iperf(a: &str) -> Option<f64> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", a, "iperf3", "-c", "10.98.0.2", "-t", "3", "-J"])
-        .output()
-        .ok()?;
+    let out = Command::new("ip").args(["netns", "exec", a, "iperf3", "-c", "10.98.0.2", "-t", "3", "-J"]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let i = text.find("\"sum_received\"")?;
     let j = text[i..].find("\"bits_per_second\":")? + i + 18;

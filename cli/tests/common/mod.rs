@@ -169,6 +169,12 @@ pub fn expected(dir: &Path, probes: &[Probe]) -> Vec<bool> {
         })
         .collect();
     std::fs::write(dir.join("packets"), packets).expect("packets");
-    let out = Command::new(env!("CARGO_BIN_EXE_segc")).arg("explain").arg(dir).arg("--packets").arg(dir.join("packets")).output().expect("explain");
+    let out = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .arg("explain")
+        .arg(dir)
+        .arg("--packets")
+        .arg(dir.join("packets"))
+        .output()
+        .expect("explain");
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with("allow ")).collect()
 }

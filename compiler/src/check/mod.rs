@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use schema::{AttrSpec, Ty};
 
 use crate::diag::{did_you_mean, Code, Diagnostic, Span};
-use crate::ir::{
-    self, Action, Date, Model, NamedService, Prefix, RangeSet, RuleService, Scope, ServiceSet, ZoneId,
-    ZoneKind, ZonePrefix,
-};
+use crate::ir::{self, Action, Date, Model, NamedService, Prefix, RangeSet, RuleService, Scope, ServiceSet, ZoneId, ZoneKind, ZonePrefix};
 use crate::resolve::{Def, DefId, DefKind, Scope as Names, Tree};
 use crate::syntax::ast::{self, Block, Item, ServiceRef, Value, ValueKind};
 
@@ -95,12 +92,8 @@ fn check_block<'a>(
 }
 
 fn wrong_type(v: &Value, s: &AttrSpec) -> Diagnostic {
-    Diagnostic::new(
-        Code::E202,
-        v.span,
-        format!("`{}` must be {}, found {}", s.name, s.ty.describe(), v.type_name()),
-    )
-    .with_label(v.span, format!("this is {}", article(v.type_name())))
+    Diagnostic::new(Code::E202, v.span, format!("`{}` must be {}, found {}", s.name, s.ty.describe(), v.type_name()))
+        .with_label(v.span, format!("this is {}", article(v.type_name())))
 }
 
 fn article(t: &str) -> String {
@@ -166,12 +159,8 @@ fn check_value(v: &Value, s: &AttrSpec, diags: &mut Vec<Diagnostic>) -> bool {
                     }
                     _ => {
                         diags.push(
-                            Diagnostic::new(
-                                Code::E202,
-                                item.span,
-                                format!("`{}` must list prefixes, found {}", s.name, item.type_name()),
-                            )
-                            .with_label(item.span, "not a prefix"),
+                            Diagnostic::new(Code::E202, item.span, format!("`{}` must list prefixes, found {}", s.name, item.type_name()))
+                                .with_label(item.span, "not a prefix"),
                         );
                         ok = false;
                     }
@@ -232,8 +221,9 @@ pub fn literal_set(text: &str, span: Span) -> Result<ServiceSet, Diagnostic> {
     for n in [lo, hi] {
         if n > max {
             let shown = if n == u64::MAX { "the number".to_string() } else { n.to_string() };
-            return Err(Diagnostic::new(Code::E204, span, format!("{what} {shown} is out of range 0..={max}"))
-                .with_label(span, "out of range"));
+            return Err(
+                Diagnostic::new(Code::E204, span, format!("{what} {shown} is out of range 0..={max}")).with_label(span, "out of range")
+            );
         }
     }
     if lo > hi {
@@ -333,8 +323,7 @@ pub fn build_model(tree: &Tree, names: &Names, diags: &mut Vec<Diagnostic>) -> M
 
     // Which zones exist: the user's, plus the standard zones the policy names.
     let mut zone_defs: Vec<&Def> = names.locals.values().filter(|d| d.kind == DefKind::Zone).collect();
-    let mut std_zones: HashSet<DefId> =
-        names.explicit.values().filter(|d| d.kind == DefKind::Zone).map(|d| d.id).collect();
+    let mut std_zones: HashSet<DefId> = names.explicit.values().filter(|d| d.kind == DefKind::Zone).map(|d| d.id).collect();
     for (_, _, item) in tree.user_items() {
         for path in zone_paths(item) {
             if let Some(def) = names.find(path).filter(|d| d.std && d.kind == DefKind::Zone) {

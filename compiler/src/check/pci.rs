@@ -57,7 +57,10 @@ pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>)
                     Diagnostic::new(
                         Code::P102,
                         span,
-                        format!("outbound flow from cde zone `{}` to untrusted zone `{}` has no justification (PCI DSS 1.3.2)", from.name, to.name),
+                        format!(
+                            "outbound flow from cde zone `{}` to untrusted zone `{}` has no justification (PCI DSS 1.3.2)",
+                            from.name, to.name
+                        ),
                     )
                     .with_label(span, "no `justification`")
                     .with_help("add `justification = \"...\"` with the business reason"),
@@ -74,9 +77,13 @@ pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>)
             if let Some(today) = today {
                 match r.reviewed {
                     None => diags.push(
-                        Diagnostic::new(Code::P104, span, format!("flow {} touches the cde and has never been reviewed (PCI DSS 1.2.7)", pair(ev, r)))
-                            .with_label(span, "no `reviewed` date")
-                            .with_help(format!("review the flow and add `reviewed = {today}`")),
+                        Diagnostic::new(
+                            Code::P104,
+                            span,
+                            format!("flow {} touches the cde and has never been reviewed (PCI DSS 1.2.7)", pair(ev, r)),
+                        )
+                        .with_label(span, "no `reviewed` date")
+                        .with_help(format!("review the flow and add `reviewed = {today}`")),
                     ),
                     Some(date) if today.0 - date.0 > interval => diags.push(
                         Diagnostic::new(
@@ -97,9 +104,13 @@ pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>)
         }
         if from.kind == ZoneKind::Wireless && to.is_cde() {
             diags.push(
-                Diagnostic::new(Code::P105, span, format!("wireless zone `{}` is allowed into cde zone `{}` (PCI DSS 1.3.3)", from.name, to.name))
-                    .with_label(span, format!("allows {allowed}"))
-                    .with_help("route wireless traffic through a connected zone that inspects it, never straight into the cde"),
+                Diagnostic::new(
+                    Code::P105,
+                    span,
+                    format!("wireless zone `{}` is allowed into cde zone `{}` (PCI DSS 1.3.3)", from.name, to.name),
+                )
+                .with_label(span, format!("allows {allowed}"))
+                .with_help("route wireless traffic through a connected zone that inspects it, never straight into the cde"),
             );
         }
         let oos = [(from, to), (to, from)].into_iter().find(|(a, b)| a.scope == Scope::OutOfScope && b.is_cde());

@@ -34,15 +34,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with the code's default severity.
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic {
-            code,
-            severity: code.severity(),
-            message: message.into(),
-            span,
-            labels: Vec::new(),
-            notes: Vec::new(),
-            help: None,
-        }
+        Diagnostic { code, severity: code.severity(), message: message.into(), span, labels: Vec::new(), notes: Vec::new(), help: None }
     }
 
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
@@ -69,8 +61,7 @@ impl Diagnostic {
 /// position, then code, then message.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (a.span.file, a.span.start, a.span.end, a.code, &a.message)
-            .cmp(&(b.span.file, b.span.start, b.span.end, b.code, &b.message))
+        (a.span.file, a.span.start, a.span.end, a.code, &a.message).cmp(&(b.span.file, b.span.start, b.span.end, b.code, &b.message))
     });
 }
 

@@ -52,7 +52,11 @@ pub fn run(ev: &Evaluator<'_>, sources: &SourceMap, diags: &mut Vec<Diagnostic>)
             let mut d = Diagnostic::new(
                 Code::W501,
                 r.head,
-                format!("redundant flow: everything flow `{}` on {} allows is allowed by other flows", model.pair_text(r.from, r.to), r.services_text()),
+                format!(
+                    "redundant flow: everything flow `{}` on {} allows is allowed by other flows",
+                    model.pair_text(r.from, r.to),
+                    r.services_text()
+                ),
             )
             .with_label(r.head, "adds nothing");
             for (o, s) in others {
@@ -150,15 +154,18 @@ fn never_match(model: &Model, diags: &mut Vec<Diagnostic>) {
             };
             let lo = all.partition_point(|(q, _)| key(q) < (p.family, p.addr));
             let hi = all.partition_point(|(q, _)| key(q) <= (p.family, last));
-            let inner: Vec<Prefix> =
-                all[lo..hi].iter().filter(|(q, owner)| *owner != me && q.len > p.len).map(|(q, _)| *q).collect();
+            let inner: Vec<Prefix> = all[lo..hi].iter().filter(|(q, owner)| *owner != me && q.len > p.len).map(|(q, _)| *q).collect();
             covered(p, &inner)
         });
         if dead {
             diags.push(
-                Diagnostic::new(Code::W504, z.span, format!("zone `{}` can never match: more specific zones cover all its prefixes", z.name))
-                    .with_label(z.span, "no address ends up in this zone")
-                    .with_help("remove the zone, or give it addresses no other zone claims"),
+                Diagnostic::new(
+                    Code::W504,
+                    z.span,
+                    format!("zone `{}` can never match: more specific zones cover all its prefixes", z.name),
+                )
+                .with_label(z.span, "no address ends up in this zone")
+                .with_help("remove the zone, or give it addresses no other zone claims"),
             );
         }
     }

@@ -124,12 +124,7 @@ pub struct ServiceSet {
 
 impl ServiceSet {
     pub fn any() -> Self {
-        ServiceSet {
-            tcp: RangeSet::range(0, u16::MAX),
-            udp: RangeSet::range(0, u16::MAX),
-            icmp: RangeSet::range(0, 255),
-            other: true,
-        }
+        ServiceSet { tcp: RangeSet::range(0, u16::MAX), udp: RangeSet::range(0, u16::MAX), icmp: RangeSet::range(0, 255), other: true }
     }
 
     pub fn is_empty(&self) -> bool {

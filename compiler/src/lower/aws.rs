@@ -78,7 +78,13 @@ fn rules_for(model: &Model, plan: &Plan, g: &Grant, from: ZoneId, to: ZoneId, di
         return out;
     }
     if s.other {
-        diags.push(cloud::inexpressible(model, "AWS security groups", from, to, "other IP protocols are allowed, but not all of TCP, UDP and ICMP; a group rule is one protocol or all of them"));
+        diags.push(cloud::inexpressible(
+            model,
+            "AWS security groups",
+            from,
+            to,
+            "other IP protocols are allowed, but not all of TCP, UDP and ICMP; a group rule is one protocol or all of them",
+        ));
         return out;
     }
     for &(lo, hi) in s.tcp.ranges() {
@@ -149,7 +155,9 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
                         )
                         .with_label(model.zone(b.zone).span, "this zone's group")
                         .with_note(format!("its rules come from flows such as `{first}`"))
-                        .with_help("merge port ranges, bind the peer zones to groups (one rule instead of one per CIDR), or split the zone"),
+                        .with_help(
+                            "merge port ranges, bind the peer zones to groups (one rule instead of one per CIDR), or split the zone",
+                        ),
                     );
                 }
             }

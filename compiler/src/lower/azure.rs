@@ -136,7 +136,12 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
                 Diagnostic::new(
                     Code::T001,
                     model.zone(b.zone).span,
-                    format!("NSG `{}` needs {} rules; Azure allows {MAX_RULES}: {} too many", b.binding, rules.len() + 2, rules.len() + 2 - MAX_RULES),
+                    format!(
+                        "NSG `{}` needs {} rules; Azure allows {MAX_RULES}: {} too many",
+                        b.binding,
+                        rules.len() + 2,
+                        rules.len() + 2 - MAX_RULES
+                    ),
                 )
                 .with_help("merge port ranges, or split the zone"),
             );
@@ -185,7 +190,8 @@ pub fn rule_properties(r: &Rule) -> Value {
     p.insert("protocol".into(), json!(r.protocol));
     p.insert("sourcePortRange".into(), json!("*"));
     p.insert(format!("destinationPort{port_suffix}"), ports);
-    let (peer_key, own_key) = if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
+    let (peer_key, own_key) =
+        if inbound { ("sourceAddressPrefix", "destinationAddressPrefix") } else { ("destinationAddressPrefix", "sourceAddressPrefix") };
     p.insert(format!("{peer_key}{peer_suffix}"), peer);
     p.insert(own_key.into(), json!("*"));
     p.insert("description".into(), json!(r.description));
@@ -232,10 +238,11 @@ pub fn eval(nsgs: &[Nsg], nsg_of: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr
     }
     let matches = |r: &Rule, peer: IpAddr| {
         let peer_ok = r.peer.iter().any(|p| {
-            p == "*" || Prefix::parse(p).is_ok_and(|pf| {
-                let (f, a) = crate::ir::addr::addr_bits(peer);
-                pf.contains_addr(f, a)
-            })
+            p == "*"
+                || Prefix::parse(p).is_ok_and(|pf| {
+                    let (f, a) = crate::ir::addr::addr_bits(peer);
+                    pf.contains_addr(f, a)
+                })
         });
         let port_ok = |x: u16| {
             r.ports.iter().any(|p| {

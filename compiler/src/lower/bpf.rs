@@ -293,11 +293,7 @@ pub fn eval(t: &Tables, src: std::net::IpAddr, dst: std::net::IpAddr, proto: cra
             }
             std::net::IpAddr::V6(a) => (&t.zones6, a.octets()),
         };
-        entries
-            .iter()
-            .filter(|e| prefix_match(&e.addr, &bytes, u32::from(e.len)))
-            .max_by_key(|e| e.len)
-            .map_or(0, |e| e.zone)
+        entries.iter().filter(|e| prefix_match(&e.addr, &bytes, u32::from(e.len))).max_by_key(|e| e.len).map_or(0, |e| e.zone)
     };
     let (s, d) = (zone(src), zone(dst));
     if s == 0 || d == 0 {
@@ -355,7 +351,10 @@ mod tests {
 
     #[test]
     fn port_ranges_become_prefix_blocks() {
-        let c = compile_str("zone a {\n cidrs = [10.0.0.0/8]\n scope = connected\n}\nflow a -> a on tcp/1-6, udp/1024-2047\n", &Options::default());
+        let c = compile_str(
+            "zone a {\n cidrs = [10.0.0.0/8]\n scope = connected\n}\nflow a -> a on tcp/1-6, udp/1024-2047\n",
+            &Options::default(),
+        );
         let t = tables(&c.model);
         let tcp: Vec<(u16, u8)> = t.rules.iter().filter(|r| r.class == CLASS_TCP).map(|r| (r.port, r.port_bits)).collect();
         assert_eq!(tcp, [(1, 16), (2, 15), (4, 15), (6, 16)]);

@@ -81,7 +81,11 @@ pub fn plan_by(
                     Diagnostic::new(
                         Code::T002,
                         z.span,
-                        format!("zones `{}` and `{}` share the {target} binding `{b}`: {target} cannot tell their members apart", model.zone(other).name, z.name),
+                        format!(
+                            "zones `{}` and `{}` share the {target} binding `{b}`: {target} cannot tell their members apart",
+                            model.zone(other).name,
+                            z.name
+                        ),
                     )
                     .with_label(z.span, "second zone")
                     .with_label(model.zone(other).span, "first zone")
@@ -142,11 +146,7 @@ pub fn plan_by(
 
 /// T002 for a service set the target cannot express exactly.
 pub fn inexpressible(model: &Model, target: &str, from: ZoneId, to: ZoneId, what: &str) -> Diagnostic {
-    let span = model
-        .flows
-        .iter()
-        .find(|f| f.from == from && f.to == to)
-        .map_or_else(|| span(model), |f| f.head);
+    let span = model.flows.iter().find(|f| f.from == from && f.to == to).map_or_else(|| span(model), |f| f.head);
     Diagnostic::new(
         Code::T002,
         span,
@@ -164,11 +164,8 @@ pub fn family_of(p: &Prefix) -> Family {
 pub fn merge(ps: &[Prefix]) -> Vec<Prefix> {
     let mut out = Vec::new();
     for fam in [Family::V4, Family::V6] {
-        let mut ranges: Vec<(u128, u128)> = ps
-            .iter()
-            .filter(|p| p.family == fam)
-            .map(|p| (p.addr, crate::ir::addr::addr_bits(p.last()).1))
-            .collect();
+        let mut ranges: Vec<(u128, u128)> =
+            ps.iter().filter(|p| p.family == fam).map(|p| (p.addr, crate::ir::addr::addr_bits(p.last()).1)).collect();
         ranges.sort();
         let mut merged: Vec<(u128, u128)> = Vec::new();
         for (lo, hi) in ranges {

@@ -201,10 +201,12 @@ pub fn eval(out: &Output, tag_of: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr
         return Some(false);
     }
     let in_ranges = |ranges: &[String], ip: IpAddr| {
-        ranges.iter().any(|r| Prefix::parse(r).is_ok_and(|p| {
-            let (f, a) = crate::ir::addr::addr_bits(ip);
-            p.contains_addr(f, a)
-        }))
+        ranges.iter().any(|r| {
+            Prefix::parse(r).is_ok_and(|p| {
+                let (f, a) = crate::ir::addr::addr_bits(ip);
+                p.contains_addr(f, a)
+            })
+        })
     };
     let proto_ok = |list: &[Allowed]| {
         list.iter().any(|a| {

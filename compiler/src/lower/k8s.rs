@@ -106,7 +106,10 @@ pub fn lower(model: &Model) -> Result<Vec<Value>, Vec<Diagnostic>> {
     for z in &model.zones {
         if let Some(s) = z.bindings.get("k8s.selector") {
             if labels(s).is_none() {
-                diags.push(Diagnostic::new(Code::T002, z.span, format!("`k8s.selector` of zone `{}` is not a label selector: `{s}`", z.name)).with_help("write `key=value`, comma-separated"));
+                diags.push(
+                    Diagnostic::new(Code::T002, z.span, format!("`k8s.selector` of zone `{}` is not a label selector: `{s}`", z.name))
+                        .with_help("write `key=value`, comma-separated"),
+                );
             }
             if !z.bindings.contains_key("k8s.namespace") {
                 diags.push(Diagnostic::new(Code::T002, z.span, format!("zone `{}` has `k8s.selector` without `k8s.namespace`", z.name)));
@@ -128,9 +131,13 @@ pub fn lower(model: &Model) -> Result<Vec<Value>, Vec<Diagnostic>> {
             let subset = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| x.iter().all(|(k, v)| y.get(k) == Some(v));
             if ns_a == ns_b && (subset(la, lb) || subset(lb, la)) {
                 diags.push(
-                    Diagnostic::new(Code::T002, b.span, format!("zones `{}` and `{}` select overlapping pods in namespace `{ns_a}`", a.name, b.name))
-                        .with_label(a.span, "this zone's selector")
-                        .with_help("give each zone a selector that the other's pods do not match"),
+                    Diagnostic::new(
+                        Code::T002,
+                        b.span,
+                        format!("zones `{}` and `{}` select overlapping pods in namespace `{ns_a}`", a.name, b.name),
+                    )
+                    .with_label(a.span, "this zone's selector")
+                    .with_help("give each zone a selector that the other's pods do not match"),
                 );
             }
         }
@@ -189,7 +196,8 @@ pub fn lower(model: &Model) -> Result<Vec<Value>, Vec<Diagnostic>> {
 
 /// A mapping key: bare when plainly safe, else double-quoted.
 fn key(k: &str) -> String {
-    let plain = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let plain =
+        k.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     if plain {
         k.to_string()
     } else {
@@ -270,10 +278,12 @@ pub fn eval(
     };
     let peer_ok = |peer: &Value, ip: IpAddr, pod: &Option<(String, BTreeMap<String, String>)>| {
         if let Some(block) = peer.get("ipBlock") {
-            let inside = |c: &Value| c.as_str().and_then(|c| Prefix::parse(c).ok()).is_some_and(|p| {
-                let (f, a) = crate::ir::addr::addr_bits(ip);
-                p.contains_addr(f, a)
-            });
+            let inside = |c: &Value| {
+                c.as_str().and_then(|c| Prefix::parse(c).ok()).is_some_and(|p| {
+                    let (f, a) = crate::ir::addr::addr_bits(ip);
+                    p.contains_addr(f, a)
+                })
+            };
             return inside(&block["cidr"]) && !block["except"].as_array().is_some_and(|e| e.iter().any(inside));
         }
         let Some((ns, labels)) = pod else { return false };
@@ -291,23 +301,26 @@ pub fn eval(
             }
         }),
     };
-    let direction = |pod: &Option<(String, BTreeMap<String, String>)>, key: &str, peers_key: &str, peer_ip: IpAddr, peer_pod: &Option<(String, BTreeMap<String, String>)>| {
-        let Some(pod) = pod else { return true };
-        let selected: Vec<&Value> = policies.iter().filter(|p| selects(p, pod)).collect();
-        if selected.is_empty() {
-            return true;
-        }
-        selected.iter().any(|pol| {
-            pol["spec"][key].as_array().into_iter().flatten().any(|rule| {
-                port_ok(rule) && rule[peers_key].as_array().into_iter().flatten().any(|peer| peer_ok(peer, peer_ip, peer_pod))
+    let direction =
+        |pod: &Option<(String, BTreeMap<String, String>)>,
+         key: &str,
+         peers_key: &str,
+         peer_ip: IpAddr,
+         peer_pod: &Option<(String, BTreeMap<String, String>)>| {
+            let Some(pod) = pod else { return true };
+            let selected: Vec<&Value> = policies.iter().filter(|p| selects(p, pod)).collect();
+            if selected.is_empty() {
+                return true;
+            }
+            selected.iter().any(|pol| {
+                pol["spec"][key].as_array().into_iter().flatten().any(|rule| {
+                    port_ok(rule) && rule[peers_key].as_array().into_iter().flatten().any(|peer| peer_ok(peer, peer_ip, peer_pod))
+                })
             })
-        })
-    };
+        };
     Some(direction(&pd, "ingress", "from", src, &ps) && direction(&ps, "egress", "to", dst, &pd))
 }
 
 fn label_match(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    selector["matchLabels"]
-        .as_object()
-        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
+    selector["matchLabels"].as_object().is_none_or(|m| m.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
 }

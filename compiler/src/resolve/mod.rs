@@ -61,9 +61,9 @@ impl Tree {
     }
 
     pub fn user_items(&self) -> impl Iterator<Item = (FileId, u32, &Item)> {
-        self.user_files.iter().flat_map(move |&f| {
-            self.parsed[f.0 as usize].file.items.iter().enumerate().map(move |(i, it)| (f, i as u32, it))
-        })
+        self.user_files
+            .iter()
+            .flat_map(move |&f| self.parsed[f.0 as usize].file.items.iter().enumerate().map(move |(i, it)| (f, i as u32, it)))
     }
 }
 
@@ -91,12 +91,7 @@ fn decode(file_name: &str, bytes: Vec<u8>) -> (String, Option<usize>) {
 /// Loads and parses the root file, everything it imports, and the standard
 /// library. Import problems become E103/E104 diagnostics.
 pub fn load(root: &str, loader: &dyn Loader, diags: &mut Vec<Diagnostic>) -> Result<Tree, RootError> {
-    let mut tree = Tree {
-        sources: SourceMap::default(),
-        parsed: Vec::new(),
-        user_files: Vec::new(),
-        std_modules: BTreeMap::new(),
-    };
+    let mut tree = Tree { sources: SourceMap::default(), parsed: Vec::new(), user_files: Vec::new(), std_modules: BTreeMap::new() };
     let bytes = loader.read(root).map_err(|e| match e {
         LoadError::NotFound => RootError::NotFound(root.to_string()),
         LoadError::OutsideRoot => RootError::Io(root.to_string(), "outside the root folder".into()),
@@ -167,8 +162,7 @@ fn load_imports(
         };
         if let Some(&existing) = loaded.get(&target) {
             if let Some(pos) = stack.iter().position(|&f| f == existing) {
-                let mut chain: Vec<String> =
-                    stack[pos..].iter().map(|&f| format!("`{}`", tree.sources.get(f).name)).collect();
+                let mut chain: Vec<String> = stack[pos..].iter().map(|&f| format!("`{}`", tree.sources.get(f).name)).collect();
                 chain.push(format!("`{target}`"));
                 diags.push(
                     Diagnostic::new(Code::E104, span, format!("import cycle: {}", chain.join(" imports ")))
@@ -285,8 +279,8 @@ fn resolve_use(s: &mut Scope, u: &ast::Use, diags: &mut Vec<Diagnostic>) {
     };
     let Some((module, _)) = module else {
         let known: Vec<String> = s.std.keys().map(|k| format!("std.{k}")).collect();
-        let mut d = Diagnostic::new(Code::E101, module_span, format!("unknown module `{module_name}`"))
-            .with_label(module_span, "no such module");
+        let mut d =
+            Diagnostic::new(Code::E101, module_span, format!("unknown module `{module_name}`")).with_label(module_span, "no such module");
         if let Some(best) = did_you_mean(&module_name, known.iter().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{best}`?"));
         } else {
@@ -310,12 +304,8 @@ fn resolve_use(s: &mut Scope, u: &ast::Use, diags: &mut Vec<Diagnostic>) {
     }
     for member in members {
         let Some(def) = module.get(&member.name) else {
-            let mut d = Diagnostic::new(
-                Code::E101,
-                member.span,
-                format!("`{}` is not in `{module_name}`", member.name),
-            )
-            .with_label(member.span, "not found");
+            let mut d = Diagnostic::new(Code::E101, member.span, format!("`{}` is not in `{module_name}`", member.name))
+                .with_label(member.span, "not found");
             if let Some(best) = did_you_mean(&member.name, module.keys().map(String::as_str)) {
                 d = d.with_help(format!("did you mean `{best}`?"));
             }
@@ -383,11 +373,7 @@ impl Scope {
     /// What a path names, without reporting anything.
     pub fn find(&self, path: &Path) -> Option<&Def> {
         match path.segments.as_slice() {
-            [one] => self
-                .locals
-                .get(&one.name)
-                .or_else(|| self.explicit.get(&one.name))
-                .or_else(|| self.globs.get(&one.name)),
+            [one] => self.locals.get(&one.name).or_else(|| self.explicit.get(&one.name)).or_else(|| self.globs.get(&one.name)),
             [std, module, member] if std.name == "std" => self.std.get(&module.name)?.get(&member.name),
             _ => None,
         }
@@ -395,8 +381,8 @@ impl Scope {
 
     fn unknown(&self, path: &Path, want: DefKind) -> Diagnostic {
         let name = path.dotted();
-        let mut d = Diagnostic::new(Code::E101, path.span, format!("unknown {} `{name}`", want.as_str()))
-            .with_label(path.span, "not found");
+        let mut d =
+            Diagnostic::new(Code::E101, path.span, format!("unknown {} `{name}`", want.as_str())).with_label(path.span, "not found");
         let visible = self
             .locals
             .values()

@@ -157,15 +157,10 @@ impl Printer<'_> {
                 }
             }
             Item::Assert(a) => match &a.kind {
-                AssertKind::Unreachable => {
-                    self.out.push_str(&format!("assert unreachable {} -> {}", a.from.dotted(), a.to.dotted()))
+                AssertKind::Unreachable => self.out.push_str(&format!("assert unreachable {} -> {}", a.from.dotted(), a.to.dotted())),
+                AssertKind::Denied(s) => {
+                    self.out.push_str(&format!("assert denied {} -> {} on {}", a.from.dotted(), a.to.dotted(), services(s)))
                 }
-                AssertKind::Denied(s) => self.out.push_str(&format!(
-                    "assert denied {} -> {} on {}",
-                    a.from.dotted(),
-                    a.to.dotted(),
-                    services(s)
-                )),
             },
             Item::Test(t) => {
                 self.out.push_str(&format!("test {} {{", escape(&t.name.value)));

@@ -273,13 +273,8 @@ fn bad_token(file: FileId, start: usize, end: usize, kind: Bad) -> Diagnostic {
             .with_label(span, "this string has no closing `\"`")
             .with_help("close the string with `\"` before the end of the line"),
         Bad::Char(c) => {
-            let shown = if c.is_control() || c == '\u{fffd}' {
-                format!("U+{:04X}", c as u32)
-            } else {
-                c.to_string()
-            };
-            Diagnostic::new(Code::E002, span, format!("unexpected character `{shown}`"))
-                .with_label(span, "not part of any token")
+            let shown = if c.is_control() || c == '\u{fffd}' { format!("U+{:04X}", c as u32) } else { c.to_string() };
+            Diagnostic::new(Code::E002, span, format!("unexpected character `{shown}`")).with_label(span, "not part of any token")
         }
     }
 }

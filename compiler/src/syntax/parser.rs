@@ -82,9 +82,7 @@ fn syntax_error(file: FileId, src: &str, e: ParseError<usize, Tok<'_>, NoLexErro
             let span = Span::new(file, location, location + 1);
             Diagnostic::new(Code::E002, span, "invalid token")
         }
-        ParseError::User { error: NoLexError } => {
-            Diagnostic::new(Code::E001, Span::new(file, 0, 0), "syntax error")
-        }
+        ParseError::User { error: NoLexError } => Diagnostic::new(Code::E001, Span::new(file, 0, 0), "syntax error"),
     }
 }
 
@@ -136,13 +134,7 @@ fn keyword_text(tok: Tok<'_>) -> &'static str {
         Tok::Arrow => "->",
         Tok::Dot => ".",
         Tok::Star => "*",
-        Tok::Ident(_)
-        | Tok::ServiceLit(_)
-        | Tok::Int(_)
-        | Tok::Date(_)
-        | Tok::Duration(_)
-        | Tok::Addr(_)
-        | Tok::Str(_) => "literal",
+        Tok::Ident(_) | Tok::ServiceLit(_) | Tok::Int(_) | Tok::Date(_) | Tok::Duration(_) | Tok::Addr(_) | Tok::Str(_) => "literal",
     }
 }
 

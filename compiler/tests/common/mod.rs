@@ -139,9 +139,7 @@ impl Pol {
             return false;
         }
         let (Some(a), Some(b)) = (zone_of(src), zone_of(dst)) else { return false };
-        let hit = |deny: bool| {
-            self.rules.iter().any(|r| r.deny == deny && r.from == a && r.to == b && r.svcs.iter().any(|s| s.matches(p)))
-        };
+        let hit = |deny: bool| self.rules.iter().any(|r| r.deny == deny && r.from == a && r.to == b && r.svcs.iter().any(|s| s.matches(p)));
         !hit(true) && hit(false)
     }
 }
@@ -187,16 +185,19 @@ pub fn policy() -> impl Strategy<Value = Pol> {
         .prop_filter("at least one zone", |z| !z.is_empty())
         .prop_flat_map(|zones| {
             let n = zones.len();
-            let rule = (any::<bool>(), 0..n, 0..n, prop::collection::vec(svc(), 1..3))
-                .prop_map(|(deny, from, to, svcs)| Rule { deny, from, to, svcs });
+            let rule = (any::<bool>(), 0..n, 0..n, prop::collection::vec(svc(), 1..3)).prop_map(|(deny, from, to, svcs)| Rule {
+                deny,
+                from,
+                to,
+                svcs,
+            });
             (Just(zones), prop::collection::vec(rule, 0..12)).prop_map(|(zones, rules)| Pol { zones, rules })
         })
 }
 
 pub fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
-        (prop::sample::select(vec![10u8, 11]), 0u8..4, 0u8..4, 0u8..4)
-            .prop_map(|(a, b, c, d)| IpAddr::from([a, b, c, d])),
+        (prop::sample::select(vec![10u8, 11]), 0u8..4, 0u8..4, 0u8..4).prop_map(|(a, b, c, d)| IpAddr::from([a, b, c, d])),
         (0u16..3, 0u16..3, 0u16..3).prop_map(|(b, c, d)| IpAddr::from([0x2001, 0xdb8, b, c, 0, 0, 0, d])),
     ]
 }
@@ -209,4 +210,3 @@ pub fn proto() -> impl Strategy<Value = Proto> {
         prop::sample::select(vec![47u8, 50, 132]).prop_map(Proto::Other),
     ]
 }
-
