@@ -192,6 +192,38 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
         assert_eq!(drift(&p).status.code(), Some(0), "step {step}");
     }
 
+    // The flow moves from db to a new zone, cache: its rule is put on
+    // cache-nsg before db-nsg's is deleted, so the traffic is never cut.
+    let moved = tmp.join("moved");
+    std::fs::create_dir_all(&moved).expect("dir");
+    let text_of = std::fs::read_to_string(tmp.join("step5/main.seg")).expect("policy");
+    std::fs::write(
+        moved.join("main.seg"),
+        text_of.replace(
+            "flow web -> db on tcp/7005",
+            "zone cache {\n  cidrs = [10.0.3.0/24]\n  scope = connected\n  azure.nsg = \"cache-nsg\"\n}\nflow web -> cache on tcp/7005",
+        ),
+    )
+    .expect("policy");
+    let o = deploy(&moved, true);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    let put = out.find("rule segc-in-web-cache").and_then(|i| out[..i].rfind("add")).expect("put on cache-nsg");
+    let delete = out.find("delete rule segc-in-web-db").expect("deleted from db-nsg");
+    assert!(put < delete, "put before delete: {out}");
+    let allows = |nsg: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(&arm(&e, &["get", nsg])).expect("json");
+        v["properties"]["securityRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["properties"]["access"] == "Allow" && r["properties"]["direction"] == "Inbound")
+            .filter_map(|r| r["properties"]["destinationPortRange"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!((allows("cache-nsg"), allows("db-nsg")), (vec!["7005".to_string()], Vec::<String>::new()));
+    assert_eq!(drift(&moved).status.code(), Some(0));
+
     // An NSG of the same name without the managed-by tag is never touched.
     arm(&e, &["put-nsg", "other-nsg"]);
     let p3 = tmp.join("p3");
