@@ -89,13 +89,13 @@ impl Collector for Metrics {
         ] {
             let c0 = ConstCounter::new(0u64);
             let mut me = enc.encode_descriptor(metric, help, None, c0.metric_type())?;
-            for &(sz, dz, verdict, packets, bytes) in &pairs {
+            for p in &pairs {
                 let labels = vec![
-                    ("src_zone".to_string(), name(sz)),
-                    ("dst_zone".to_string(), name(dz)),
-                    ("verdict".to_string(), if verdict == 0 { "allow" } else { "deny" }.to_string()),
+                    ("src_zone".to_string(), name(p.src_zone)),
+                    ("dst_zone".to_string(), name(p.dst_zone)),
+                    ("verdict".to_string(), if p.verdict == 0 { "allow" } else { "deny" }.to_string()),
                 ];
-                ConstCounter::new(if pick == 0 { packets } else { bytes }).encode(me.encode_family(&labels)?)?;
+                ConstCounter::new(if pick == 0 { p.packets } else { p.bytes }).encode(me.encode_family(&labels)?)?;
             }
         }
         counter(&mut enc, "segc_policy_swaps", "Policies swapped in by the agent", &[], &[s.swaps])?;
@@ -262,7 +262,7 @@ const ALLOWED_SYSCALLS: &[libc::c_long] = &[
 /// kills the process (SIGSYS).
 pub fn install_seccomp() -> Result<()> {
     use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-    let rules = ALLOWED_SYSCALLS.iter().map(|&n| (i64::from(n), vec![])).collect();
+    let rules = ALLOWED_SYSCALLS.iter().map(|&n| (n, vec![])).collect();
     let arch = if cfg!(target_arch = "aarch64") { TargetArch::aarch64 } else { TargetArch::x86_64 };
     let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch).context("seccomp filter")?;
     let prog: BpfProgram = filter.try_into().context("seccomp filter")?;

@@ -115,9 +115,12 @@ async fn live(client: &Client, vpc: &str) -> Result<BTreeMap<String, Live>> {
     Ok(m)
 }
 
-/// The desired rules of a group, with group peers resolved to ids (a group
-/// that does not exist yet is named `sg-pending:NAME`).
-fn desired(out: &Output, ids: &BTreeMap<String, String>) -> BTreeMap<String, (BTreeMap<Atom, String>, BTreeMap<Atom, String>)> {
+/// One direction of a group's rules: rule -> its description (zones and flow).
+type Rules = BTreeMap<Atom, String>;
+
+/// The desired (ingress, egress) rules of each group, with group peers
+/// resolved to ids (a group that does not exist yet is named `sg-pending:NAME`).
+fn desired(out: &Output, ids: &BTreeMap<String, String>) -> BTreeMap<String, (Rules, Rules)> {
     let peer = |p: &SgPeer| match p {
         SgPeer::Group(n) => ids.get(n).cloned().unwrap_or_else(|| format!("sg-pending:{n}")),
         SgPeer::Cidr(c) => c.clone(),
@@ -134,7 +137,7 @@ fn desired(out: &Output, ids: &BTreeMap<String, String>) -> BTreeMap<String, (BT
                             r.description.clone(),
                         )
                     })
-                    .collect::<BTreeMap<_, _>>()
+                    .collect::<Rules>()
             };
             (g.name.clone(), (conv(&g.ingress), conv(&g.egress)))
         })

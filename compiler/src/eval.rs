@@ -45,8 +45,11 @@ pub struct Verdict {
 /// Longest-prefix zone lookup: one hash map per prefix length, longest first.
 #[derive(Clone, Debug, Default)]
 struct Lpm {
-    by_len: Vec<(u8, HashMap<u128, (ZoneId, Prefix)>)>,
+    by_len: Vec<(u8, PrefixMap)>,
 }
+
+/// The prefixes of one length: network address -> (zone, prefix).
+type PrefixMap = HashMap<u128, (ZoneId, Prefix)>;
 
 impl Lpm {
     fn insert(&mut self, p: Prefix, z: ZoneId) {
@@ -56,7 +59,7 @@ impl Lpm {
             }
             None => {
                 self.by_len.push((p.len, HashMap::from([(p.addr, (z, p))])));
-                self.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+                self.by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
             }
         }
     }

@@ -40,8 +40,7 @@ proptest! {
 fn noisy(pol: &Pol, seps: &[u8]) -> String {
     let canon = pol.text();
     let mut out = String::new();
-    let mut k = 0;
-    for tok in canon.split_whitespace() {
+    for (k, tok) in canon.split_whitespace().enumerate() {
         out.push_str(tok);
         out.push_str(match seps[k % seps.len()] % 6 {
             0 => " ",
@@ -51,7 +50,6 @@ fn noisy(pol: &Pol, seps: &[u8]) -> String {
             4 => "\n\n",
             _ => "\t",
         });
-        k += 1;
     }
     out
 }

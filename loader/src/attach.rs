@@ -303,19 +303,30 @@ pub fn counters(netns: Option<&str>) -> Result<Vec<(u64, u64)>, Error> {
     Ok(out)
 }
 
-/// Traffic per zone pair in `epoch`, summed over CPUs:
-/// (source zone id + 1, destination zone id + 1, verdict, packets, bytes).
-pub fn pair_counters(netns: Option<&str>, epoch: u32) -> Result<Vec<(u32, u32, u32, u64, u64)>, Error> {
+/// The traffic one zone pair saw with one verdict, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PairTraffic {
+    /// Zone id + 1 (0: an address in no zone).
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    /// 0 allow, 1 deny.
+    pub verdict: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Traffic per zone pair and verdict in `epoch`, sorted.
+pub fn pair_counters(netns: Option<&str>, epoch: u32) -> Result<Vec<PairTraffic>, Error> {
     let dir = pin_dir(netns);
     let map = aya::maps::Map::from_map_data(aya::maps::MapData::from_pin(dir.join(rt::names::PAIR_COUNTERS))?)?;
     let h: aya::maps::PerCpuHashMap<aya::maps::MapData, rt::PairCounterKey, rt::Counter> = aya::maps::PerCpuHashMap::try_from(map)?;
-    let mut out: Vec<(u32, u32, u32, u64, u64)> = h
+    let mut out: Vec<PairTraffic> = h
         .iter()
         .filter_map(Result::ok)
         .filter(|(k, _)| k.epoch == epoch)
         .map(|(k, v)| {
-            let (p, b) = v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            (k.src_zone, k.dst_zone, k.verdict, p, b)
+            let (packets, bytes) = v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            PairTraffic { src_zone: k.src_zone, dst_zone: k.dst_zone, verdict: k.verdict, packets, bytes }
         })
         .collect();
     out.sort();

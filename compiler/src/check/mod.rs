@@ -262,11 +262,7 @@ impl<'t> Services<'t> {
                     return None;
                 }
             },
-            ServiceRef::Icmp(_) => {
-                let mut s = ServiceSet::default();
-                s.icmp = RangeSet::range(0, 255);
-                ("icmp".to_string(), s, false)
-            }
+            ServiceRef::Icmp(_) => ("icmp".to_string(), ServiceSet { icmp: RangeSet::range(0, 255), ..ServiceSet::default() }, false),
             ServiceRef::Any(_) => ("any".to_string(), ServiceSet::any(), false),
             ServiceRef::Name(path) => {
                 let def = self.names.lookup(path, DefKind::Service, diags)?.clone();

@@ -51,8 +51,7 @@ impl ZoneGraph {
             if cur == node(to) {
                 let mut hops = Vec::new();
                 let mut at = cur;
-                loop {
-                    let Some(eid) = parent[at.index()] else { break };
+                while let Some(eid) = parent[at.index()] {
                     let (a, b) = self.graph.edge_endpoints(eid)?;
                     hops.push((self.graph[a], self.graph[b], self.graph[eid].clone()));
                     if a == node(from) {

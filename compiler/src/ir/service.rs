@@ -290,9 +290,11 @@ mod tests {
 
     #[test]
     fn display_is_canonical() {
-        let mut s = ServiceSet::default();
-        s.tcp = RangeSet::from_ranges(vec![(443, 443), (8000, 8100)]);
-        s.icmp = RangeSet::range(0, 255);
+        let s = ServiceSet {
+            tcp: RangeSet::from_ranges(vec![(443, 443), (8000, 8100)]),
+            icmp: RangeSet::range(0, 255),
+            ..ServiceSet::default()
+        };
         assert_eq!(s.to_string(), "tcp/443, tcp/8000-8100, icmp");
         assert_eq!(ServiceSet::any().to_string(), "any");
     }

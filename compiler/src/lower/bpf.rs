@@ -127,8 +127,8 @@ pub fn tables(model: &Model) -> Tables {
             }
         }
     }
-    zones4.sort_by(|a, b| (a.addr, a.len).cmp(&(b.addr, b.len)));
-    zones6.sort_by(|a, b| (a.addr, a.len).cmp(&(b.addr, b.len)));
+    zones4.sort_by_key(|z| (z.addr, z.len));
+    zones6.sort_by_key(|z| (z.addr, z.len));
     let mut rules = Vec::new();
     for (from, to) in ev.pairs() {
         let allowed = ev.allowed(from, to);

@@ -179,7 +179,7 @@ impl Printer<'_> {
     }
 
     fn block(&mut self, b: &Block) {
-        if b.attrs.is_empty() && !self.comments.get(self.next).is_some_and(|c| c.span.start < b.close.start) {
+        if b.attrs.is_empty() && self.comments.get(self.next).is_none_or(|c| c.span.start >= b.close.start) {
             self.out.push_str(" {}");
             self.last = b.span.end as usize;
             return;
