@@ -70,17 +70,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Deploy { path, target: DeployTarget::Aws, aws_vpc, apply, today, .. } => {
-            deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref())
+            crate::cloud::deploy_aws(&path, aws_vpc.as_deref(), apply, today.as_deref())
         }
         Command::Deploy { path, target: DeployTarget::Azure, azure_resource_group, azure_location, apply, today, .. } => {
-            deploy_azure(&path, azure_resource_group.as_deref(), azure_location.as_deref(), apply, today.as_deref())
+            crate::cloud::deploy_azure(&path, azure_resource_group.as_deref(), azure_location.as_deref(), apply, today.as_deref())
         }
         Command::Deploy { path, target, ifaces, netns, xdp_mode, apply, today, .. } => {
             deploy(&path, target, &ifaces, netns.as_deref(), xdp_mode, apply, today.as_deref())
         }
-        Command::Drift { path, target: DeployTarget::Aws, aws_vpc, format, .. } => drift_aws(&path, aws_vpc.as_deref(), format),
+        Command::Drift { path, target: DeployTarget::Aws, aws_vpc, format, .. } => {
+            crate::cloud::drift_aws(&path, aws_vpc.as_deref(), format)
+        }
         Command::Drift { path, target: DeployTarget::Azure, azure_resource_group, format, .. } => {
-            drift_azure(&path, azure_resource_group.as_deref(), format)
+            crate::cloud::drift_azure(&path, azure_resource_group.as_deref(), format)
         }
         Command::Drift { path, target, netns, format, .. } => drift(&path, target, netns.as_deref(), format),
         Command::Undeploy { target, netns, ifaces } => undeploy(target, netns.as_deref(), &ifaces),
@@ -133,7 +135,7 @@ pub fn load(path: &Path, opts: &Options) -> Result<Compilation> {
     Ok(compile(&p.file, &loader, opts)?)
 }
 
-fn color_stderr() -> bool {
+pub(crate) fn color_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal()
 }
 
@@ -472,7 +474,7 @@ fn verdict_line(c: &Compilation, v: &Verdict, s: std::net::IpAddr, d: std::net::
 
 /// Compiles a policy that must have no error at all (what is built or
 /// deployed); prints them and returns `None` otherwise.
-fn load_error_free(path: &Path, today: Option<&str>, verb: &str) -> Result<Option<Compilation>> {
+pub(crate) fn load_error_free(path: &Path, today: Option<&str>, verb: &str) -> Result<Option<Compilation>> {
     let c = load(path, &Options { today: Some(parse_today(today)?) })?;
     if c.has_errors() {
         print_human(&c)?;
@@ -817,7 +819,7 @@ fn nft_remove() -> Result<bool> {
 
 /// Appends an audit event. When the log cannot be written, a change to
 /// enforcement (`required`) fails loudly; a build only warns.
-fn record(kind: &str, data: serde_json::Value, required: bool) -> Result<()> {
+pub(crate) fn record(kind: &str, data: serde_json::Value, required: bool) -> Result<()> {
     let dir = segc_audit::default_dir();
     let result = segc_audit::Log::open(&dir).and_then(|log| log.append(kind, data));
     match result {
@@ -972,194 +974,4 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
-}
-
-fn aws_output(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, segc_compiler::lower::aws::Output)>> {
-    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
-    match segc_compiler::lower::aws::lower(&c.model) {
-        Ok(o) => Ok(Some((c, o))),
-        Err(diags) => {
-            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
-            eprintln!("failed: the policy cannot be expressed as security groups; nothing was changed");
-            Ok(None)
-        }
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
-fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
-    let vpc = vpc.context("deploy --target aws needs --aws-vpc VPC_ID")?;
-    let Some((c, out)) = aws_output(path, today)? else { return Ok(exit::FINDINGS) };
-    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
-    let rt = runtime()?;
-    let audit = serde_json::json!({"policy": name, "target": "aws", "vpc": vpc});
-    let place = vpc.to_string();
-    rt.block_on(async {
-        let client = crate::aws::client().await;
-        if !apply {
-            let changes: Vec<String> = crate::aws::plan(&client, vpc, &out).await?.iter().map(|c| c.to_string()).collect();
-            let mut a = audit.clone();
-            a["changes"] = serde_json::json!(changes);
-            return report_plan(&name, &place, &changes, a);
-        }
-        let progress = Progress::start();
-        let result = crate::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
-        progress.finish();
-        report_apply(&name, &place, result, audit)
-    })
-}
-
-fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
-    let vpc = vpc.context("drift --target aws needs --aws-vpc VPC_ID")?;
-    let Some((c, out)) = aws_output(path, None)? else { return Ok(exit::FINDINGS) };
-    let rt = runtime()?;
-    let diffs = rt.block_on(async {
-        let client = crate::aws::client().await;
-        crate::aws::drift(&client, vpc, &out).await
-    })?;
-    let name = c.model.policy.name.as_deref().unwrap_or("policy");
-    record("drift", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len()}), false)?;
-    print_drift(&diffs, format, &format!("the security groups in {vpc} match `{name}`"), ("vpc", vpc))
-}
-
-fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
-    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
-    match segc_compiler::lower::azure::lower(&c.model) {
-        Ok(n) => Ok(Some((c, n))),
-        Err(diags) => {
-            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
-            eprintln!("failed: the policy cannot be expressed as NSGs; nothing was changed");
-            Ok(None)
-        }
-    }
-}
-
-fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
-    let rg = rg.context("deploy --target azure needs --azure-resource-group RG")?;
-    let location = location.unwrap_or("eastus");
-    let Some((c, nsgs)) = azure_nsgs(path, today)? else { return Ok(exit::FINDINGS) };
-    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
-    let arm = crate::azure::Arm::from_env(rg, location)?;
-    let audit = serde_json::json!({"policy": name, "target": "azure", "resource_group": rg});
-    let place = format!("resource group {rg}");
-    runtime()?.block_on(async {
-        if !apply {
-            let changes: Vec<String> = arm.plan(&nsgs).await?.iter().map(|c| c.to_string()).collect();
-            let mut a = audit.clone();
-            a["changes"] = serde_json::json!(changes);
-            return report_plan(&name, &place, &changes, a);
-        }
-        let progress = Progress::start();
-        let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m)).await;
-        progress.finish();
-        report_apply(&name, &place, result, audit)
-    })
-}
-
-fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
-    let rg = rg.context("drift --target azure needs --azure-resource-group RG")?;
-    let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
-    let arm = crate::azure::Arm::from_env(rg, "eastus")?;
-    let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
-    let name = c.model.policy.name.as_deref().unwrap_or("policy");
-    record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
-    print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
-}
-
-/// A spinner counting applied cloud changes; silent when stderr is not a terminal.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn start() -> Self {
-        if !io::stderr().is_terminal() {
-            return Self(None);
-        }
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
-        Self(Some(b))
-    }
-
-    fn tick(&self, msg: &str) {
-        if let Some(b) = &self.0 {
-            b.set_message(msg.to_string());
-            b.inc(1);
-        }
-    }
-
-    fn finish(self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
-fn print_drift(diffs: &[(String, String)], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
-    let mut o = io::stdout().lock();
-    match format {
-        Format::Human => {
-            if diffs.is_empty() {
-                writeln!(o, "no drift: {clean}")?;
-            }
-            for (what, d) in diffs {
-                writeln!(o, "{what:<8} {d}")?;
-            }
-        }
-        _ => {
-            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
-            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": items}))?)?;
-        }
-    }
-    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
-}
-
-/// Prints a plan, records it, and returns 0.
-fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::Value) -> Result<u8> {
-    let mut out = io::stdout().lock();
-    writeln!(out, "plan for `{name}` on {place}: {} changes", changes.len())?;
-    for ch in changes {
-        writeln!(out, "  {ch}")?;
-    }
-    record("deploy.plan", audit, false)?;
-    Ok(exit::OK)
-}
-
-/// Reports a cloud apply (what was applied, or what was before the failure),
-/// records it, and returns the exit code.
-fn report_apply(
-    name: &str,
-    place: &str,
-    result: Result<Vec<String>, (Vec<String>, anyhow::Error)>,
-    mut audit: serde_json::Value,
-) -> Result<u8> {
-    match result {
-        Ok(done) => {
-            let mut out = io::stdout().lock();
-            writeln!(out, "applied `{name}` on {place}: {} changes", done.len())?;
-            for d in &done {
-                writeln!(out, "  {d}")?;
-            }
-            audit["applied"] = serde_json::json!(done);
-            record("deploy.apply", audit, true)?;
-            Ok(exit::OK)
-        }
-        Err((done, e)) => {
-            eprintln!("error: {e:#}");
-            eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
-            for d in &done {
-                eprintln!("  {d}");
-            }
-            audit["applied"] = serde_json::json!(done);
-            audit["error"] = serde_json::json!(format!("{e:#}"));
-            record("deploy.failed", audit, false)?;
-            Ok(exit::USAGE)
-        }
-    }
 }

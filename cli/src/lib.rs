@@ -2,8 +2,11 @@
 //! codes around the pure compiler.
 
 pub mod agent;
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
 pub mod azure;
+pub mod cloud;
 pub mod commands;
 pub mod fsload;
 pub mod graph;

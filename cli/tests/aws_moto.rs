@@ -1,3 +1,4 @@
+#![cfg(feature = "aws")]
 //! `segc deploy|drift --target aws` against a moto EC2 server on loopback,
 //! driven by the real AWS SDK; every check of live state is an independent
 //! read with boto3 (tests/helpers/ec2.py).

@@ -1,3 +1,4 @@
+#![cfg(feature = "azure")]
 //! `segc deploy|drift --target azure` against the ARM NSG emulator in
 //! `../shared/emulators/azure_nsg.py`, with independent reads (tests/helpers/arm.py)
 //! and injected faults: throttling is retried, a server error mid-apply leaves

@@ -1,0 +1,243 @@
+//! `segc deploy|drift --target aws|azure`: compile, plan from live state,
+//! apply in a safe order, report and audit. The clients are `crate::aws` and
+//! `crate::azure`, each behind a cargo feature of the same name (both on by
+//! default); a binary built without one says so instead of deploying.
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+
+#[cfg(not(all(feature = "aws", feature = "azure")))]
+use anyhow::bail;
+use anyhow::Result;
+#[cfg(any(feature = "aws", feature = "azure"))]
+use {
+    crate::commands::{color_stderr, load_error_free, record},
+    crate::{exit, render},
+    anyhow::Context,
+    segc_compiler::Compilation,
+};
+
+use crate::Format;
+
+#[cfg(feature = "aws")]
+fn aws_output(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, segc_compiler::lower::aws::Output)>> {
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
+    match segc_compiler::lower::aws::lower(&c.model) {
+        Ok(o) => Ok(Some((c, o))),
+        Err(diags) => {
+            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            eprintln!("failed: the policy cannot be expressed as security groups; nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+#[cfg(feature = "aws")]
+pub fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
+    let vpc = vpc.context("deploy --target aws needs --aws-vpc VPC_ID")?;
+    let Some((c, out)) = aws_output(path, today)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let rt = runtime()?;
+    let audit = serde_json::json!({"policy": name, "target": "aws", "vpc": vpc});
+    let place = vpc.to_string();
+    rt.block_on(async {
+        let client = crate::aws::client().await;
+        if !apply {
+            let changes: Vec<String> = crate::aws::plan(&client, vpc, &out).await?.iter().map(|c| c.to_string()).collect();
+            let mut a = audit.clone();
+            a["changes"] = serde_json::json!(changes);
+            return report_plan(&name, &place, &changes, a);
+        }
+        let progress = Progress::start();
+        let result = crate::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
+        progress.finish();
+        report_apply(&name, &place, result, audit)
+    })
+}
+
+#[cfg(feature = "aws")]
+pub fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
+    let vpc = vpc.context("drift --target aws needs --aws-vpc VPC_ID")?;
+    let Some((c, out)) = aws_output(path, None)? else { return Ok(exit::FINDINGS) };
+    let rt = runtime()?;
+    let diffs = rt.block_on(async {
+        let client = crate::aws::client().await;
+        crate::aws::drift(&client, vpc, &out).await
+    })?;
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    record("drift", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len()}), false)?;
+    print_drift(&diffs, format, &format!("the security groups in {vpc} match `{name}`"), ("vpc", vpc))
+}
+
+#[cfg(feature = "azure")]
+fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
+    match segc_compiler::lower::azure::lower(&c.model) {
+        Ok(n) => Ok(Some((c, n))),
+        Err(diags) => {
+            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            eprintln!("failed: the policy cannot be expressed as NSGs; nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(feature = "azure")]
+pub fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
+    let rg = rg.context("deploy --target azure needs --azure-resource-group RG")?;
+    let location = location.unwrap_or("eastus");
+    let Some((c, nsgs)) = azure_nsgs(path, today)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let arm = crate::azure::Arm::from_env(rg, location)?;
+    let audit = serde_json::json!({"policy": name, "target": "azure", "resource_group": rg});
+    let place = format!("resource group {rg}");
+    runtime()?.block_on(async {
+        if !apply {
+            let changes: Vec<String> = arm.plan(&nsgs).await?.iter().map(|c| c.to_string()).collect();
+            let mut a = audit.clone();
+            a["changes"] = serde_json::json!(changes);
+            return report_plan(&name, &place, &changes, a);
+        }
+        let progress = Progress::start();
+        let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m)).await;
+        progress.finish();
+        report_apply(&name, &place, result, audit)
+    })
+}
+
+#[cfg(feature = "azure")]
+pub fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
+    let rg = rg.context("drift --target azure needs --azure-resource-group RG")?;
+    let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
+    let arm = crate::azure::Arm::from_env(rg, "eastus")?;
+    let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
+    print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
+}
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+/// A spinner counting applied cloud changes; silent when stderr is not a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+impl Progress {
+    fn start() -> Self {
+        if !io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} applied: {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(Some(b))
+    }
+
+    fn tick(&self, msg: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg.to_string());
+            b.inc(1);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+/// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
+fn print_drift(diffs: &[(String, String)], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
+    let mut o = io::stdout().lock();
+    match format {
+        Format::Human => {
+            if diffs.is_empty() {
+                writeln!(o, "no drift: {clean}")?;
+            }
+            for (what, d) in diffs {
+                writeln!(o, "{what:<8} {d}")?;
+            }
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": items}))?)?;
+        }
+    }
+    Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+/// Prints a plan, records it, and returns 0.
+#[cfg(any(feature = "aws", feature = "azure"))]
+fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::Value) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "plan for `{name}` on {place}: {} changes", changes.len())?;
+    for ch in changes {
+        writeln!(out, "  {ch}")?;
+    }
+    record("deploy.plan", audit, false)?;
+    Ok(exit::OK)
+}
+
+#[cfg(any(feature = "aws", feature = "azure"))]
+/// Reports a cloud apply (what was applied, or what was before the failure),
+/// records it, and returns the exit code.
+fn report_apply(
+    name: &str,
+    place: &str,
+    result: Result<Vec<String>, (Vec<String>, anyhow::Error)>,
+    mut audit: serde_json::Value,
+) -> Result<u8> {
+    match result {
+        Ok(done) => {
+            let mut out = io::stdout().lock();
+            writeln!(out, "applied `{name}` on {place}: {} changes", done.len())?;
+            for d in &done {
+                writeln!(out, "  {d}")?;
+            }
+            audit["applied"] = serde_json::json!(done);
+            record("deploy.apply", audit, true)?;
+            Ok(exit::OK)
+        }
+        Err((done, e)) => {
+            eprintln!("error: {e:#}");
+            eprintln!("applied before the failure ({}): run `segc deploy --apply` again to finish", done.len());
+            for d in &done {
+                eprintln!("  {d}");
+            }
+            audit["applied"] = serde_json::json!(done);
+            audit["error"] = serde_json::json!(format!("{e:#}"));
+            record("deploy.failed", audit, false)?;
+            Ok(exit::USAGE)
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+pub fn deploy_aws(_: &Path, _: Option<&str>, _: bool, _: Option<&str>) -> Result<u8> {
+    bail!("this segc was built without the `aws` feature: rebuild with `--features aws` to deploy to AWS")
+}
+
+#[cfg(not(feature = "aws"))]
+pub fn drift_aws(_: &Path, _: Option<&str>, _: Format) -> Result<u8> {
+    bail!("this segc was built without the `aws` feature: rebuild with `--features aws` to read AWS")
+}
+
+#[cfg(not(feature = "azure"))]
+pub fn deploy_azure(_: &Path, _: Option<&str>, _: Option<&str>, _: bool, _: Option<&str>) -> Result<u8> {
+    bail!("this segc was built without the `azure` feature: rebuild with `--features azure` to deploy to Azure")
+}
+
+#[cfg(not(feature = "azure"))]
+pub fn drift_azure(_: &Path, _: Option<&str>, _: Format) -> Result<u8> {
+    bail!("this segc was built without the `azure` feature: rebuild with `--features azure` to read Azure")
+}
