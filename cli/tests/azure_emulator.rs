@@ -12,9 +12,12 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// A Python helper serving HTTP (the emulator, the token issuer), killed on drop.
 struct Emulator {
     child: Child,
     url: String,
+    /// The network namespace it runs in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl Drop for Emulator {
@@ -28,17 +31,34 @@ fn emulator_path() -> PathBuf {
     common::repo().join("../shared/emulators/azure_nsg.py")
 }
 
-fn start() -> Emulator {
-    let mut child =
-        Command::new("python3").arg(emulator_path()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("emulator starts");
+/// `python3`, inside `netns` when given.
+fn python(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "python3"]);
+            c
+        }
+        None => Command::new("python3"),
+    }
+}
+
+/// Runs a helper that prints `listening PORT` once it serves on `host`.
+fn listening(netns: Option<&str>, args: &[&str], host: &str) -> Emulator {
+    let mut child = python(netns).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("helper starts");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
-    let port = line.trim().strip_prefix("listening ").expect("listening PORT").to_string();
-    Emulator { child, url: format!("http://127.0.0.1:{port}") }
+    let port = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("{args:?}: no `listening PORT` line: {line:?}")).to_string();
+    let url = if port == "80" { format!("http://{host}") } else { format!("http://{host}:{port}") };
+    Emulator { child, url, netns: netns.map(String::from) }
+}
+
+fn start() -> Emulator {
+    listening(None, &[&emulator_path().display().to_string()], "127.0.0.1")
 }
 
 fn arm(e: &Emulator, args: &[&str]) -> String {
-    let o = Command::new("python3").arg(common::repo().join("tests/helpers/arm.py")).arg(&e.url).args(args).output().expect("arm.py");
+    let o = python(e.netns.as_deref()).arg(common::repo().join("tests/helpers/arm.py")).arg(&e.url).args(args).output().expect("arm.py");
     assert!(o.status.success(), "arm.py {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
@@ -242,21 +262,11 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
 /// tests/helpers/aad.py in front of the emulator: it issues tokens and lets
 /// only requests bearing one of them through to ARM.
 fn start_issuer(e: &Emulator, federated: &str, identity_header: &str) -> Emulator {
-    let mut child = Command::new("python3")
-        .arg(common::repo().join("tests/helpers/aad.py"))
-        .args([&e.url, federated, identity_header])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aad.py starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
-    let port = line.trim().strip_prefix("listening ").expect("listening PORT").to_string();
-    Emulator { child, url: format!("http://127.0.0.1:{port}") }
+    listening(None, &[&common::repo().join("tests/helpers/aad.py").display().to_string(), &e.url, federated, identity_header], "127.0.0.1")
 }
 
 fn stats(issuer: &Emulator) -> Value {
-    let o = Command::new("python3")
+    let o = python(issuer.netns.as_deref())
         .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/_stats').read().decode())", &issuer.url])
         .output()
         .expect("stats");
@@ -344,5 +354,66 @@ fn workload_and_managed_identity_tokens_reach_arm() {
     let o = segc_with_identity(&issuer, &audit, &drift, &p, &wrong);
     assert!(!o.status.success() && o.status.code() != Some(1), "a credential failure is not drift: {}", text(&o));
     assert!(text(&o).contains("the requested identity has not been assigned"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A network namespace holding the VM metadata address, deleted on drop.
+struct MetadataNetns(String);
+
+impl Drop for MetadataNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn vm_managed_identity_from_imds_in_a_namespace() {
+    if !emulator_path().exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
+        eprintln!("SKIPPED vm_managed_identity_from_imds_in_a_namespace: ../shared/emulators/azure_nsg.py is not here");
+        return;
+    }
+    if !common::require("vm_managed_identity_from_imds_in_a_namespace", &["python3", "ip"]) {
+        return;
+    }
+    // IMDS lives at 169.254.169.254:80, which the SDK does not let anyone
+    // move: give that address to the loopback of a namespace of our own, and
+    // run the issuer, the emulator and segc in there.
+    let ns = MetadataNetns(format!("segc-imds-{}", std::process::id()));
+    common::sh(&["ip", "netns", "add", &ns.0]);
+    common::sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+    common::sh(&["ip", "-n", &ns.0, "addr", "add", "169.254.169.254/32", "dev", "lo"]);
+    let tmp = std::env::temp_dir().join(format!("segc-azure-imds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let audit = tmp.join("audit");
+    std::fs::create_dir_all(&audit).expect("audit dir");
+    let e = listening(Some(&ns.0), &[&emulator_path().display().to_string()], "127.0.0.1");
+    let aad = common::repo().join("tests/helpers/aad.py").display().to_string();
+    let issuer = listening(Some(&ns.0), &[&aad, &e.url, "unused", "unused", "169.254.169.254:80"], "169.254.169.254");
+    assert_eq!(issuer.url, "http://169.254.169.254");
+    let p = policy(&tmp.join("p"), 5432);
+    let run = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_segc")])
+            .args(args)
+            .arg(&p)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &audit)
+            .env("AZURE_RESOURCE_MANAGER_ENDPOINT", &issuer.url)
+            .env("AZURE_SUBSCRIPTION_ID", "sub1")
+            .env("SEGC_AUDIT_DIR", &audit)
+            .output()
+            .expect("segc")
+    };
+
+    // No identity variables at all: the chain reaches the VM's managed identity.
+    let o = run(&["deploy", "--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus", "--apply"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = stats(&issuer);
+    assert!(s["imds"].as_i64() >= Some(1) && s["forwarded"].as_i64() > Some(0) && s["refused"].as_i64() == Some(0), "{s}");
+    assert!(rules(&e, "db-nsg").iter().any(|(n, _, a)| n == "segc-deny-all-inbound" && a == "Deny"));
+    let o = run(&["drift", "--target", "azure", "--azure-resource-group", "rg1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -2,7 +2,8 @@
 """A token issuer and an authenticating gateway in front of the ARM emulator, so
 tests can prove which Azure credential segc used and that ARM saw its token.
 
-    aad.py ARM_URL FEDERATED_TOKEN IDENTITY_HEADER     # prints "listening PORT"
+    aad.py ARM_URL FEDERATED_TOKEN IDENTITY_HEADER [HOST:PORT]
+                                       # prints "listening PORT"; default 127.0.0.1:0
 
 Token endpoints, shaped as Microsoft Entra ID and App Service publish them:
     POST /{tenant}/oauth2/v2.0/token   client_credentials with a client_assertion
@@ -11,6 +12,10 @@ Token endpoints, shaped as Microsoft Entra ID and App Service publish them:
     GET  /msi/token?api-version=2019-08-01&resource=R
                                        (App Service managed identity); the
                                        X-IDENTITY-HEADER must equal IDENTITY_HEADER
+    GET  /metadata/identity/oauth2/token?api-version=2019-08-01&resource=R
+                                       (VM managed identity, IMDS; serve it on
+                                       169.254.169.254:80 inside a namespace);
+                                       the Metadata header must be "true"
 Everything else is forwarded to ARM_URL when it carries a bearer token issued
 here, and refused with 401 otherwise. GET /_stats returns counts of tokens
 issued by kind, requests forwarded and requests refused.
@@ -21,7 +26,7 @@ from urllib.parse import urlparse, parse_qs
 
 ARM, FEDERATED, IDENTITY_HEADER = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 ISSUED = set()
-STATS = {"workload": 0, "msi": 0, "forwarded": 0, "refused": 0}
+STATS = {"workload": 0, "msi": 0, "imds": 0, "forwarded": 0, "refused": 0}
 LOCK = threading.Lock()
 
 class H(BaseHTTPRequestHandler):
@@ -64,6 +69,12 @@ class H(BaseHTTPRequestHandler):
                 return self.send(400, {"error": "invalid_request", "error_description": "bad identity header or resource"})
             return self.send(200, {"access_token": self.issue("msi"), "expires_on": str(int(time.time()) + 3600),
                                    "token_type": "Bearer", "resource": q["resource"]})
+        if self.command == "GET" and u.path == "/metadata/identity/oauth2/token":
+            q = {k: v[0] for k, v in parse_qs(u.query).items()}
+            if self.headers.get("metadata") != "true" or q.get("resource") != self.own_scope()[: -len("/.default")]:
+                return self.send(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            return self.send(200, {"access_token": self.issue("imds"), "expires_on": str(int(time.time()) + 3600),
+                                   "token_type": "Bearer", "resource": q["resource"]})
         auth = self.headers.get("authorization", "")
         with LOCK:
             ok = auth.startswith("Bearer ") and auth[7:] in ISSUED
@@ -84,6 +95,7 @@ class H(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_POST = route
 
 if __name__ == "__main__":
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    host, _, port = (sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1:0").rpartition(":")
+    srv = ThreadingHTTPServer((host, int(port)), H)
     print(f"listening {srv.server_address[1]}", flush=True)
     srv.serve_forever()
