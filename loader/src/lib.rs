@@ -4,6 +4,7 @@
 //! interfaces (see [`attach`]).
 
 pub mod attach;
+mod batch;
 pub mod packet;
 
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
+use batch::Batched;
 use segc_compiler::ir::Proto;
 use segc_compiler::lower::bpf::Tables;
 use segc_runtime_bpf as rt;
@@ -134,42 +136,42 @@ impl PolicyMaps {
         let epoch = self.config()?.gen.wrapping_add(1);
         let gen_be = (epoch & 1).to_be();
         let placed = segc_compiler::lower::bpf::placement(&t.rules);
-        let mut entries = 0;
-        {
-            let mut z4 = clear_trie(&mut self.zones4, |k: &rt::ZoneKey4| k.gen, gen_be)?;
-            for e in &t.zones4 {
+        let z4: Vec<_> = t
+            .zones4
+            .iter()
+            .map(|e| {
                 let mut addr = [0u8; 4];
                 addr.copy_from_slice(&e.addr[..4]);
-                z4.insert(&Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey4 { gen: gen_be, addr }), e.zone, 0)?;
-                entries += 1;
-            }
-        }
-        {
-            let mut z6 = clear_trie(&mut self.zones6, |k: &rt::ZoneKey6| k.gen, gen_be)?;
-            for e in &t.zones6 {
-                z6.insert(&Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey6 { gen: gen_be, addr: e.addr }), e.zone, 0)?;
-                entries += 1;
-            }
-        }
-        {
-            let mut ports = clear_hash(&mut self.ports, |k: &rt::PortKey| k.gen, gen_be)?;
-            for &(src, dst, class, port) in &placed.exact {
-                let key = rt::PortKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: 0, port: port.to_be() };
-                ports.insert(key, 1, 0)?;
-                entries += 1;
-            }
-        }
-        {
-            let mut pairs = clear_hash(&mut self.pairs, |k: &rt::PairKey| k.gen, gen_be)?;
-            for &(src, dst, class) in &placed.ranged_pairs {
-                let key = rt::PairKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: [0; 3] };
-                pairs.insert(key, 1, 0)?;
-                entries += 1;
-            }
-        }
-        {
-            let mut rules = clear_trie(&mut self.rules, |k: &rt::RuleKey| k.gen, gen_be)?;
-            for r in &placed.ranges {
+                Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey4 { gen: gen_be, addr })
+            })
+            .collect();
+        fill_trie(&mut self.zones4, |k: &rt::ZoneKey4| k.gen, gen_be, &z4, &t.zones4.iter().map(|e| e.zone).collect::<Vec<_>>())?;
+        let z6: Vec<_> =
+            t.zones6.iter().map(|e| Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey6 { gen: gen_be, addr: e.addr })).collect();
+        fill_trie(&mut self.zones6, |k: &rt::ZoneKey6| k.gen, gen_be, &z6, &t.zones6.iter().map(|e| e.zone).collect::<Vec<_>>())?;
+        let ports: Vec<_> = placed
+            .exact
+            .iter()
+            .map(|&(src, dst, class, port)| rt::PortKey {
+                gen: gen_be,
+                src_zone: src.to_be(),
+                dst_zone: dst.to_be(),
+                class,
+                pad: 0,
+                port: port.to_be(),
+            })
+            .collect();
+        fill_hash(&mut self.ports, |k: &rt::PortKey| k.gen, gen_be, &ports)?;
+        let pairs: Vec<_> = placed
+            .ranged_pairs
+            .iter()
+            .map(|&(src, dst, class)| rt::PairKey { gen: gen_be, src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: [0; 3] })
+            .collect();
+        fill_hash(&mut self.pairs, |k: &rt::PairKey| k.gen, gen_be, &pairs)?;
+        let rules: Vec<_> = placed
+            .ranges
+            .iter()
+            .map(|r| {
                 let key = rt::RuleKey {
                     gen: gen_be,
                     src_zone: r.src_zone.to_be(),
@@ -178,10 +180,11 @@ impl PolicyMaps {
                     pad: 0,
                     port: r.port.to_be(),
                 };
-                rules.insert(&Key::new(rt::RULE_FIXED_BITS + u32::from(r.port_bits), key), 1, 0)?;
-                entries += 1;
-            }
-        }
+                Key::new(rt::RULE_FIXED_BITS + u32::from(r.port_bits), key)
+            })
+            .collect();
+        fill_trie(&mut self.rules, |k: &rt::RuleKey| k.gen, gen_be, &rules, &vec![1; rules.len()])?;
+        let entries = z4.len() + z6.len() + ports.len() + pairs.len() + rules.len();
         let prepare = start.elapsed();
         let flip_start = Instant::now();
         let mut cfg = self.config()?;
@@ -192,24 +195,61 @@ impl PolicyMaps {
     }
 }
 
-/// Removes the entries of one buffer (`gen_be`) from an LPM trie.
-fn clear_trie<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32) -> Result<LpmTrie<&mut MapData, K, u32>, Error> {
-    let mut trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(map)?;
-    let stale: Vec<_> = trie.keys().filter_map(Result::ok).filter(|k| gen_of(&k.data()) == gen_be).collect();
-    for k in stale {
-        trie.remove(&k)?;
+/// The map behind a hash map or LPM trie handle.
+fn map_data(map: &Map) -> Result<&MapData, Error> {
+    match map {
+        Map::HashMap(d) | Map::LpmTrie(d) => Ok(d),
+        _ => Err(Error::Other("expected a hash map or an LPM trie".into())),
     }
-    Ok(trie)
 }
 
-/// Removes the entries of one buffer (`gen_be`) from a hash map.
-fn clear_hash<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32) -> Result<HashMap<&mut MapData, K, u32>, Error> {
-    let mut hash: HashMap<&mut MapData, K, u32> = HashMap::try_from(map)?;
-    let stale: Vec<K> = hash.keys().filter_map(Result::ok).filter(|k| gen_of(k) == gen_be).collect();
-    for k in stale {
-        hash.remove(&k)?;
+/// Rewrites one buffer (`gen_be`) of an LPM trie: its old entries out, `keys`
+/// (with `values`) in. Batched where the kernel supports it for tries.
+fn fill_trie<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32, keys: &[Key<K>], values: &[u32]) -> Result<(), Error> {
+    let stale: Vec<Key<K>> = {
+        let trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(&mut *map)?;
+        trie.keys().filter_map(Result::ok).filter(|k| gen_of(&k.data()) == gen_be).collect()
+    };
+    if batch::delete(map_data(map)?, &stale)? == Batched::Unsupported {
+        let mut trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(&mut *map)?;
+        for k in &stale {
+            trie.remove(k)?;
+        }
     }
-    Ok(hash)
+    if batch::update(map_data(map)?, keys, values)? == Batched::Unsupported {
+        let mut trie: LpmTrie<&mut MapData, K, u32> = LpmTrie::try_from(&mut *map)?;
+        for (k, v) in keys.iter().zip(values) {
+            trie.insert(k, *v, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites one buffer (`gen_be`) of a hash map: its old entries out, `keys`
+/// (each with value 1) in, a batch of thousands per system call.
+fn fill_hash<K: aya::Pod>(map: &mut Map, gen_of: fn(&K) -> u32, gen_be: u32, keys: &[K]) -> Result<(), Error> {
+    let all: Vec<K> = match batch::keys::<K, u32>(map_data(map)?)? {
+        Some(keys) => keys,
+        None => {
+            let hash: HashMap<&mut MapData, K, u32> = HashMap::try_from(&mut *map)?;
+            hash.keys().filter_map(Result::ok).collect()
+        }
+    };
+    let stale: Vec<K> = all.into_iter().filter(|k| gen_of(k) == gen_be).collect();
+    if batch::delete(map_data(map)?, &stale)? == Batched::Unsupported {
+        let mut hash: HashMap<&mut MapData, K, u32> = HashMap::try_from(&mut *map)?;
+        for k in &stale {
+            hash.remove(k)?;
+        }
+    }
+    let ones = vec![1u32; keys.len()];
+    if batch::update(map_data(map)?, keys, &ones)? == Batched::Unsupported {
+        let mut hash: HashMap<&mut MapData, K, u32> = HashMap::try_from(&mut *map)?;
+        for k in keys {
+            hash.insert(k, 1, 0)?;
+        }
+    }
+    Ok(())
 }
 
 /// The loaded programs and their maps.
