@@ -59,8 +59,17 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(ENOTSUPP))
 }
 
-fn run(map: &MapData, cmd: libc::c_long, n: usize, key_size: usize, keys: *const u8, values: Option<(*const u8, usize)>) -> Result<Batched, Error> {
-    let fd = map.info()?.fd()?;
+fn run(
+    map: &MapData,
+    cmd: libc::c_long,
+    n: usize,
+    key_size: usize,
+    keys: *const u8,
+    values: Option<(*const u8, usize)>,
+) -> Result<Batched, Error> {
+    // The handle's own descriptor: opening another by id would need CAP_SYS_ADMIN,
+    // which the agent has dropped.
+    let fd = map.fd();
     let raw = fd.as_fd().as_raw_fd();
     let mut done = 0;
     while done < n {
@@ -73,7 +82,11 @@ fn run(map: &MapData, cmd: libc::c_long, n: usize, key_size: usize, keys: *const
             if done == 0 && did == 0 && unsupported(&e) {
                 return Ok(Batched::Unsupported);
             }
-            return Err(Error::Other(format!("batch map {}: {e} after {} of {n} entries", if cmd == BPF_MAP_UPDATE_BATCH { "update" } else { "delete" }, done + did)));
+            return Err(Error::Other(format!(
+                "batch map {}: {e} after {} of {n} entries",
+                if cmd == BPF_MAP_UPDATE_BATCH { "update" } else { "delete" },
+                done + did
+            )));
         }
         debug_assert_eq!(did, count, "a batch call that succeeds did every entry");
         done += count;
@@ -84,7 +97,9 @@ fn run(map: &MapData, cmd: libc::c_long, n: usize, key_size: usize, keys: *const
 /// Every key of a hash map (`V` is its value type), or `None` when this kernel
 /// or map type cannot read in batches.
 pub fn keys<K: Copy, V: Copy>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
-    let fd = map.info()?.fd()?;
+    // The handle's own descriptor: opening another by id would need CAP_SYS_ADMIN,
+    // which the agent has dropped.
+    let fd = map.fd();
     let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
     let mut keys: Vec<u8> = Vec::new();
     let (mut kbuf, mut vbuf) = (vec![0u8; CHUNK * ks], vec![0u8; CHUNK * vs]);
@@ -104,7 +119,9 @@ pub fn keys<K: Copy, V: Copy>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
         // SAFETY: as in `call`; here the kernel writes up to `count` keys and
         // values into `kbuf` and `vbuf` (sized for CHUNK entries) and one token
         // into `token_out`, and reads `token_in` (both sized for any token).
-        let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
+        let r = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32)
+        };
         let err = (r < 0).then(io::Error::last_os_error);
         let got = (attr.count as usize).min(CHUNK);
         keys.extend_from_slice(&kbuf[..got * ks]);

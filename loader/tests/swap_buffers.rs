@@ -1,0 +1,71 @@
+//! What the batched writes leave in the kernel: after each swap the port map
+//! holds exactly the live policy's entries in one buffer and the previous
+//! policy's in the other, with more entries than one batch (8192), read back
+//! one key at a time through aya, independently of the batch code.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use aya::maps::{HashMap, MapData};
+use segc_compiler::lower::bpf;
+use segc_compiler::{compile_str, Options};
+use segc_loader::{Entries, Filter};
+
+/// `flows` single-port flows between 40 zones: one exact entry each.
+fn policy(flows: usize, seed: u64) -> String {
+    let mut s = String::new();
+    for i in 0..40 {
+        s.push_str(&format!("zone z{i} {{\n cidrs = [10.0.{i}.0/24]\n scope = connected\n}}\n"));
+    }
+    let mut x = seed;
+    let mut seen = BTreeSet::new();
+    while seen.len() < flows {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (a, b, port) = (x % 40, (x >> 8) % 40, 1 + (x >> 16) % 60000);
+        if seen.insert((a, b, port)) {
+            s.push_str(&format!("flow z{a} -> z{b} on tcp/{port}\n"));
+        }
+    }
+    s
+}
+
+/// The port map's entries per buffer: (buffer bit, src, dst, class, port).
+fn port_entries(filter: &mut Filter) -> BTreeSet<(u32, u32, u32, u8, u16)> {
+    let h: HashMap<&mut MapData, segc_runtime_bpf::PortKey, u32> = HashMap::try_from(&mut filter.maps.ports).expect("port map");
+    h.keys()
+        .map(|k| k.expect("key"))
+        .map(|k| (u32::from_be(k.gen), u32::from_be(k.src_zone), u32::from_be(k.dst_zone), k.class, u16::from_be(k.port)))
+        .collect()
+}
+
+#[test]
+fn each_swap_leaves_exactly_two_policies() {
+    if !common::require_root("each_swap_leaves_exactly_two_policies") {
+        return;
+    }
+    let mut filter = Filter::load().expect("the object loads");
+    let mut previous: Option<(u32, BTreeSet<(u32, u32, u8, u16)>)> = None;
+    for (round, (flows, seed)) in [(9000, 1u64), (12000, 2), (10000, 3), (20, 4), (9500, 5)].into_iter().enumerate() {
+        let c = compile_str(&policy(flows, seed), &Options::default());
+        assert!(!c.has_errors(), "round {round}");
+        let t = bpf::tables(&c.model);
+        let want = Entries::compiled(&t).exact;
+        assert_eq!(want.len(), flows, "round {round}: one exact entry per flow");
+        let swap = filter.install(&t).expect("install");
+        let live = swap.generation & 1;
+        let got = port_entries(&mut filter);
+        let in_buffer =
+            |b: u32| -> BTreeSet<(u32, u32, u8, u16)> { got.iter().filter(|e| e.0 == b).map(|&(_, s, d, c, p)| (s, d, c, p)).collect() };
+        assert_eq!(in_buffer(live), want, "round {round}: the live buffer holds the new policy, all of it");
+        match &previous {
+            Some((b, prev)) => {
+                assert_eq!((*b, in_buffer(live ^ 1)), (live ^ 1, prev.clone()), "round {round}: the idle buffer holds the policy before")
+            }
+            None => assert!(in_buffer(live ^ 1).is_empty(), "round {round}"),
+        }
+        previous = Some((live, want));
+    }
+}
