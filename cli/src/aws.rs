@@ -144,6 +144,12 @@ fn desired(out: &Output, ids: &BTreeMap<String, String>) -> BTreeMap<String, (Ru
         .collect()
 }
 
+/// An SDK call's outcome, its error with the whole chain (service code and
+/// message included) in one line.
+fn sdk<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> Result<()> {
+    r.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+}
+
 /// One change of the plan.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -261,23 +267,9 @@ pub async fn apply(
         let id = ids.get(group).cloned().unwrap_or_default();
         let perm = permission(rule, description);
         let r = if *egress {
-            client
-                .authorize_security_group_egress()
-                .group_id(&id)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            sdk(client.authorize_security_group_egress().group_id(&id).ip_permissions(perm).send().await)
         } else {
-            client
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            sdk(client.authorize_security_group_ingress().group_id(&id).ip_permissions(perm).send().await)
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
         progress(&c.to_string());
@@ -288,23 +280,9 @@ pub async fn apply(
         let id = ids.get(group).cloned().unwrap_or_default();
         let perm = permission(rule, description);
         let r = if *egress {
-            client
-                .revoke_security_group_egress()
-                .group_id(&id)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            sdk(client.revoke_security_group_egress().group_id(&id).ip_permissions(perm).send().await)
         } else {
-            client
-                .revoke_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ec2::error::DisplayErrorContext(e)))
+            sdk(client.revoke_security_group_ingress().group_id(&id).ip_permissions(perm).send().await)
         };
         r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
         progress(&c.to_string());
