@@ -12,6 +12,9 @@ use segc_compiler::lower::bpf;
 use segc_compiler::{compile_str, Options};
 use segc_loader::{Entries, Filter};
 
+/// A buffer's exact entries: (source zone, destination zone, class, port).
+type Exact = BTreeSet<(u32, u32, u8, u16)>;
+
 /// `flows` single-port flows between 40 zones: one exact entry each.
 fn policy(flows: usize, seed: u64) -> String {
     let mut s = String::new();
@@ -47,7 +50,7 @@ fn each_swap_leaves_exactly_two_policies() {
         return;
     }
     let mut filter = Filter::load().expect("the object loads");
-    let mut previous: Option<(u32, BTreeSet<(u32, u32, u8, u16)>)> = None;
+    let mut previous: Option<(u32, Exact)> = None;
     for (round, (flows, seed)) in [(9000, 1u64), (12000, 2), (10000, 3), (20, 4), (9500, 5)].into_iter().enumerate() {
         let c = compile_str(&policy(flows, seed), &Options::default());
         assert!(!c.has_errors(), "round {round}");
