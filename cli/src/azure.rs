@@ -53,7 +53,10 @@ fn credential() -> Result<Arc<dyn TokenCredential>> {
     azure_identity::create_credential().map_err(|e| anyhow!("no Azure credential: {e}"))
 }
 
-/// The part of live properties segc compares (ARM adds provisioningState and more).
+/// Every property that decides what a rule matches or does; ARM's own
+/// (provisioningState, etag) and the description are left out. A key segc
+/// never writes (port lists, application security groups) that appears on a
+/// live rule makes it differ, so a hand edit that widens a rule is drift.
 fn comparable(p: &Value) -> Value {
     let keys = [
         "priority",
@@ -61,12 +64,15 @@ fn comparable(p: &Value) -> Value {
         "access",
         "protocol",
         "sourcePortRange",
+        "sourcePortRanges",
         "destinationPortRange",
         "destinationPortRanges",
         "sourceAddressPrefix",
         "sourceAddressPrefixes",
         "destinationAddressPrefix",
         "destinationAddressPrefixes",
+        "sourceApplicationSecurityGroups",
+        "destinationApplicationSecurityGroups",
     ];
     Value::Object(keys.iter().filter_map(|k| p.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect())
 }

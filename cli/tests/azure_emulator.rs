@@ -147,6 +147,37 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     assert!(text(&deploy(&p1, false)).contains(": 0 changes"));
     assert_eq!(drift(&p1).status.code(), Some(0));
 
+    // segc's own rules edited by hand: a port widened, and an application
+    // security group added (a key segc never writes). Both are `changed`, and
+    // apply puts them back.
+    let rule = |prefix: &str| -> (String, Value) {
+        let web: Value = serde_json::from_str(&arm(&e, &["get", "web-nsg"])).expect("json");
+        let r = web["properties"]["securityRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .unwrap_or_else(|| panic!("a rule {prefix}*: {web}"));
+        (r["name"].as_str().expect("name").to_string(), r["properties"].clone())
+    };
+    let (https, mut widened) = rule("segc-in-internet-web-tcp");
+    widened["destinationPortRange"] = Value::from("1-65535");
+    arm(&e, &["put-rule", "web-nsg", &https, &widened.to_string()]);
+    let (out, mut grouped) = rule("segc-out-web-db-tcp");
+    grouped["destinationApplicationSecurityGroups"] =
+        serde_json::json!([{"id": "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/applicationSecurityGroups/any"}]);
+    arm(&e, &["put-rule", "web-nsg", &out, &grouped.to_string()]);
+    let o = drift(&p1);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("changed  rule {https} on web-nsg")) && text(&o).contains(&format!("changed  rule {out} on web-nsg")),
+        "{}",
+        text(&o)
+    );
+    assert!(deploy(&p1, true).status.success());
+    assert_eq!(rule("segc-in-internet-web-tcp").1["destinationPortRange"], "443");
+    assert_eq!(drift(&p1).status.code(), Some(0));
+
     // A rule added by hand is drift, and apply removes it; one deleted by hand too.
     arm(
         &e,
