@@ -12,7 +12,7 @@ use anyhow::bail;
 use anyhow::Result;
 #[cfg(any(feature = "aws", feature = "azure"))]
 use {
-    crate::commands::{color_stderr, load_error_free, record},
+    crate::commands::{color_stderr, findings, load_error_free, record},
     crate::{exit, render},
     anyhow::Context,
     segc_compiler::Compilation,
@@ -71,7 +71,11 @@ pub fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
         crate::aws::drift(&client, vpc, &out).await
     })?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
-    record("drift", serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len()}), false)?;
+    record(
+        "drift",
+        serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len(), "findings": findings(&diffs)}),
+        false,
+    )?;
     print_drift(&diffs, format, &format!("the security groups in {vpc} match `{name}`"), ("vpc", vpc))
 }
 
@@ -118,7 +122,11 @@ pub fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> 
     let arm = crate::azure::Arm::from_env(rg, "eastus")?;
     let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
-    record("drift", serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len()}), false)?;
+    record(
+        "drift",
+        serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len(), "findings": findings(&diffs)}),
+        false,
+    )?;
     print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
 }
 
@@ -169,8 +177,7 @@ fn print_drift(diffs: &[(String, String)], format: Format, clean: &str, scope: (
             }
         }
         _ => {
-            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
-            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": items}))?)?;
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": findings(diffs)}))?)?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })

@@ -819,6 +819,12 @@ fn nft_remove() -> Result<bool> {
 
 /// Appends an audit event. When the log cannot be written, a change to
 /// enforcement (`required`) fails loudly; a build only warns.
+/// Drift findings as JSON, for the output and the audit event alike:
+/// `[{"kind": "missing"|"extra"|"changed", "entry": ...}]`.
+pub(crate) fn findings(diffs: &[(String, String)]) -> serde_json::Value {
+    diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect()
+}
+
 pub(crate) fn record(kind: &str, data: serde_json::Value, required: bool) -> Result<()> {
     let dir = segc_audit::default_dir();
     let result = segc_audit::Log::open(&dir).and_then(|log| log.append(kind, data));
@@ -955,7 +961,7 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
     let name = m.policy.name.as_deref().unwrap_or("policy");
     record(
         "drift",
-        serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len()}),
+        serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len(), "findings": findings(&diffs)}),
         false,
     )?;
     let mut out = io::stdout().lock();
@@ -969,8 +975,7 @@ fn drift(path: &Path, target: DeployTarget, netns: Option<&str>, format: Format)
             }
         }
         _ => {
-            let items: Vec<serde_json::Value> = diffs.iter().map(|(w, d)| serde_json::json!({"kind": w, "entry": d})).collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "drift": items}))?)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "drift": findings(&diffs)}))?)?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })

@@ -202,6 +202,16 @@ fn deploy_plan_apply_drift_against_moto() {
     for k in ["deploy.plan", "deploy.apply", "drift"] {
         assert!(log.contains(&format!("\"kind\":\"{k}\"")), "{k}");
     }
+    // Each drift finding is in the log, in the event of the check that found it.
+    let events: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let found = events.iter().filter(|e| e["kind"] == "drift").flat_map(|e| e["data"]["findings"].as_array().cloned().unwrap_or_default());
+    let found: Vec<(String, String)> =
+        found.map(|f| (f["kind"].as_str().unwrap_or("").to_string(), f["entry"].as_str().unwrap_or("").to_string())).collect();
+    assert!(
+        found.iter().any(|(k, e)| k == "extra" && e == "ingress on db (zone db; no flow: not in the policy): tcp 22-22 with 0.0.0.0/0"),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(k, e)| k == "missing" && e.starts_with("ingress on db")), "{found:?}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
