@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::MapData;
+use aya::Pod;
 
 use crate::Error;
 
@@ -42,17 +43,24 @@ pub enum Batched {
     Unsupported,
 }
 
-/// One batch command over `count` entries; returns how many the kernel did,
-/// with the error when it stopped early.
-fn call(cmd: libc::c_long, fd: i32, keys: *const u8, values: *const u8, count: usize) -> (usize, Option<io::Error>) {
-    let mut attr = BatchAttr { keys: keys as u64, values: values as u64, count: count as u32, map_fd: fd as u32, ..BatchAttr::default() };
+/// Runs one batch command on `attr`; the error when the kernel refused or
+/// stopped early (`attr.count` then says how far it got).
+///
+/// # Safety
+/// Every pointer in `attr` is null or points at memory alive for the call and
+/// sized for `attr.count` entries of the map's key and value sizes (tokens:
+/// for one key), readable, and writable where the command writes (lookup).
+unsafe fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> Option<io::Error> {
     // SAFETY: `attr` is the batch member of bpf_attr, passed with its size (the
-    // kernel zero-extends a shorter attr). `keys` (and `values` when not null)
-    // point at `count` elements of the map's key and value sizes, alive for the
-    // call; the kernel only reads them, and writes nothing but `attr.count`.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
-    let err = (r < 0).then(io::Error::last_os_error);
-    (attr.count as usize, err)
+    // kernel zero-extends a shorter attr); the caller vouches for its pointers.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32) };
+    (r < 0).then(io::Error::last_os_error)
+}
+
+/// The handle's own descriptor: opening another by id would need
+/// CAP_SYS_ADMIN, which the agent has dropped.
+fn raw_fd(map: &MapData) -> u32 {
+    map.fd().as_fd().as_raw_fd() as u32
 }
 
 fn unsupported(e: &io::Error) -> bool {
@@ -67,17 +75,18 @@ fn run(
     keys: *const u8,
     values: Option<(*const u8, usize)>,
 ) -> Result<Batched, Error> {
-    // The handle's own descriptor: opening another by id would need CAP_SYS_ADMIN,
-    // which the agent has dropped.
-    let fd = map.fd();
-    let raw = fd.as_fd().as_raw_fd();
+    let map_fd = raw_fd(map);
     let mut done = 0;
     while done < n {
         let count = (n - done).min(CHUNK);
         // SAFETY (pointer arithmetic): `done < n`, so both offsets stay inside
         // the slices the public functions took these pointers from.
         let (k, v) = unsafe { (keys.add(done * key_size), values.map_or(std::ptr::null(), |(p, size)| p.add(done * size))) };
-        let (did, err) = call(cmd, raw, k, v, count);
+        let mut attr = BatchAttr { keys: k as u64, values: v as u64, count: count as u32, map_fd, ..BatchAttr::default() };
+        // SAFETY: `k` (and `v` when not null) point at `count` keys (values)
+        // inside the caller's slices; the kernel only reads them.
+        let err = unsafe { bpf(cmd, &mut attr) };
+        let did = attr.count as usize;
         if let Some(e) = err {
             if done == 0 && did == 0 && unsupported(&e) {
                 return Ok(Batched::Unsupported);
@@ -96,10 +105,7 @@ fn run(
 
 /// Every key of a hash map (`V` is its value type), or `None` when this kernel
 /// or map type cannot read in batches.
-pub fn keys<K: Copy, V: Copy>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
-    // The handle's own descriptor: opening another by id would need CAP_SYS_ADMIN,
-    // which the agent has dropped.
-    let fd = map.fd();
+pub fn keys<K: Pod, V: Pod>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
     let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
     let mut keys: Vec<u8> = Vec::new();
     let (mut kbuf, mut vbuf) = (vec![0u8; CHUNK * ks], vec![0u8; CHUNK * vs]);
@@ -113,16 +119,13 @@ pub fn keys<K: Copy, V: Copy>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
             keys: kbuf.as_mut_ptr() as u64,
             values: vbuf.as_mut_ptr() as u64,
             count: CHUNK as u32,
-            map_fd: fd.as_fd().as_raw_fd() as u32,
+            map_fd: raw_fd(map),
             ..BatchAttr::default()
         };
-        // SAFETY: as in `call`; here the kernel writes up to `count` keys and
-        // values into `kbuf` and `vbuf` (sized for CHUNK entries) and one token
-        // into `token_out`, and reads `token_in` (both sized for any token).
-        let r = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32)
-        };
-        let err = (r < 0).then(io::Error::last_os_error);
+        // SAFETY: the kernel writes up to `count` keys and values into `kbuf`
+        // and `vbuf` (sized for CHUNK entries) and one token into `token_out`,
+        // and reads `token_in` (both sized for any token).
+        let err = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let got = (attr.count as usize).min(CHUNK);
         keys.extend_from_slice(&kbuf[..got * ks]);
         match err {
@@ -135,13 +138,13 @@ pub fn keys<K: Copy, V: Copy>(map: &MapData) -> Result<Option<Vec<K>>, Error> {
         std::mem::swap(&mut token_in, &mut token_out);
         first = false;
     }
-    // SAFETY: `keys` holds whole keys as the kernel wrote them, and K is a
-    // plain-old-data key type (aya::Pod at every call site).
+    // SAFETY: `keys` holds whole keys as the kernel wrote them, and K is
+    // plain old data (aya::Pod): any bytes of its size are a valid K.
     Ok(Some(keys.chunks_exact(ks).map(|c| unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<K>()) }).collect()))
 }
 
 /// Writes `keys[i] -> values[i]` for every i (flags 0: create or replace).
-pub fn update<K: Copy, V: Copy>(map: &MapData, keys: &[K], values: &[V]) -> Result<Batched, Error> {
+pub fn update<K: Pod, V: Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result<Batched, Error> {
     assert_eq!(keys.len(), values.len(), "one value per key");
     if keys.is_empty() {
         return Ok(Batched::Done);
@@ -151,7 +154,7 @@ pub fn update<K: Copy, V: Copy>(map: &MapData, keys: &[K], values: &[V]) -> Resu
 }
 
 /// Removes every key in `keys` (all must be present).
-pub fn delete<K: Copy>(map: &MapData, keys: &[K]) -> Result<Batched, Error> {
+pub fn delete<K: Pod>(map: &MapData, keys: &[K]) -> Result<Batched, Error> {
     if keys.is_empty() {
         return Ok(Batched::Done);
     }
