@@ -262,33 +262,32 @@ pub async fn apply(
     }
     // Peers named by group are known now: plan again with real ids.
     let changes = plan(client, vpc, out).await.map_err(|e| fail(&done, e))?;
-    for c in changes.iter().filter(|c| matches!(c, Change::Authorize { .. })) {
-        let Change::Authorize { group, egress, rule, description } = c else { continue };
-        let id = ids.get(group).cloned().unwrap_or_default();
-        let perm = permission(rule, description);
-        let r = if *egress {
-            sdk(client.authorize_security_group_egress().group_id(&id).ip_permissions(perm).send().await)
-        } else {
-            sdk(client.authorize_security_group_ingress().group_id(&id).ip_permissions(perm).send().await)
-        };
-        r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
-        progress(&c.to_string());
-        done.push(c.to_string());
-    }
-    for c in changes.iter().filter(|c| matches!(c, Change::Revoke { .. })) {
-        let Change::Revoke { group, egress, rule, description } = c else { continue };
-        let id = ids.get(group).cloned().unwrap_or_default();
-        let perm = permission(rule, description);
-        let r = if *egress {
-            sdk(client.revoke_security_group_egress().group_id(&id).ip_permissions(perm).send().await)
-        } else {
-            sdk(client.revoke_security_group_ingress().group_id(&id).ip_permissions(perm).send().await)
-        };
-        r.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
+    let authorize = changes.iter().filter(|c| matches!(c, Change::Authorize { .. }));
+    let revoke = changes.iter().filter(|c| matches!(c, Change::Revoke { .. }));
+    for c in authorize.chain(revoke) {
+        change_rule(client, &ids, c).await.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
         progress(&c.to_string());
         done.push(c.to_string());
     }
     Ok(done)
+}
+
+/// Authorises or revokes one rule on its group (`ids`: group name -> id); a
+/// Create is not a rule change (groups are made before any rule) and does nothing.
+async fn change_rule(client: &Client, ids: &BTreeMap<String, String>, c: &Change) -> Result<()> {
+    let (authorize, group, egress, rule, description) = match c {
+        Change::Authorize { group, egress, rule, description } => (true, group, *egress, rule, description),
+        Change::Revoke { group, egress, rule, description } => (false, group, *egress, rule, description),
+        Change::Create { .. } => return Ok(()),
+    };
+    let id = ids.get(group).cloned().unwrap_or_default();
+    let perm = permission(rule, description);
+    match (authorize, egress) {
+        (true, true) => sdk(client.authorize_security_group_egress().group_id(&id).ip_permissions(perm).send().await),
+        (true, false) => sdk(client.authorize_security_group_ingress().group_id(&id).ip_permissions(perm).send().await),
+        (false, true) => sdk(client.revoke_security_group_egress().group_id(&id).ip_permissions(perm).send().await),
+        (false, false) => sdk(client.revoke_security_group_ingress().group_id(&id).ip_permissions(perm).send().await),
+    }
 }
 
 /// Differences between live and compiled, per group and rule: ("missing"|"extra", text).
