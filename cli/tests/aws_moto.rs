@@ -23,8 +23,18 @@ impl Drop for Moto {
     }
 }
 
-fn have_moto() -> bool {
-    Command::new("python3").args(["-c", "import moto, boto3, flask"]).status().is_ok_and(|s| s.success())
+/// Whether the test can run: root, python3 and moto[server] with boto3;
+/// prints why not, and fails instead in CI.
+fn ready(test: &str) -> bool {
+    if !common::require(test, &["python3"]) {
+        return false;
+    }
+    let have_moto = Command::new("python3").args(["-c", "import moto, boto3, flask"]).status().is_ok_and(|s| s.success());
+    if !have_moto {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "moto[server] must be installed in CI");
+        eprintln!("SKIPPED {test}: it needs `pip install moto[server]`");
+    }
+    have_moto
 }
 
 fn start_moto() -> Moto {
@@ -109,12 +119,7 @@ fn has(rules: &Value, proto: &str, from: i64, to: i64, peer: &str) -> bool {
 
 #[test]
 fn deploy_plan_apply_drift_against_moto() {
-    if !common::require("deploy_plan_apply_drift_against_moto", &["python3"]) {
-        return;
-    }
-    if !have_moto() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "moto[server] must be installed in CI");
-        eprintln!("SKIPPED deploy_plan_apply_drift_against_moto: it needs `pip install moto[server]`");
+    if !ready("deploy_plan_apply_drift_against_moto") {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("segc-aws-{}", std::process::id()));
@@ -245,12 +250,7 @@ fn fault(gateway: &Moto, set: Option<&str>) -> Value {
 
 #[test]
 fn throttling_and_failures_midway_against_moto() {
-    if !common::require("throttling_and_failures_midway_against_moto", &["python3"]) {
-        return;
-    }
-    if !have_moto() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "moto[server] must be installed in CI");
-        eprintln!("SKIPPED throttling_and_failures_midway_against_moto: it needs `pip install moto[server]`");
+    if !ready("throttling_and_failures_midway_against_moto") {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("segc-aws-faults-{}", std::process::id()));

@@ -27,20 +27,35 @@ impl Drop for Emulator {
     }
 }
 
+/// Whether the test can run: the emulator from ../shared and `tools` (and
+/// root, as every test here); prints why not, and fails instead in CI.
+fn ready(test: &str, tools: &[&str]) -> bool {
+    if !emulator_path().exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
+        eprintln!("SKIPPED {test}: ../shared/emulators/azure_nsg.py is not here");
+        return false;
+    }
+    common::require(test, tools)
+}
+
 fn emulator_path() -> PathBuf {
     common::repo().join("../shared/emulators/azure_nsg.py")
 }
 
-/// `python3`, inside `netns` when given.
-fn python(netns: Option<&str>) -> Command {
+/// `program`, inside `netns` when given.
+fn command(netns: Option<&str>, program: &str) -> Command {
     match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "python3"]);
+            c.args(["netns", "exec", ns, program]);
             c
         }
-        None => Command::new("python3"),
+        None => Command::new(program),
     }
+}
+
+fn python(netns: Option<&str>) -> Command {
+    command(netns, "python3")
 }
 
 /// Runs a helper that prints `listening PORT` once it serves on `host`.
@@ -111,12 +126,7 @@ fn rules(e: &Emulator, nsg: &str) -> Vec<(String, i64, String)> {
 
 #[test]
 fn deploy_drift_and_faults_against_the_arm_emulator() {
-    if !emulator_path().exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
-        eprintln!("SKIPPED deploy_drift_and_faults_against_the_arm_emulator: ../shared/emulators/azure_nsg.py is not here");
-        return;
-    }
-    if !common::require("deploy_drift_and_faults_against_the_arm_emulator", &["python3"]) {
+    if !ready("deploy_drift_and_faults_against_the_arm_emulator", &["python3"]) {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("segc-azure-{}", std::process::id()));
@@ -305,8 +315,9 @@ fn stats(issuer: &Emulator) -> Value {
 }
 
 /// segc with nothing inherited but PATH: only the identity variables given.
+/// Runs in the issuer's namespace when it has one.
 fn segc_with_identity(issuer: &Emulator, audit: &Path, args: &[&str], policy: &Path, identity: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segc"));
+    let mut cmd = command(issuer.netns.as_deref(), env!("CARGO_BIN_EXE_segc"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", audit)
@@ -321,12 +332,7 @@ fn segc_with_identity(issuer: &Emulator, audit: &Path, args: &[&str], policy: &P
 
 #[test]
 fn workload_and_managed_identity_tokens_reach_arm() {
-    if !emulator_path().exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
-        eprintln!("SKIPPED workload_and_managed_identity_tokens_reach_arm: ../shared/emulators/azure_nsg.py is not here");
-        return;
-    }
-    if !common::require("workload_and_managed_identity_tokens_reach_arm", &["python3"]) {
+    if !ready("workload_and_managed_identity_tokens_reach_arm", &["python3"]) {
         return;
     }
     let tmp = std::env::temp_dir().join(format!("segc-azure-id-{}", std::process::id()));
@@ -399,12 +405,7 @@ impl Drop for MetadataNetns {
 
 #[test]
 fn vm_managed_identity_from_imds_in_a_namespace() {
-    if !emulator_path().exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the Azure emulator is part of ../shared in CI");
-        eprintln!("SKIPPED vm_managed_identity_from_imds_in_a_namespace: ../shared/emulators/azure_nsg.py is not here");
-        return;
-    }
-    if !common::require("vm_managed_identity_from_imds_in_a_namespace", &["python3", "ip"]) {
+    if !ready("vm_managed_identity_from_imds_in_a_namespace", &["python3", "ip"]) {
         return;
     }
     // IMDS lives at 169.254.169.254:80, which the SDK does not let anyone
@@ -423,20 +424,7 @@ fn vm_managed_identity_from_imds_in_a_namespace() {
     let issuer = listening(Some(&ns.0), &[&aad, &e.url, "unused", "unused", "169.254.169.254:80"], "169.254.169.254");
     assert_eq!(issuer.url, "http://169.254.169.254");
     let p = policy(&tmp.join("p"), 5432);
-    let run = |args: &[&str]| {
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_segc")])
-            .args(args)
-            .arg(&p)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &audit)
-            .env("AZURE_RESOURCE_MANAGER_ENDPOINT", &issuer.url)
-            .env("AZURE_SUBSCRIPTION_ID", "sub1")
-            .env("SEGC_AUDIT_DIR", &audit)
-            .output()
-            .expect("segc")
-    };
+    let run = |args: &[&str]| segc_with_identity(&issuer, &audit, args, &p, &[]);
 
     // No identity variables at all: the chain reaches the VM's managed identity.
     let o = run(&["deploy", "--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus", "--apply"]);
