@@ -20,27 +20,17 @@ Everything else is forwarded to ARM_URL when it carries a bearer token issued
 here, and refused with 401 otherwise. GET /_stats returns counts of tokens
 issued by kind, requests forwarded and requests refused.
 """
-import json, sys, threading, time, uuid, urllib.request, urllib.error
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys, threading, time, uuid
 from urllib.parse import urlparse, parse_qs
+
+from gateway import Handler, serve
 
 ARM, FEDERATED, IDENTITY_HEADER = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 ISSUED = set()
 STATS = {"workload": 0, "msi": 0, "imds": 0, "forwarded": 0, "refused": 0}
 LOCK = threading.Lock()
 
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-
-    def send(self, status, body, headers=()):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class H(Handler):
     def own_scope(self):
         return f"http://{self.headers['host']}/.default"
 
@@ -81,21 +71,7 @@ class H(BaseHTTPRequestHandler):
             STATS["forwarded" if ok else "refused"] += 1
         if not ok:
             return self.send(401, {"error": {"code": "InvalidAuthenticationToken", "message": "token not issued here"}})
-        req = urllib.request.Request(ARM + self.path, method=self.command, data=body if body else None,
-                                     headers={"Authorization": auth, "Content-Type": self.headers.get("content-type", "application/json"),
-                                              "Host": self.headers["host"]})
-        try:
-            with urllib.request.urlopen(req) as r:
-                status, headers, data = r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            status, headers, data = e.code, e.headers, e.read()
-        keep = [(k, v) for k, v in headers.items() if k.lower() in ("content-type", "azure-asyncoperation", "retry-after", "x-ms-request-id")]
-        self.send(status, data, keep)
-
-    do_GET = do_PUT = do_DELETE = do_POST = route
+        self.forward(ARM, body, ("content-type", "azure-asyncoperation", "retry-after", "x-ms-request-id"))
 
 if __name__ == "__main__":
-    host, _, port = (sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1:0").rpartition(":")
-    srv = ThreadingHTTPServer((host, int(port)), H)
-    print(f"listening {srv.server_address[1]}", flush=True)
-    srv.serve_forever()
+    serve(H, sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1:0")

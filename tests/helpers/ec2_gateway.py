@@ -13,26 +13,17 @@ query protocol. Control (not part of EC2):
     GET  /_fault                   the current fault state
 Every other request is forwarded unchanged.
 """
-import json, sys, threading, uuid, urllib.request, urllib.error
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import json, sys, threading, uuid
 from urllib.parse import parse_qs
+
+from gateway import Handler, serve
 
 MOTO = sys.argv[1].rstrip("/")
 FAULT = {"after": None, "code": "RequestLimitExceeded", "status": 503, "count": 0, "failed": 0}
 LOCK = threading.Lock()
 WRITES = ("Create", "Authorize", "Revoke", "Delete")
 
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-
-    def send(self, status, data, headers=()):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class H(Handler):
     def inject(self, action):
         with LOCK:
             if not action.startswith(WRITES) or FAULT["after"] is None:
@@ -61,18 +52,7 @@ class H(BaseHTTPRequestHandler):
             xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
                    f'<Message>injected by ec2_gateway.py</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>')
             return self.send(status, xml.encode(), [("content-type", "text/xml;charset=UTF-8")])
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection", "transfer-encoding")}
-        req = urllib.request.Request(MOTO + self.path, method=self.command, data=body if body else None, headers=headers)
-        try:
-            with urllib.request.urlopen(req) as r:
-                status, rh, data = r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            status, rh, data = e.code, e.headers, e.read()
-        self.send(status, data, [(k, v) for k, v in rh.items() if k.lower() in ("content-type", "x-amzn-requestid")])
-
-    do_GET = do_POST = do_PUT = do_DELETE = route
+        self.forward(MOTO, body, ("content-type", "x-amzn-requestid"))
 
 if __name__ == "__main__":
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(f"listening {srv.server_address[1]}", flush=True)
-    srv.serve_forever()
+    serve(H)
