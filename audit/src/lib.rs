@@ -28,6 +28,69 @@ pub const COMPRESS_AFTER_DAYS: u64 = 90;
 pub const RETAIN_DAYS: u64 = 365;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// What an event records. Stored as its dotted name (`deploy.apply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Build,
+    DeployPlan,
+    DeployApply,
+    DeployFailed,
+    Undeploy,
+    Swap,
+    Drift,
+    PolicyRefused,
+    DenySample,
+    AgentStart,
+    AgentStop,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Build,
+        Kind::DeployPlan,
+        Kind::DeployApply,
+        Kind::DeployFailed,
+        Kind::Undeploy,
+        Kind::Swap,
+        Kind::Drift,
+        Kind::PolicyRefused,
+        Kind::DenySample,
+        Kind::AgentStart,
+        Kind::AgentStop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Build => "build",
+            Kind::DeployPlan => "deploy.plan",
+            Kind::DeployApply => "deploy.apply",
+            Kind::DeployFailed => "deploy.failed",
+            Kind::Undeploy => "undeploy",
+            Kind::Swap => "swap",
+            Kind::Drift => "drift",
+            Kind::PolicyRefused => "policy.refused",
+            Kind::DenySample => "deny.sample",
+            Kind::AgentStart => "agent.start",
+            Kind::AgentStop => "agent.stop",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// Whether a SIEM should see the event as a warning (denied traffic, drift).
+    pub fn is_warning(self) -> bool {
+        matches!(self, Kind::DenySample | Kind::Drift | Kind::PolicyRefused | Kind::DeployFailed)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("audit log {0}: {1}")]
@@ -247,14 +310,15 @@ impl Log {
     }
 
     /// Appends one event and returns it once it is on disk.
-    pub fn append(&self, kind: &str, data: Value) -> Result<Event, Error> {
+    pub fn append(&self, kind: Kind, data: Value) -> Result<Event, Error> {
         self.append_at(kind, data, now())
     }
 
     /// [`Log::append`] with the event's time given: for events that carry
     /// their own (the kernel's deny samples) and for tests of rotation and
     /// retention. Times must not go backwards.
-    pub fn append_at(&self, kind: &str, data: Value, ts: u64) -> Result<Event, Error> {
+    pub fn append_at(&self, kind: Kind, data: Value, ts: u64) -> Result<Event, Error> {
+        let kind = kind.as_str();
         let _lock = self.lock()?;
         let segs = segments(&self.dir)?;
         let (mut prev_seq, mut prev_hash) = match self.anchor() {
@@ -488,7 +552,7 @@ pub fn rfc3339(ts: u64) -> String {
 
 /// An event as an RFC 5424 syslog message.
 pub fn rfc5424(e: &Event, host: &str) -> String {
-    let sev = if e.kind.starts_with("deny") || e.kind.contains("drift") { 4 } else { 5 };
+    let sev = if Kind::parse(&e.kind).is_some_and(Kind::is_warning) { 4 } else { 5 };
     let pri = 13 * 8 + sev; // facility 13: log audit
     let data = serde_json::to_string(&e.data).unwrap_or_default();
     format!(
@@ -504,7 +568,7 @@ pub fn rfc5424(e: &Event, host: &str) -> String {
 /// An event as ArcSight CEF.
 pub fn cef(e: &Event) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('=', "\\=").replace('\n', " ");
-    let sev = if e.kind.starts_with("deny") || e.kind.contains("drift") { 6 } else { 3 };
+    let sev = if Kind::parse(&e.kind).is_some_and(Kind::is_warning) { 6 } else { 3 };
     format!(
         "CEF:0|segc|segc|{}|{}|{}|{sev}|rt={} suser={} cs1Label=hash cs1={} cn1Label=seq cn1={} msg={}",
         env!("CARGO_PKG_VERSION"),

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use segc_audit::{Log, ProblemKind};
+use segc_audit::{Kind, Log, ProblemKind};
 use serde_json::json;
 
 fn dir(tag: &str) -> PathBuf {
@@ -30,7 +30,7 @@ fn log_with(tag: &str, n: u64) -> (PathBuf, Log) {
     let d = dir(tag);
     let log = Log::open(&d).expect("open");
     for i in 0..n {
-        log.append("build", json!({"n": i})).expect("append");
+        log.append(Kind::Build, json!({"n": i})).expect("append");
     }
     (d, log)
 }
@@ -96,7 +96,7 @@ fn a_torn_last_record_is_repaired_on_the_next_write() {
     let mut text = std::fs::read_to_string(&p).expect("read");
     text.push_str("{\"seq\":4,\"ts\":1,\"kind\":\"bu");
     std::fs::write(&p, text).expect("write");
-    let e = log.append("build", json!({"after": "crash"})).expect("append repairs");
+    let e = log.append(Kind::Build, json!({"after": "crash"})).expect("append repairs");
     assert_eq!(e.seq, 4);
     assert_eq!(log.verify(), Ok(4));
 }
@@ -111,7 +111,7 @@ fn concurrent_writers_never_interleave() {
             std::thread::spawn(move || {
                 let log = Log::open(&d).expect("open");
                 for i in 0..50 {
-                    log.append("swap", json!({"t": t, "i": i})).expect("append");
+                    log.append(Kind::Swap, json!({"t": t, "i": i})).expect("append");
                 }
             })
         })
@@ -130,8 +130,8 @@ fn rotation_compression_and_retention_keep_the_chain() {
     let start = 1_700_000_000 - 400 * day;
     // 400 days of events, a few a day, in small segments.
     for i in 0..400u64 {
-        log.append_at("build", json!({"day": i}), start + i * day).expect("append");
-        log.append_at("swap", json!({"day": i}), start + i * day + 60).expect("append");
+        log.append_at(Kind::Build, json!({"day": i}), start + i * day).expect("append");
+        log.append_at(Kind::Swap, json!({"day": i}), start + i * day + 60).expect("append");
     }
     let names: Vec<String> =
         std::fs::read_dir(d.join("segments")).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
@@ -151,7 +151,7 @@ fn child_writer() {
     let log = Log::open(Path::new(&d)).expect("open");
     let mut out = std::io::stdout();
     for i in 0.. {
-        let e = log.append("deny", json!({"i": i, "pad": "x".repeat(200)})).expect("append");
+        let e = log.append(Kind::DenySample, json!({"i": i, "pad": "x".repeat(200)})).expect("append");
         use std::io::Write;
         writeln!(out, "{}", e.seq).expect("print");
         out.flush().expect("flush");
@@ -191,7 +191,7 @@ fn kill_9_loses_no_acknowledged_event() {
         }
         let log = Log::open(&d).expect("open");
         // The next write repairs a torn tail, if the kill tore one.
-        log.append("build", json!({"round": round})).expect("append after the kill");
+        log.append(Kind::Build, json!({"round": round})).expect("append after the kill");
         assert!(log.verify().is_ok(), "round {round}: {:?}", log.verify());
         let kept: std::collections::HashSet<u64> = log.events().expect("events").iter().map(|e| e.seq).collect();
         for n in &acked {

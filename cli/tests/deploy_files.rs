@@ -45,7 +45,7 @@ fn dashboard_and_alerts_use_exported_metrics() {
         "segc_zone_pair_packets_total",
         "segc_zone_pair_bytes_total",
     ];
-    let agent = std::fs::read_to_string(repo().join("cli/src/agent.rs")).expect("agent source");
+    let agent = std::fs::read_to_string(repo().join("cli/src/agent/metrics.rs")).expect("agent source");
     for m in exported {
         assert!(agent.contains(&format!("\"{}\"", m.trim_end_matches("_total"))), "{m} is exported by the agent");
     }

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use segc::fsload::FsLoader;
 use segc::render;
 use segc_compiler::{compile, ir::Date, Options};
+use segc_fsio::FsLoader;
 
 fn check_file(path: &Path) -> String {
     let dir = path.parent().expect("inputs live in a folder");

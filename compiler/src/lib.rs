@@ -10,19 +10,16 @@
 //!                                                        └─▶ lower (targets)
 //! ```
 
+pub mod analysis;
 pub mod check;
 pub mod diag;
-pub mod diff;
-pub mod eval;
 pub mod graph;
 pub mod ir;
 pub mod lower;
-pub mod probes;
 pub mod resolve;
 pub mod sha256;
 pub mod source;
 pub mod syntax;
-pub mod verify;
 
 use diag::{Diagnostic, Severity};
 use ir::{Date, Model};
@@ -53,6 +50,12 @@ impl Compilation {
         &self.tree.sources
     }
 
+    /// The set of a service name as this policy sees it, else as the standard
+    /// library defines it (`ssh`).
+    pub fn service_set(&self, name: &str) -> Option<ir::ServiceSet> {
+        check::service_set(&self.tree, &self.names, name)
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
@@ -75,22 +78,32 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
     let mut diags = Vec::new();
     let tree = resolve::load(root, loader, &mut diags)?;
     let names = resolve::scope(&tree, &mut diags);
-    let model = check::build_model(&tree, &names, &mut diags);
+    let model = check::build_model(&tree, &names, opts.today, &mut diags);
+    let held_back = names.held_back.borrow().clone();
+    if !held_back.is_empty() {
+        if let Some(d) = diags.iter_mut().find(|d| d.code == diag::Code::E103) {
+            let list: Vec<String> = held_back.iter().map(|n| format!("`{n}`")).collect();
+            d.notes.push(format!(
+                "not defined in the files that were read, so not reported as unknown: {} (they may be in the file that could not be imported)",
+                list.join(", ")
+            ));
+        }
+    }
     let front_end_clean = !diags.iter().any(|d| d.is_error() && d.code.is_front_end());
     if front_end_clean {
-        let ev = eval::Evaluator::new(&model);
+        let ev = ir::eval::Evaluator::new(&model);
         let graph = graph::ZoneGraph::new(&ev);
-        verify::run_asserts(&ev, &graph, &tree.sources, &mut diags);
+        analysis::verify::run_asserts(&ev, &graph, &tree.sources, &mut diags);
         for t in &model.tests {
             for c in &t.cases {
-                let r = verify::run_case(&ev, &t.name, c);
+                let r = analysis::verify::run_case(&ev, &t.name, c);
                 if !r.passed {
-                    diags.push(verify::case_diagnostic(&model, &tree.sources, c, &r));
+                    diags.push(analysis::verify::case_diagnostic(&model, &tree.sources, c, &r));
                 }
             }
         }
-        check::pci::run(&ev, opts.today, &mut diags);
-        graph::hygiene::run(&ev, &tree.sources, &mut diags);
+        analysis::pci::run(&ev, opts.today, &mut diags);
+        analysis::hygiene::run(&ev, &tree.sources, &mut diags);
     }
     diag::sort(&mut diags);
     diags.dedup();

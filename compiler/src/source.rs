@@ -35,6 +35,20 @@ impl SourceMap {
         self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
     }
 
+    /// The policy's source hash: SHA-256 over every file of the tree, standard
+    /// library included, as `name NUL text NUL` in load order. The manifest's
+    /// `source_sha256` and the report's source hash are this one value.
+    pub fn digest(&self) -> String {
+        let mut bytes = Vec::new();
+        for f in &self.files {
+            bytes.extend_from_slice(f.name.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(f.text.as_bytes());
+            bytes.push(0);
+        }
+        crate::sha256::hex(&bytes)
+    }
+
     pub fn find(&self, name: &str) -> Option<FileId> {
         self.files().find(|(_, f)| f.name == name).map(|(id, _)| id)
     }

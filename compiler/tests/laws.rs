@@ -12,7 +12,7 @@ use common::*;
 
 use proptest::prelude::*;
 use segc_compiler::diag::FileId;
-use segc_compiler::eval::Evaluator;
+use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::ir::Proto;
 use segc_compiler::syntax::{fmt, parse};
 use segc_compiler::{compile_str, Options};
@@ -143,21 +143,21 @@ proptest! {
     #[test]
     fn diff_with_itself_is_empty(pol in policy()) {
         let c = compile_str(&pol.text(), &Options::default());
-        let d = segc_compiler::diff::diff(&c.model, &c.model);
+        let d = segc_compiler::analysis::diff::diff(&c.model, &c.model);
         prop_assert!(d.is_empty(), "{d:?}");
     }
 
     #[test]
     fn diff_agrees_with_the_evaluator(a in policy(), b in policy(), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
         let (ca, cb) = (compile_str(&a.text(), &Options::default()), compile_str(&b.text(), &Options::default()));
-        let d = segc_compiler::diff::diff(&ca.model, &cb.model);
+        let d = segc_compiler::analysis::diff::diff(&ca.model, &cb.model);
         let (ea, eb) = (Evaluator::new(&ca.model), Evaluator::new(&cb.model));
         // A packet has one address family; mixed pairs are denied on both sides.
         for (s, t, p) in packets.into_iter().filter(|(s, t, _)| s.is_ipv4() == t.is_ipv4()) {
             let (before, after) = (ea.verdict(s, t, p).allow, eb.verdict(s, t, p).allow);
-            let from = segc_compiler::diff::Side { old: side(&ca.model, &ea, s), new: side(&cb.model, &eb, s) };
-            let to = segc_compiler::diff::Side { old: side(&ca.model, &ea, t), new: side(&cb.model, &eb, t) };
-            let listed = |list: &[segc_compiler::diff::Change]| list.iter().any(|c| c.from == from && c.to == to && c.set.contains(p));
+            let from = segc_compiler::analysis::diff::Side { old: side(&ca.model, &ea, s), new: side(&cb.model, &eb, s) };
+            let to = segc_compiler::analysis::diff::Side { old: side(&ca.model, &ea, t), new: side(&cb.model, &eb, t) };
+            let listed = |list: &[segc_compiler::analysis::diff::Change]| list.iter().any(|c| c.from == from && c.to == to && c.set.contains(p));
             prop_assert_eq!(listed(&d.newly_allowed), after && !before, "{} -> {} {}\nold:\n{}\nnew:\n{}", s, t, p, a.text(), b.text());
             prop_assert_eq!(listed(&d.newly_denied), before && !after, "{} -> {} {}\nold:\n{}\nnew:\n{}", s, t, p, a.text(), b.text());
         }

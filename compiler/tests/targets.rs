@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use segc_compiler::eval::Evaluator;
+use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::lower::{aws, azure, bpf, gcp, k8s, nft};
 use segc_compiler::{compile_str, Options};
 
@@ -45,7 +45,7 @@ proptest! {
         match aws::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| matches!(d.code.as_str(), "T002" | "T001")), "{:?}", d),
             Ok(out) => {
-                let member = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("aws.security_group").cloned());
+                let member = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.aws_security_group.clone());
                 for (s, d, p) in packets {
                     if let Some(got) = aws::eval(&out, &member, s, d, p) {
                         prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
@@ -72,8 +72,8 @@ proptest! {
             Ok(out) => {
                 let member = |ip: std::net::IpAddr| {
                     let z = c.model.zone(ev.zone_of(ip)?.0);
-                    let ns = z.bindings.get("k8s.namespace")?.clone();
-                    Some((ns, z.bindings.get("k8s.selector").and_then(|s| k8s::labels(s)).unwrap_or_default()))
+                    let k = z.bindings.k8s.as_ref()?;
+                    Some((k.namespace.clone(), k.selector.clone()))
                 };
                 for (s, d, p) in packets {
                     if let Some(got) = k8s::eval(&out, &member, s, d, p) {
@@ -94,7 +94,7 @@ proptest! {
         match gcp::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| d.code.as_str() == "T002"), "{:?}", d),
             Ok(out) => {
-                let tag_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("gcp.tag").cloned());
+                let tag_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.gcp_tag.clone());
                 for (s, d, p) in packets {
                     if let Some(got) = gcp::eval(&out, &tag_of, s, d, p) {
                         prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
@@ -114,7 +114,7 @@ proptest! {
         match azure::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| d.code.as_str() == "T002"), "{:?}", d),
             Ok(out) => {
-                let nsg_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.get("azure.nsg").cloned());
+                let nsg_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.azure_nsg.clone());
                 for (s, d, p) in packets {
                     if let Some(got) = azure::eval(&out, &nsg_of, s, d, p) {
                         prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
@@ -205,7 +205,7 @@ deny web -> internet on udp/53
         ("10.0.1.5", "198.51.100.1", Udp(53), false),
         ("10.0.2.5", "198.51.100.1", Tcp(443), false),
     ];
-    let zone = |a: std::net::IpAddr, key: &str| ev.zone_of(a).and_then(|(z, _)| c.model.zone(z).bindings.get(key).cloned());
+    let zone = |a: std::net::IpAddr, key: &str| ev.zone_of(a).and_then(|(z, _)| c.model.zone(z).bindings.by_key(key));
     let sg = aws::lower(&c.model).expect("aws");
     let nsg = azure::lower(&c.model).expect("azure");
     let fw = gcp::lower(&c.model).expect("gcp");

@@ -5,6 +5,7 @@
 
 pub mod attach;
 mod batch;
+pub mod nft;
 pub mod packet;
 
 use std::net::IpAddr;
@@ -29,8 +30,20 @@ pub enum Error {
     Map(#[from] aya::maps::MapError),
     #[error("the object has no `{0}`")]
     Missing(&'static str),
+    #[error("eBPF disabled by {0}")]
+    Disabled(&'static str),
+    #[error("nftables: {0}")]
+    Nft(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// Whether eBPF cannot be used on this host at all (rather than a problem
+    /// with this deployment), so that nftables should take over.
+    pub fn means_unavailable(&self) -> bool {
+        matches!(self, Error::Load(_) | Error::Disabled(_))
+    }
 }
 
 /// How long a swap took, and how big it was.

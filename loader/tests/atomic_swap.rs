@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use segc_compiler::eval::Evaluator;
+use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::ir::Proto;
 use segc_compiler::lower::bpf;
 use segc_compiler::{compile_str, Options};

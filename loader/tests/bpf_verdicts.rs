@@ -6,7 +6,7 @@ mod common;
 mod gen;
 
 use proptest::prelude::*;
-use segc_compiler::eval::Evaluator;
+use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::lower::bpf;
 use segc_compiler::{compile_str, Options};
 use segc_loader::Filter;

@@ -7,7 +7,7 @@ use std::path::Path;
 use lsp_types as lsp;
 use segc_compiler::check::schema;
 use segc_compiler::diag::{FileId, Span};
-use segc_compiler::ir::{Date, Scope, ZoneKind};
+use segc_compiler::ir::{Date, Review, Scope, ZoneKind};
 use segc_compiler::resolve::{Def, DefKind};
 use segc_compiler::syntax::ast::{Item, ValueKind};
 use segc_compiler::syntax::{fmt, parse};
@@ -104,13 +104,15 @@ pub fn rename(state: &State, p: &lsp::RenameParams) -> Result<Option<lsp::Worksp
     Ok(Some(lsp::WorkspaceEdit { changes: Some(changes), ..Default::default() }))
 }
 
-fn days_text(today: Date, date: Date, interval: u32) -> String {
-    let age = today.0 - date.0;
-    let due = Date::from_days(date.0 + i64::from(interval));
-    if age > i64::from(interval) {
-        format!("reviewed {date}, {age} days ago: **overdue** since {due} (review interval {interval} days)")
-    } else {
-        format!("reviewed {date}, {age} days ago; next review due {due}")
+/// The review status of a flow, as P104 and the report compute it.
+fn review_text(review: Review, interval: u32) -> String {
+    match review {
+        Review::Never => "never reviewed".to_string(),
+        Review::Current { date, age, due } => format!("reviewed {date}, {age} days ago; next review due {due}"),
+        Review::Overdue { date, age, due } => {
+            format!("reviewed {date}, {age} days ago: **overdue** since {due} (review interval {interval} days)")
+        }
+        Review::Future { date } => format!("review date {date} is in the future: not a review"),
     }
 }
 
@@ -148,6 +150,11 @@ pub fn hover(state: &State, p: &lsp::HoverParams, today: Date) -> Option<lsp::Ho
                 s.push_str(&format!("\n\nflows out ({}): {}", outs.len(), outs.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
                 s
             }
+            DefKind::Group => {
+                let g = model.groups.iter().find(|g| g.name == def.name)?;
+                let zones: Vec<String> = g.zones.iter().map(|z| format!("`{}`", model.zone(*z).name)).collect();
+                format!("**group `{}`**: {} zone{}: {}", g.name, zones.len(), if zones.len() == 1 { "" } else { "s" }, zones.join(", "))
+            }
             DefKind::Service => {
                 let svc = model.services.iter().find(|s| s.name == def.name);
                 match svc {
@@ -179,19 +186,24 @@ pub fn hover(state: &State, p: &lsp::HoverParams, today: Date) -> Option<lsp::Ho
             return None;
         };
         let attr = |name: &str| f.body.as_ref().and_then(|b| b.get(name)).map(|a| &a.value.kind);
-        let mut s = format!("**flow `{} -> {}`**", f.from.dotted(), f.to.dotted());
+        let mut s = format!("**flow `{} -> {}`**", f.from.text(), f.to.text());
+        let rules: Vec<&segc_compiler::ir::Rule> = model.flows.iter().filter(|r| r.span == f.span).collect();
+        if rules.len() > 1 || rules.iter().any(|r| r.via.from.is_some() || r.via.to.is_some()) {
+            let pairs: Vec<String> = rules.iter().map(|r| format!("`{}`{}", model.pair_text(r.from, r.to), r.via_text())).collect();
+            s.push_str(&format!("\n\none rule per zone pair ({}): {}", pairs.len(), pairs.join("; ")));
+        }
         match attr("justification") {
             Some(ValueKind::Str(j)) => s.push_str(&format!("\n\njustification: {j}")),
             _ => s.push_str("\n\nno justification"),
         }
-        match attr("reviewed") {
-            Some(ValueKind::Date(d)) => {
-                if let Some(date) = Date::parse(d) {
-                    s.push_str(&format!("\n\n{}", days_text(today, date, model.policy.review_interval_days)));
-                }
+        let interval = model.policy.review_interval_days;
+        let review = match rules.first() {
+            Some(r) => r.review(today, interval),
+            None => {
+                Review::of(attr("reviewed").and_then(|v| if let ValueKind::Date(d) = v { Date::parse(d) } else { None }), today, interval)
             }
-            _ => s.push_str("\n\nnever reviewed"),
-        }
+        };
+        s.push_str(&format!("\n\n{}", review_text(review, interval)));
         s
     };
     Some(lsp::Hover {
@@ -335,14 +347,14 @@ pub fn symbols(state: &State, p: &lsp::DocumentSymbolParams) -> Option<lsp::Docu
             Item::Zone(z) => out.push(sym(z.name.name.clone(), lsp::SymbolKind::NAMESPACE, z.span, z.name.span, Some("zone".into()))),
             Item::Service(s) => out.push(sym(s.name.name.clone(), lsp::SymbolKind::CONSTANT, s.span, s.name.span, Some("service".into()))),
             Item::Flow(f) => out.push(sym(
-                format!("{} -> {}", f.from.dotted(), f.to.dotted()),
+                format!("{} -> {}", f.from.text(), f.to.text()),
                 lsp::SymbolKind::EVENT,
                 f.span,
                 f.from.span.to(f.to.span),
                 Some("flow".into()),
             )),
             Item::Deny(d) => out.push(sym(
-                format!("{} -> {}", d.from.dotted(), d.to.dotted()),
+                format!("{} -> {}", d.from.text(), d.to.text()),
                 lsp::SymbolKind::EVENT,
                 d.span,
                 d.from.span.to(d.to.span),

@@ -8,7 +8,7 @@ use segc_compiler::Compilation;
 
 #[derive(Clone, Debug)]
 pub enum Occ {
-    /// A zone or service being defined.
+    /// A zone, service or group being defined.
     Def(DefId),
     /// A reference by path.
     Ref(ast::Path, DefKind),
@@ -22,6 +22,11 @@ pub fn occurrences(comp: &Compilation, file: FileId) -> Vec<(Span, Occ)> {
     let mut out = Vec::new();
     let items = &comp.tree.parsed[file.0 as usize].file.items;
     let zone = |p: &ast::Path, out: &mut Vec<(Span, Occ)>| out.push((last(p), Occ::Ref(p.clone(), DefKind::Zone)));
+    let zones = |l: &ast::ZoneList, out: &mut Vec<(Span, Occ)>| {
+        for p in &l.items {
+            zone(p, out);
+        }
+    };
     let svcs = |list: &[ServiceRef], out: &mut Vec<(Span, Occ)>| {
         for s in list {
             if let ServiceRef::Name(p) = s {
@@ -33,23 +38,29 @@ pub fn occurrences(comp: &Compilation, file: FileId) -> Vec<(Span, Occ)> {
         let id = DefId { file, item: i as u32 };
         match item {
             Item::Zone(z) => out.push((z.name.span, Occ::Def(id))),
+            Item::Group(g) => {
+                out.push((g.name.span, Occ::Def(id)));
+                for m in &g.members {
+                    zone(m, &mut out);
+                }
+            }
             Item::Service(s) => {
                 out.push((s.name.span, Occ::Def(id)));
                 svcs(&s.services, &mut out);
             }
             Item::Flow(f) => {
-                zone(&f.from, &mut out);
-                zone(&f.to, &mut out);
+                zones(&f.from, &mut out);
+                zones(&f.to, &mut out);
                 svcs(&f.services, &mut out);
             }
             Item::Deny(d) => {
-                zone(&d.from, &mut out);
-                zone(&d.to, &mut out);
+                zones(&d.from, &mut out);
+                zones(&d.to, &mut out);
                 svcs(&d.services, &mut out);
             }
             Item::Assert(a) => {
-                zone(&a.from, &mut out);
-                zone(&a.to, &mut out);
+                zones(&a.from, &mut out);
+                zones(&a.to, &mut out);
                 if let ast::AssertKind::Denied(s) = &a.kind {
                     svcs(s, &mut out);
                 }
@@ -91,7 +102,8 @@ fn last(p: &ast::Path) -> Span {
 pub fn resolve<'c>(comp: &'c Compilation, occ: &Occ) -> Option<&'c Def> {
     match occ {
         Occ::Def(id) => comp.names.locals.values().chain(comp.names.std.values().flat_map(|m| m.values())).find(|d| d.id == *id),
-        Occ::Ref(p, kind) => comp.names.find(p).filter(|d| d.kind == *kind),
+        // A zone reference may name a group: both stand for zones.
+        Occ::Ref(p, kind) => comp.names.find(p).filter(|d| d.kind == *kind || (*kind == DefKind::Zone && d.kind == DefKind::Group)),
         Occ::UseMember(module, name) => comp.names.std.get(module)?.get(&name.name),
     }
 }

@@ -15,7 +15,6 @@ use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response
 use lsp_types as lsp;
 use lsp_types::notification::Notification as _;
 use lsp_types::request::Request as _;
-use segc_compiler::ir::Date;
 use segc_compiler::Options;
 use serde_json::Value;
 
@@ -37,12 +36,6 @@ fn capabilities() -> lsp::ServerCapabilities {
         code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     }
-}
-
-/// Today in UTC, for P104 and review status in hovers.
-fn today() -> Date {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Date::from_days((secs / 86_400) as i64)
 }
 
 /// Serves on stdin and stdout until `exit`.
@@ -132,7 +125,7 @@ fn handle_notification(state: &mut State, n: Notification) -> bool {
 /// Recompiles and publishes diagnostics for every file of every policy tree,
 /// clearing files that no longer have any.
 fn publish(conn: &Connection, state: &mut State) -> anyhow::Result<()> {
-    state.rebuild(&Options { today: Some(today()) });
+    state.rebuild(&Options { today: Some(segc_fsio::clock::today()) });
     let mut now: BTreeSet<lsp::Url> = BTreeSet::new();
     let mut batches: Vec<(lsp::Url, Vec<lsp::Diagnostic>, Option<i32>)> = Vec::new();
     for unit in &state.units {
@@ -184,7 +177,7 @@ fn handle_request(state: &mut State, req: Request) -> Response {
     match req.method.as_str() {
         lsp::request::HoverRequest::METHOD => {
             let p = params!(lsp::HoverParams);
-            reply(id, features::hover(state, &p, today()))
+            reply(id, features::hover(state, &p, segc_fsio::clock::today()))
         }
         lsp::request::GotoDefinition::METHOD => {
             let p = params!(lsp::GotoDefinitionParams);

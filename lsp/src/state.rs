@@ -9,32 +9,14 @@ use lsp_types::Url;
 use segc_compiler::diag::FileId;
 use segc_compiler::source::{LoadError, Loader};
 use segc_compiler::{compile, Compilation, Options};
-
-/// Reads from disk under a root folder, refusing what leaves it.
-pub struct DiskLoader {
-    pub root: PathBuf,
-}
-
-impl Loader for DiskLoader {
-    fn read(&self, path: &str) -> Result<Vec<u8>, LoadError> {
-        let full = self.root.join(path);
-        let canon = std::fs::canonicalize(&full).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound,
-            _ => LoadError::Io(e.to_string()),
-        })?;
-        let root = std::fs::canonicalize(&self.root).map_err(|e| LoadError::Io(e.to_string()))?;
-        if !canon.starts_with(&root) {
-            return Err(LoadError::OutsideRoot);
-        }
-        std::fs::read(&canon).map_err(|e| LoadError::Io(e.to_string()))
-    }
-}
+use segc_fsio::FsLoader;
 
 /// Open documents take precedence over the disk.
 struct OverlayLoader<'a> {
     root: &'a Path,
     docs: &'a BTreeMap<PathBuf, Doc>,
-    disk: DiskLoader,
+    /// `None` when the folder cannot be opened: only open documents are read.
+    disk: Option<FsLoader>,
 }
 
 impl Loader for OverlayLoader<'_> {
@@ -43,7 +25,10 @@ impl Loader for OverlayLoader<'_> {
         if let Some(d) = self.docs.get(&full) {
             return Ok(d.text.as_bytes().to_vec());
         }
-        self.disk.read(path)
+        match &self.disk {
+            Some(d) => d.read(path),
+            None => Err(LoadError::NotFound),
+        }
     }
 }
 
@@ -117,7 +102,7 @@ impl State {
                 continue;
             }
             let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else { continue };
-            let loader = OverlayLoader { root: dir, docs: &self.docs, disk: DiskLoader { root: dir.to_path_buf() } };
+            let loader = OverlayLoader { root: dir, docs: &self.docs, disk: FsLoader::new(dir).ok() };
             let Ok(comp) = compile(name, &loader, opts) else { continue };
             let unit = Unit { dir: dir.to_path_buf(), comp };
             for &f in &unit.comp.tree.user_files {

@@ -62,6 +62,7 @@ pub const ZONE: &[AttrSpec] = &[
     opt("gcp.tag", Ty::Str, "the GCP network tag that stands for this zone"),
     opt("k8s.namespace", Ty::Str, "the Kubernetes namespace that stands for this zone"),
     opt("k8s.selector", Ty::Str, "a Kubernetes label selector such as `app=vault`"),
+    opt("windows.group", Ty::Str, "the Windows Firewall rule group (`segc:NAME`) of the hosts in this zone"),
 ];
 
 pub const SERVICE: &[AttrSpec] = &[

@@ -60,6 +60,9 @@ codes! {
     E204 => Error, "port out of range or reversed range";
     E205 => Error, "invalid address or prefix";
     E206 => Error, "invalid date or duration";
+    E207 => Error, "a service or group defined in terms of itself";
+    E208 => Error, "a test case mixes IPv4 and IPv6 addresses";
+    E209 => Error, "an empty list where at least one item is needed";
     E301 => Error, "the same prefix in two zones";
     E401 => Error, "assertion failed";
     E402 => Error, "test case failed";

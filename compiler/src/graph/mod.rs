@@ -2,14 +2,12 @@
 //! exact set of services `a` may open to `b` after denies are subtracted. Edges
 //! with nothing left are not in the graph.
 
-pub mod hygiene;
-
 use std::collections::VecDeque;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{ServiceSet, ZoneId};
 
 pub struct ZoneGraph {

@@ -4,14 +4,15 @@
 //! order items were written in.
 
 pub mod addr;
+pub mod bindings;
 pub mod date;
+pub mod eval;
 pub mod service;
-
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 pub use addr::{Family, Prefix};
+pub use bindings::{Bindings, K8sBinding};
 pub use date::Date;
 pub use service::{Proto, RangeSet, ServiceSet};
 
@@ -93,8 +94,8 @@ pub struct Zone {
     pub prefixes: Vec<ZonePrefix>,
     pub owner: Option<String>,
     pub description: Option<String>,
-    /// Target bindings such as `aws.security_group`, sorted by key.
-    pub bindings: BTreeMap<String, String>,
+    /// How targets address the zone (`aws.security_group` ...).
+    pub bindings: Bindings,
     /// The zone's name where it is defined.
     #[serde(skip)]
     pub span: Span,
@@ -146,9 +147,69 @@ pub struct Rule {
     /// The item's first line, `flow a -> b on x, y`, for labels.
     #[serde(skip)]
     pub head: Span,
+    /// The groups the item named where this rule's zones came from one.
+    pub via: Via,
+}
+
+/// The groups an end of a rule came from (`flow stores -> gw`: `from` is
+/// `stores` for each store's rule).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Via {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl Via {
+    /// ` (via group stores)`, or nothing when neither end came from a group.
+    pub fn text(&self) -> String {
+        match (&self.from, &self.to) {
+            (None, None) => String::new(),
+            (Some(a), None) | (None, Some(a)) => format!(" (via group {a})"),
+            (Some(a), Some(b)) if a == b => format!(" (via group {a})"),
+            (Some(a), Some(b)) => format!(" (via groups {a} and {b})"),
+        }
+    }
+}
+
+/// How long ago a rule was reviewed, against the policy's review interval:
+/// the one review-age computation (P104, the report, editor hovers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Review {
+    /// No `reviewed` date.
+    Never,
+    /// Reviewed `age` days ago; due again on `due`.
+    Current { date: Date, age: i64, due: Date },
+    /// Reviewed `age` days ago; the review was due on `due`.
+    Overdue { date: Date, age: i64, due: Date },
+    /// The date is after today: not a review (E206).
+    Future { date: Date },
+}
+
+impl Review {
+    pub fn of(reviewed: Option<Date>, today: Date, interval_days: u32) -> Review {
+        let Some(date) = reviewed else { return Review::Never };
+        let age = today.0 - date.0;
+        let due = Date(date.0 + i64::from(interval_days));
+        if age < 0 {
+            Review::Future { date }
+        } else if age > i64::from(interval_days) {
+            Review::Overdue { date, age, due }
+        } else {
+            Review::Current { date, age, due }
+        }
+    }
 }
 
 impl Rule {
+    /// ` (via group stores)` when the item named a group.
+    pub fn via_text(&self) -> String {
+        self.via.text()
+    }
+
+    pub fn review(&self, today: Date, interval_days: u32) -> Review {
+        Review::of(self.reviewed, today, interval_days)
+    }
+
     /// The service list as written, joined: `postgres, tcp/8443`.
     pub fn services_text(&self) -> String {
         let parts: Vec<&str> = self.services.iter().map(|s| s.text.as_str()).collect();
@@ -213,6 +274,16 @@ pub struct Test {
     pub span: Span,
 }
 
+/// `group stores = [a, b]`: a name for several zones.
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    pub name: String,
+    /// Its zones, nested groups flattened, sorted.
+    pub zones: Vec<ZoneId>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
 /// A checked policy. Zones are sorted by name; rules by (from, to, services).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Model {
@@ -224,6 +295,8 @@ pub struct Model {
     pub tests: Vec<Test>,
     /// Named services (not literals), sorted by name, for reports and W503.
     pub services: Vec<NamedService>,
+    /// Groups, sorted by name.
+    pub groups: Vec<Group>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Prefix, ZoneId};
 
 /// An inclusive address range of one family, all of it in `zone`.

@@ -108,7 +108,7 @@ fn rules_for(model: &Model, plan: &Plan, g: &Grant, from: ZoneId, to: ZoneId, di
 }
 
 fn binding(model: &Model, z: ZoneId) -> String {
-    model.zone(z).bindings.get("aws.security_group").cloned().unwrap_or_default()
+    model.zone(z).bindings.aws_security_group.clone().unwrap_or_default()
 }
 
 /// Counts rules per address family: a CIDR rule in its family, a group rule

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::atoms::range_to_prefixes;
 use crate::diag::{Code, Diagnostic, FileId, Span};
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, RangeSet};
 
 /// Protocol classes, as in `runtime-bpf/c/segc.h`.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::atoms::atoms;
 use crate::diag::{Code, Diagnostic, FileId, Span};
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, ServiceSet, ZoneId};
 
 /// How a target reaches a zone's members.
@@ -53,7 +53,7 @@ pub fn span(model: &Model) -> Span {
 /// Builds the plan for the zones bound by `key` (e.g. `aws.security_group`).
 /// Two zones sharing one binding cannot be told apart by the target: T002.
 pub fn plan(model: &Model, key: &str, target: &str) -> Result<Plan, Vec<Diagnostic>> {
-    plan_by(model, &|z: &crate::ir::Zone| z.bindings.get(key).cloned(), key, target, true)
+    plan_by(model, &|z: &crate::ir::Zone| z.bindings.by_key(key), key, target, true)
 }
 
 /// [`plan`] with the binding computed from the zone (Kubernetes binds by

@@ -96,7 +96,7 @@ fn allowed(model: &Model, set: &ServiceSet, fam: Option<Family>, from: ZoneId, t
 }
 
 fn tag(model: &Model, z: ZoneId) -> String {
-    model.zone(z).bindings.get("gcp.tag").cloned().unwrap_or_default()
+    model.zone(z).bindings.gcp_tag.clone().unwrap_or_default()
 }
 
 fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {

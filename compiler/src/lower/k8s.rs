@@ -15,23 +15,8 @@ use super::cloud::{self, Grant, Peer};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Model, Prefix, Proto, ServiceSet, ZoneId};
 
-/// `app=vault,tier=db` as labels; `None` when malformed.
-pub fn labels(selector: &str) -> Option<BTreeMap<String, String>> {
-    let mut m = BTreeMap::new();
-    for part in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=')?;
-        let ok = |s: &str| !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-        if !ok(k.trim()) || !(v.trim().is_empty() || ok(v.trim())) {
-            return None;
-        }
-        m.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Some(m)
-}
-
 fn ident(z: &crate::ir::Zone) -> Option<String> {
-    let ns = z.bindings.get("k8s.namespace")?;
-    Some(format!("{ns}/{}", z.bindings.get("k8s.selector").map(String::as_str).unwrap_or("")))
+    z.bindings.k8s.as_ref().map(crate::ir::K8sBinding::ident)
 }
 
 /// A zone's addresses as ipBlocks: each of its prefixes, except the more
@@ -57,7 +42,7 @@ fn ip_blocks(model: &Model, z: ZoneId) -> Vec<Value> {
 }
 
 fn selector_value(model: &Model, z: ZoneId) -> Value {
-    let sel = model.zone(z).bindings.get("k8s.selector").and_then(|s| labels(s)).unwrap_or_default();
+    let sel = model.zone(z).bindings.k8s.as_ref().map(|k| k.selector.clone()).unwrap_or_default();
     if sel.is_empty() {
         json!({})
     } else {
@@ -68,7 +53,7 @@ fn selector_value(model: &Model, z: ZoneId) -> Value {
 fn peers(model: &Model, g: &Grant) -> Vec<Value> {
     match &g.peer {
         Peer::Bound(z) => vec![json!({
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": model.zone(*z).bindings.get("k8s.namespace")}},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": model.zone(*z).bindings.k8s.as_ref().map(|k| &k.namespace)}},
             "podSelector": selector_value(model, *z),
         })],
         Peer::Prefixes(_) => ip_blocks(model, g.other),
@@ -103,29 +88,10 @@ fn ports(model: &Model, set: &ServiceSet, from: ZoneId, to: ZoneId, diags: &mut 
 /// The NetworkPolicies, as JSON values (one per bound zone).
 pub fn lower(model: &Model) -> Result<Vec<Value>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    for z in &model.zones {
-        if let Some(s) = z.bindings.get("k8s.selector") {
-            if labels(s).is_none() {
-                diags.push(
-                    Diagnostic::new(Code::T002, z.span, format!("`k8s.selector` of zone `{}` is not a label selector: `{s}`", z.name))
-                        .with_help("write `key=value`, comma-separated"),
-                );
-            }
-            if !z.bindings.contains_key("k8s.namespace") {
-                diags.push(Diagnostic::new(Code::T002, z.span, format!("zone `{}` has `k8s.selector` without `k8s.namespace`", z.name)));
-            }
-        }
-    }
     // Two pod zones in one namespace must not select the same pods: a
     // selector that is a subset of another's (an empty one included) overlaps.
-    let pods: Vec<(&crate::ir::Zone, &String, BTreeMap<String, String>)> = model
-        .zones
-        .iter()
-        .filter_map(|z| {
-            let ns = z.bindings.get("k8s.namespace")?;
-            Some((z, ns, z.bindings.get("k8s.selector").and_then(|s| labels(s)).unwrap_or_default()))
-        })
-        .collect();
+    let pods: Vec<(&crate::ir::Zone, &String, &BTreeMap<String, String>)> =
+        model.zones.iter().filter_map(|z| z.bindings.k8s.as_ref().map(|k| (z, &k.namespace, &k.selector))).collect();
     for (i, (a, ns_a, la)) in pods.iter().enumerate() {
         for (b, ns_b, lb) in &pods[i + 1..] {
             let subset = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| x.iter().all(|(k, v)| y.get(k) == Some(v));
@@ -176,7 +142,7 @@ pub fn lower(model: &Model) -> Result<Vec<Value>, Vec<Diagnostic>> {
             "kind": "NetworkPolicy",
             "metadata": {
                 "name": format!("segc-{}", z.name.replace('_', "-").to_lowercase()),
-                "namespace": z.bindings.get("k8s.namespace"),
+                "namespace": z.bindings.k8s.as_ref().map(|k| &k.namespace),
                 "labels": {"app.kubernetes.io/managed-by": "segc", "segc.dev/zone": z.name.replace('_', "-")},
             },
             "spec": {

@@ -66,7 +66,7 @@ pub fn default_targets(model: &Model) -> BTreeSet<Target> {
         .copied()
         .filter(|t| match t.binding() {
             None => true,
-            Some(prefix) => model.zones.iter().any(|z| z.bindings.keys().any(|k| k.starts_with(prefix))),
+            Some(prefix) => model.zones.iter().any(|z| z.bindings.binds(prefix)),
         })
         .collect()
 }

@@ -11,7 +11,7 @@
 use std::fmt::Write;
 
 use super::atoms::{atoms, Atom};
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, Proto, RangeSet, ServiceSet, ZoneId};
 
 /// One accept rule of a pair chain.

@@ -12,7 +12,7 @@ use crate::syntax::{parse, Parsed};
 
 pub use stdlib::STDLIB;
 
-/// What a name refers to: a zone or service item in some file.
+/// What a name refers to: a zone, service or group item in some file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DefId {
     pub file: FileId,
@@ -23,6 +23,7 @@ pub struct DefId {
 pub enum DefKind {
     Zone,
     Service,
+    Group,
 }
 
 impl DefKind {
@@ -30,6 +31,7 @@ impl DefKind {
         match self {
             DefKind::Zone => "zone",
             DefKind::Service => "service",
+            DefKind::Group => "group",
         }
     }
 }
@@ -207,6 +209,15 @@ pub struct Scope {
     pub std: BTreeMap<String, BTreeMap<String, Def>>,
     /// Standard-library definitions named by an explicit `use`.
     pub used_std: HashSet<DefId>,
+    /// Names whose E101 is not reported: they may be defined by an item that
+    /// failed to parse or a file that failed to import, so the error already
+    /// reported explains them (no cascades).
+    pub silenced: HashSet<String>,
+    /// An import failed: any unknown name may be defined in the missing file,
+    /// so E101 for names is held back and listed on the E103 instead.
+    pub import_failed: bool,
+    /// The unknown names held back, for that note.
+    pub held_back: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 fn defs_of(tree: &Tree, file: FileId, std: bool) -> Vec<Def> {
@@ -219,6 +230,7 @@ fn defs_of(tree: &Tree, file: FileId, std: bool) -> Vec<Def> {
             let (kind, name) = match item {
                 Item::Zone(z) => (DefKind::Zone, &z.name),
                 Item::Service(s) => (DefKind::Service, &s.name),
+                Item::Group(g) => (DefKind::Group, &g.name),
                 _ => return None,
             };
             Some(Def { id: DefId { file, item: i as u32 }, kind, name: name.name.clone(), span: name.span, std })
@@ -235,7 +247,16 @@ pub fn scope(tree: &Tree, diags: &mut Vec<Diagnostic>) -> Scope {
         globs: BTreeMap::new(),
         std: BTreeMap::new(),
         used_std: HashSet::new(),
+        silenced: HashSet::new(),
+        import_failed: false,
+        held_back: Default::default(),
     };
+    s.import_failed = diags.iter().any(|d| d.code == Code::E103);
+    for &file in &tree.user_files {
+        if tree.parsed[file.0 as usize].has_errors() {
+            s.silenced.extend(crate::syntax::defined_names(file, &tree.sources.get(file).text));
+        }
+    }
     for (module, &file) in &tree.std_modules {
         let members = defs_of(tree, file, true).into_iter().map(|d| (d.name.clone(), d)).collect();
         s.std.insert(module.clone(), members);
@@ -339,6 +360,12 @@ fn resolve_use(s: &mut Scope, u: &ast::Use, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// `zone`, or `zone or group`.
+fn kinds_text(kinds: &[DefKind]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    names.join(" or ")
+}
+
 fn quoted_list(items: &[String]) -> String {
     let q: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
     q.join(", ")
@@ -348,15 +375,24 @@ impl Scope {
     /// Resolves a reference to a zone or a service. Unknown names are E101 with a
     /// suggestion; a name of the wrong kind is E202.
     pub fn lookup(&self, path: &Path, want: DefKind, diags: &mut Vec<Diagnostic>) -> Option<&Def> {
+        self.lookup_kinds(path, want, &[want], diags)
+    }
+
+    /// Resolves an end of a flow: a zone or a group.
+    pub fn lookup_zones(&self, path: &Path, diags: &mut Vec<Diagnostic>) -> Option<&Def> {
+        self.lookup_kinds(path, DefKind::Zone, &[DefKind::Zone, DefKind::Group], diags)
+    }
+
+    fn lookup_kinds(&self, path: &Path, want: DefKind, kinds: &[DefKind], diags: &mut Vec<Diagnostic>) -> Option<&Def> {
         let found = self.find(path);
         match found {
-            Some(def) if def.kind == want => Some(def),
+            Some(def) if kinds.contains(&def.kind) => Some(def),
             Some(def) => {
                 diags.push(
                     Diagnostic::new(
                         Code::E202,
                         path.span,
-                        format!("expected a {}, found {} `{}`", want.as_str(), def.kind.as_str(), path.dotted()),
+                        format!("expected a {}, found {} `{}`", kinds_text(kinds), def.kind.as_str(), path.dotted()),
                     )
                     .with_label(path.span, format!("this is a {}", def.kind.as_str()))
                     .with_label(def.span, format!("the {} is defined here", def.kind.as_str())),
@@ -364,7 +400,12 @@ impl Scope {
                 None
             }
             None => {
-                diags.push(self.unknown(path, want));
+                let name = path.dotted();
+                if self.import_failed {
+                    self.held_back.borrow_mut().insert(name);
+                } else if !self.silenced.contains(&name) {
+                    diags.push(self.unknown(path, want, kinds));
+                }
                 None
             }
         }
@@ -379,16 +420,16 @@ impl Scope {
         }
     }
 
-    fn unknown(&self, path: &Path, want: DefKind) -> Diagnostic {
+    fn unknown(&self, path: &Path, want: DefKind, kinds: &[DefKind]) -> Diagnostic {
         let name = path.dotted();
         let mut d =
-            Diagnostic::new(Code::E101, path.span, format!("unknown {} `{name}`", want.as_str())).with_label(path.span, "not found");
+            Diagnostic::new(Code::E101, path.span, format!("unknown {} `{name}`", kinds_text(kinds))).with_label(path.span, "not found");
         let visible = self
             .locals
             .values()
             .chain(self.explicit.values())
             .chain(self.globs.values())
-            .filter(|d| d.kind == want)
+            .filter(|d| kinds.contains(&d.kind))
             .map(|d| d.name.as_str());
         if let Some(best) = did_you_mean(&name, visible) {
             return d.with_help(format!("did you mean `{best}`?"));

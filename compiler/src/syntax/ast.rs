@@ -43,6 +43,7 @@ pub enum Item {
     Deny(Deny),
     Assert(Assert),
     Test(Test),
+    Group(Group),
 }
 
 impl Item {
@@ -57,6 +58,7 @@ impl Item {
             Item::Deny(x) => x.span,
             Item::Assert(x) => x.span,
             Item::Test(x) => x.span,
+            Item::Group(x) => x.span,
         }
     }
 }
@@ -143,10 +145,38 @@ pub struct Zone {
     pub span: Span,
 }
 
+/// One end of a flow, deny or assert: one or more zones or groups, `a, b`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZoneList {
+    pub items: Vec<Path>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl ZoneList {
+    /// `a, b`
+    pub fn text(&self) -> String {
+        let parts: Vec<String> = self.items.iter().map(Path::dotted).collect();
+        parts.join(", ")
+    }
+}
+
+/// `group stores = [store1_pos, store2_pos]`: a name for several zones.
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    pub name: Ident,
+    pub members: Vec<Path>,
+    /// The bracketed list.
+    #[serde(skip)]
+    pub list: Span,
+    #[serde(skip)]
+    pub span: Span,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Flow {
-    pub from: Path,
-    pub to: Path,
+    pub from: ZoneList,
+    pub to: ZoneList,
     pub services: Vec<ServiceRef>,
     pub body: Option<Block>,
     #[serde(skip)]
@@ -155,8 +185,8 @@ pub struct Flow {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Deny {
-    pub from: Path,
-    pub to: Path,
+    pub from: ZoneList,
+    pub to: ZoneList,
     pub services: Vec<ServiceRef>,
     pub body: Option<Block>,
     #[serde(skip)]
@@ -172,8 +202,8 @@ pub enum AssertKind {
 #[derive(Clone, Debug, Serialize)]
 pub struct Assert {
     pub kind: AssertKind,
-    pub from: Path,
-    pub to: Path,
+    pub from: ZoneList,
+    pub to: ZoneList,
     #[serde(skip)]
     pub span: Span,
 }

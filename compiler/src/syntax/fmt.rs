@@ -144,22 +144,26 @@ impl Printer<'_> {
                 self.out.push_str(&format!("zone {}", z.name.name));
                 self.block(&z.body);
             }
+            Item::Group(g) => {
+                let members: Vec<String> = g.members.iter().map(|m| m.dotted()).collect();
+                self.out.push_str(&format!("group {} = [{}]", g.name.name, members.join(", ")));
+            }
             Item::Flow(f) => {
-                self.out.push_str(&format!("flow {} -> {} on {}", f.from.dotted(), f.to.dotted(), services(&f.services)));
+                self.out.push_str(&format!("flow {} -> {} on {}", f.from.text(), f.to.text(), services(&f.services)));
                 if let Some(b) = &f.body {
                     self.block(b);
                 }
             }
             Item::Deny(d) => {
-                self.out.push_str(&format!("deny {} -> {} on {}", d.from.dotted(), d.to.dotted(), services(&d.services)));
+                self.out.push_str(&format!("deny {} -> {} on {}", d.from.text(), d.to.text(), services(&d.services)));
                 if let Some(b) = &d.body {
                     self.block(b);
                 }
             }
             Item::Assert(a) => match &a.kind {
-                AssertKind::Unreachable => self.out.push_str(&format!("assert unreachable {} -> {}", a.from.dotted(), a.to.dotted())),
+                AssertKind::Unreachable => self.out.push_str(&format!("assert unreachable {} -> {}", a.from.text(), a.to.text())),
                 AssertKind::Denied(s) => {
-                    self.out.push_str(&format!("assert denied {} -> {} on {}", a.from.dotted(), a.to.dotted(), services(s)))
+                    self.out.push_str(&format!("assert denied {} -> {} on {}", a.from.text(), a.to.text(), services(s)))
                 }
             },
             Item::Test(t) => {

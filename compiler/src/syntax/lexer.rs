@@ -18,6 +18,8 @@ pub enum Tok<'a> {
     Service,
     #[token("zone")]
     Zone,
+    #[token("group")]
+    Group,
     #[token("flow")]
     Flow,
     #[token("deny")]
@@ -75,10 +77,22 @@ pub enum Tok<'a> {
     /// A number with a unit; validated later (E206).
     #[regex(r"[0-9]+[A-Za-z_][A-Za-z0-9_]*", priority = 3)]
     Duration(&'a str),
-    /// Anything shaped like an IPv4 or IPv6 address or prefix; validated later (E205).
-    #[regex(r"[0-9]+(\.[0-9]+)+(/[0-9]+)?")]
-    #[regex(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(/[0-9]+)?")]
+    /// Anything shaped like an IPv4 or IPv6 address or prefix, typos included
+    /// (`10.0.1.x/24`, `2001:dg8::/48` are one token each); validated later (E205).
+    #[regex(r"[0-9]+(\.[0-9A-Za-z]+)+(/[0-9A-Za-z]+)?")]
+    #[regex(r"[0-9A-Fa-f]*:[0-9A-Za-z:.]*(/[0-9A-Za-z]+)?")]
     Addr(&'a str),
+    /// `backup-srv`: a name with hyphens. Reported (E002, with the underscore
+    /// spelling) and passed on as a name, so the rest of the file parses.
+    #[regex(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)+", priority = 1)]
+    HyphenName(&'a str),
+    /// `tcp:9001`: a service with a colon. Reported (E002) and passed on as a
+    /// service.
+    #[regex(r"(tcp|udp|icmp):[0-9]+(-[0-9]+)?")]
+    ColonService(&'a str),
+    /// `09/01/2026`: a date not in ISO form. Reported (E206) and passed on as a date.
+    #[regex(r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}")]
+    SlashDate(&'a str),
     /// A string literal, quotes included; scanned by [`lex`], never by logos.
     Str(&'a str),
 }
@@ -248,7 +262,28 @@ fn lex_logos<'a>(
         match result {
             Ok(tok) => {
                 flush(&mut bad, diagnostics);
-                tokens.push((start + range.start, tok, start + range.end));
+                let span = Span::new(file, start + range.start, start + range.end);
+                let tok = match tok {
+                    Tok::HyphenName(text) => {
+                        diagnostics.push(hyphen_name(span, text));
+                        Tok::Ident(text)
+                    }
+                    Tok::ColonService(text) => {
+                        let fixed = text.replacen(':', "/", 1);
+                        diagnostics.push(
+                            Diagnostic::new(Code::E002, span, format!("`{text}` is not a service"))
+                                .with_label(span, "a protocol and a port are separated by `/`")
+                                .with_help(format!("did you mean `{fixed}`?")),
+                        );
+                        Tok::ServiceLit(text)
+                    }
+                    Tok::SlashDate(text) => {
+                        diagnostics.push(slash_date(span, text));
+                        Tok::Date(text)
+                    }
+                    other => other,
+                };
+                tokens.push((span.start as usize, tok, span.end as usize));
             }
             Err(()) => {
                 let kind = Bad::Char(seg[range.start..].chars().next().unwrap_or('\u{fffd}'));
@@ -264,6 +299,35 @@ fn lex_logos<'a>(
         }
     }
     flush(&mut bad, diagnostics);
+}
+
+/// E002 for `backup-srv`: names are `[A-Za-z_][A-Za-z0-9_]*`.
+fn hyphen_name(span: Span, text: &str) -> Diagnostic {
+    Diagnostic::new(Code::E002, span, format!("`{text}` is not a valid name: names cannot contain `-`"))
+        .with_label(span, "`-` is not allowed in a name")
+        .with_help(format!("did you mean `{}`?", text.replace('-', "_")))
+}
+
+/// E206 for `09/01/2026`: dates are ISO 8601, `YYYY-MM-DD`.
+fn slash_date(span: Span, text: &str) -> Diagnostic {
+    let parts: Vec<u32> = text.split('/').filter_map(|p| p.parse().ok()).collect();
+    let mut d = Diagnostic::new(Code::E206, span, format!("`{text}` is not a date segc reads: write dates as `YYYY-MM-DD`"))
+        .with_label(span, "not an ISO 8601 date");
+    if let [a, b, y] = parts[..] {
+        let y = if y < 100 { 2000 + y } else { y };
+        let iso = |m: u32, d: u32| format!("{y:04}-{m:02}-{d:02}");
+        let mut options = Vec::new();
+        if (1..=12).contains(&a) && (1..=31).contains(&b) {
+            options.push(format!("`{}` (month first)", iso(a, b)));
+        }
+        if (1..=12).contains(&b) && (1..=31).contains(&a) && a != b {
+            options.push(format!("`{}` (day first)", iso(b, a)));
+        }
+        if !options.is_empty() {
+            d = d.with_help(format!("did you mean {}?", options.join(" or ")));
+        }
+    }
+    d
 }
 
 fn bad_token(file: FileId, start: usize, end: usize, kind: Bad) -> Diagnostic {

@@ -34,15 +34,18 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     let lexed = lex(file, src);
     let mut diagnostics = lexed.diagnostics;
     let mut recovered = Vec::new();
-    let tokens = lexed.tokens.iter().map(|&t| Ok::<_, NoLexError>(t));
+    let balanced = super::repair::repair(file, src, &lexed.tokens, &mut diagnostics);
+    let tokens = balanced.iter().map(|&t| Ok::<_, NoLexError>(t));
     let result = FileParser::new().parse(file, &mut recovered, tokens);
+    // The token before an error, to tell a reserved word used as a name.
+    let before = |at: usize| balanced.iter().position(|t| t.0 == at).and_then(|i| i.checked_sub(1)).map(|i| balanced[i].1);
     for rec in recovered {
-        diagnostics.push(syntax_error(file, src, rec.error));
+        diagnostics.push(syntax_error(file, src, rec.error, &before));
     }
     let ast = match result {
         Ok(ast) => ast,
         Err(e) => {
-            diagnostics.push(syntax_error(file, src, e));
+            diagnostics.push(syntax_error(file, src, e, &before));
             File { items: Vec::new() }
         }
     };
@@ -58,13 +61,25 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     Parsed { file: ast, comments: lexed.comments, diagnostics }
 }
 
-fn syntax_error(file: FileId, src: &str, e: ParseError<usize, Tok<'_>, NoLexError>) -> Diagnostic {
+fn syntax_error<'a>(
+    file: FileId,
+    src: &str,
+    e: ParseError<usize, Tok<'a>, NoLexError>,
+    before: &dyn Fn(usize) -> Option<Tok<'a>>,
+) -> Diagnostic {
     match e {
         ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
             let span = Span::new(file, l, r);
             let found = describe(tok);
-            Diagnostic::new(Code::E001, span, format!("expected {}, found {found}", expected_list(&expected)))
-                .with_label(span, format!("unexpected {found}"))
+            let d = Diagnostic::new(Code::E001, span, format!("expected {}, found {found}", expected_list(&expected)))
+                .with_label(span, format!("unexpected {found}"));
+            let word = keyword_text(tok);
+            let naming = matches!(before(l), Some(Tok::Zone | Tok::Service | Tok::Group));
+            if naming && word != "literal" && word.chars().all(|c| c.is_ascii_alphabetic()) {
+                d.with_help(format!("`{word}` is a reserved word and cannot be a name: rename it, e.g. `{word}_env`"))
+            } else {
+                d
+            }
         }
         ParseError::UnrecognizedEof { location, expected } => {
             // Point at the last character rather than past the end.
@@ -113,6 +128,7 @@ fn keyword_text(tok: Tok<'_>) -> &'static str {
         Tok::Import => "import",
         Tok::Service => "service",
         Tok::Zone => "zone",
+        Tok::Group => "group",
         Tok::Flow => "flow",
         Tok::Deny => "deny",
         Tok::Allow => "allow",
@@ -134,7 +150,16 @@ fn keyword_text(tok: Tok<'_>) -> &'static str {
         Tok::Arrow => "->",
         Tok::Dot => ".",
         Tok::Star => "*",
-        Tok::Ident(_) | Tok::ServiceLit(_) | Tok::Int(_) | Tok::Date(_) | Tok::Duration(_) | Tok::Addr(_) | Tok::Str(_) => "literal",
+        Tok::Ident(_)
+        | Tok::ServiceLit(_)
+        | Tok::Int(_)
+        | Tok::Date(_)
+        | Tok::Duration(_)
+        | Tok::Addr(_)
+        | Tok::Str(_)
+        | Tok::HyphenName(_)
+        | Tok::ColonService(_)
+        | Tok::SlashDate(_) => "literal",
     }
 }
 

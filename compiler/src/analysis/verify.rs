@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use crate::diag::{Code, Diagnostic, Span};
-use crate::eval::Evaluator;
 use crate::graph::ZoneGraph;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Action, AssertKind, Endpoint, Model, Prefix, RuleId, ServiceSet, TestCase, ZoneId};
 use crate::source::SourceMap;
 use crate::syntax::ast::Expect;

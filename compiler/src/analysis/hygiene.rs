@@ -4,9 +4,9 @@
 
 use std::collections::HashSet;
 
-use crate::check::pci::effective;
+use crate::analysis::pci::effective;
 use crate::diag::{Code, Diagnostic};
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Action, Endpoint, Model, Prefix, RuleId, ServiceSet, ZoneId};
 use crate::source::SourceMap;
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::journal::{Finding, FindingKind};
 use anyhow::{bail, Context, Result};
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification, UserIdGroupPair};
 use aws_sdk_ec2::Client;
@@ -290,27 +291,31 @@ async fn change_rule(client: &Client, ids: &BTreeMap<String, String>, c: &Change
     }
 }
 
-/// Differences between live and compiled, per group and rule: ("missing"|"extra", text).
-pub async fn drift(client: &Client, vpc: &str, out: &Output) -> Result<Vec<(String, String)>> {
+/// Differences between live and compiled, per group and rule.
+pub async fn drift(client: &Client, vpc: &str, out: &Output) -> Result<Vec<Finding>> {
     let live = live(client, vpc).await?;
     let ids: BTreeMap<String, String> = live.iter().map(|(n, l)| (n.clone(), l.id.clone())).collect();
     let want = desired(out, &ids);
     let mut diffs = Vec::new();
     for g in &out.security_groups {
         let Some(l) = live.get(&g.name) else {
-            diffs.push(("missing".into(), format!("group {} (zone {})", g.name, g.zone)));
+            diffs.push(Finding::new(FindingKind::Missing, format!("group {} (zone {})", g.name, g.zone)));
             continue;
         };
         let (ing, egr) = &want[&g.name];
         for (dir, want, have) in [("ingress", ing, &l.ingress), ("egress", egr, &l.egress)] {
             for (rule, description) in want {
                 if !have.contains_key(rule) {
-                    diffs.push(("missing".into(), format!("{dir} on {} (zone {}): {rule} ({description})", g.name, g.zone)));
+                    diffs
+                        .push(Finding::new(FindingKind::Missing, format!("{dir} on {} (zone {}): {rule} ({description})", g.name, g.zone)));
                 }
             }
             for rule in have.keys() {
                 if !want.contains_key(rule) {
-                    diffs.push(("extra".into(), format!("{dir} on {} (zone {}; no flow: not in the policy): {rule}", g.name, g.zone)));
+                    diffs.push(Finding::new(
+                        FindingKind::Extra,
+                        format!("{dir} on {} (zone {}; no flow: not in the policy): {rule}", g.name, g.zone),
+                    ));
                 }
             }
         }
@@ -318,7 +323,7 @@ pub async fn drift(client: &Client, vpc: &str, out: &Output) -> Result<Vec<(Stri
     let names: BTreeSet<&str> = out.security_groups.iter().map(|g| g.name.as_str()).collect();
     for (n, l) in &live {
         if l.managed && !names.contains(n.as_str()) {
-            diffs.push(("extra".into(), format!("group {n} is managed by segc but not in the policy")));
+            diffs.push(Finding::new(FindingKind::Extra, format!("group {n} is managed by segc but not in the policy")));
         }
     }
     Ok(diffs)

@@ -3,8 +3,8 @@
 //! (it is W502 instead).
 
 use crate::diag::{Code, Diagnostic};
-use crate::eval::Evaluator;
-use crate::ir::{Action, Date, Rule, RuleId, Scope, ServiceSet, ZoneKind};
+use crate::ir::eval::Evaluator;
+use crate::ir::{Action, Date, Review, Rule, RuleId, Scope, ServiceSet, ZoneKind};
 
 /// What a flow allows once the denies on its zone pair are subtracted.
 pub fn effective(ev: &Evaluator<'_>, id: RuleId) -> ServiceSet {
@@ -20,7 +20,7 @@ fn pair(ev: &Evaluator<'_>, r: &Rule) -> String {
 
 pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>) {
     let model = ev.model;
-    let interval = i64::from(model.policy.review_interval_days);
+    let interval = model.policy.review_interval_days;
     for (i, r) in model.flows.iter().enumerate() {
         let allowed = effective(ev, RuleId(i as u32));
         if allowed.is_empty() {
@@ -75,8 +75,8 @@ pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>)
         }
         if touches_cde {
             if let Some(today) = today {
-                match r.reviewed {
-                    None => diags.push(
+                match r.review(today, model.policy.review_interval_days) {
+                    Review::Never => diags.push(
                         Diagnostic::new(
                             Code::P104,
                             span,
@@ -85,20 +85,19 @@ pub fn run(ev: &Evaluator<'_>, today: Option<Date>, diags: &mut Vec<Diagnostic>)
                         .with_label(span, "no `reviewed` date")
                         .with_help(format!("review the flow and add `reviewed = {today}`")),
                     ),
-                    Some(date) if today.0 - date.0 > interval => diags.push(
+                    Review::Overdue { date, age, due } => diags.push(
                         Diagnostic::new(
                             Code::P104,
                             span,
                             format!(
-                                "flow {} was last reviewed on {date}, {} days ago; the review interval is {interval} days (PCI DSS 1.2.7)",
+                                "flow {} was last reviewed on {date}, {age} days ago; the review interval is {interval} days (PCI DSS 1.2.7)",
                                 pair(ev, r),
-                                today.0 - date.0
                             ),
                         )
-                        .with_label(span, format!("review overdue since {}", Date::from_days(date.0 + interval)))
+                        .with_label(span, format!("review overdue since {due}"))
                         .with_help(format!("review the flow and set `reviewed = {today}`")),
                     ),
-                    Some(_) => {}
+                    Review::Current { .. } | Review::Future { .. } => {}
                 }
             }
         }

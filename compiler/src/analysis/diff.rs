@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::eval::Evaluator;
+use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
 
 /// One end of a changed pair: the zone before and after (by name).

@@ -30,6 +30,8 @@ use azure_mgmt_network::package_2024_03::Client;
 use segc_compiler::lower::azure::Nsg;
 use serde_json::{json, Value};
 
+use crate::journal::{Finding, FindingKind};
+
 /// `AZURE_ACCESS_TOKEN`: a bearer token obtained elsewhere (e.g. by a CI step).
 #[derive(Debug)]
 struct FixedToken(Secret);
@@ -252,22 +254,22 @@ impl Arm {
         Ok(done)
     }
 
-    /// Differences between live and compiled: ("missing"|"extra"|"changed", text).
-    pub async fn drift(&self, nsgs: &[Nsg]) -> Result<Vec<(String, String)>> {
+    /// Differences between live and compiled.
+    pub async fn drift(&self, nsgs: &[Nsg]) -> Result<Vec<Finding>> {
         let mut out = Vec::new();
         for c in self.plan(nsgs).await? {
             let kind = match &c {
-                Change::Create { .. } => "missing",
-                Change::Put { new: true, .. } => "missing",
-                Change::Put { new: false, .. } => "changed",
-                Change::Delete { .. } => "extra",
+                Change::Create { .. } => FindingKind::Missing,
+                Change::Put { new: true, .. } => FindingKind::Missing,
+                Change::Put { new: false, .. } => FindingKind::Changed,
+                Change::Delete { .. } => FindingKind::Extra,
             };
             let text = match &c {
                 Change::Create { nsg, zone } => format!("nsg {nsg} (zone {zone})"),
                 Change::Put { nsg, rule, props, .. } => format!("rule {rule} on {nsg} ({})", props["description"].as_str().unwrap_or("")),
                 Change::Delete { nsg, zone, rule } => format!("rule {rule} on {nsg} (zone {zone}; no flow: not in the policy)"),
             };
-            out.push((kind.to_string(), text));
+            out.push(Finding::new(kind, text));
         }
         Ok(out)
     }

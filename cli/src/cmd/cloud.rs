@@ -1,6 +1,6 @@
 //! `segc deploy|drift --target aws|azure`: compile, plan from live state,
-//! apply in a safe order, report and audit. The clients are `crate::aws` and
-//! `crate::azure`, each behind a cargo feature of the same name (both on by
+//! apply in a safe order, report and audit. The clients are `crate::cloud::aws`
+//! and `crate::cloud::azure`, each behind a cargo feature of the same name (both on by
 //! default); a binary built without one says so instead of deploying.
 
 #[cfg(any(feature = "aws", feature = "azure"))]
@@ -12,21 +12,25 @@ use anyhow::bail;
 use anyhow::Result;
 #[cfg(any(feature = "aws", feature = "azure"))]
 use {
-    crate::commands::{color_stderr, findings, load_error_free, record},
-    crate::{exit, render},
+    crate::exit,
+    crate::journal::{findings_json, record, Finding},
+    crate::policy::{load_error_free, print_diagnostics},
     anyhow::Context,
+    segc_audit::Kind,
     segc_compiler::Compilation,
 };
 
-use crate::Format;
+use segc_compiler::ir::Date;
+
+use crate::{CloudArgs, Format};
 
 #[cfg(feature = "aws")]
-fn aws_output(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, segc_compiler::lower::aws::Output)>> {
+fn aws_output(path: &Path, today: Option<Date>) -> Result<Option<(Compilation, segc_compiler::lower::aws::Output)>> {
     let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
     match segc_compiler::lower::aws::lower(&c.model) {
         Ok(o) => Ok(Some((c, o))),
         Err(diags) => {
-            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            print_diagnostics(&c, &diags)?;
             eprintln!("failed: the policy cannot be expressed as security groups; nothing was changed");
             Ok(None)
         }
@@ -39,53 +43,53 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 #[cfg(feature = "aws")]
-pub fn deploy_aws(path: &Path, vpc: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
-    let vpc = vpc.context("deploy --target aws needs --aws-vpc VPC_ID")?;
+pub fn deploy_aws(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<Date>) -> Result<u8> {
+    let vpc = cloud.aws_vpc.as_deref().context("deploy --target aws needs --aws-vpc VPC_ID")?;
     let Some((c, out)) = aws_output(path, today)? else { return Ok(exit::FINDINGS) };
     let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
     let rt = runtime()?;
     let audit = serde_json::json!({"policy": name, "target": "aws", "vpc": vpc});
     let place = vpc.to_string();
     rt.block_on(async {
-        let client = crate::aws::client().await;
+        let client = crate::cloud::aws::client().await;
         if !apply {
-            let changes: Vec<String> = crate::aws::plan(&client, vpc, &out).await?.iter().map(|c| c.to_string()).collect();
+            let changes: Vec<String> = crate::cloud::aws::plan(&client, vpc, &out).await?.iter().map(|c| c.to_string()).collect();
             let mut a = audit.clone();
             a["changes"] = serde_json::json!(changes);
             return report_plan(&name, &place, &changes, a);
         }
         let progress = Progress::start();
-        let result = crate::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
+        let result = crate::cloud::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
         progress.finish();
         report_apply(&name, &place, result, audit)
     })
 }
 
 #[cfg(feature = "aws")]
-pub fn drift_aws(path: &Path, vpc: Option<&str>, format: Format) -> Result<u8> {
-    let vpc = vpc.context("drift --target aws needs --aws-vpc VPC_ID")?;
+pub fn drift_aws(path: &Path, cloud: &CloudArgs, format: Format) -> Result<u8> {
+    let vpc = cloud.aws_vpc.as_deref().context("drift --target aws needs --aws-vpc VPC_ID")?;
     let Some((c, out)) = aws_output(path, None)? else { return Ok(exit::FINDINGS) };
     let rt = runtime()?;
     let diffs = rt.block_on(async {
-        let client = crate::aws::client().await;
-        crate::aws::drift(&client, vpc, &out).await
+        let client = crate::cloud::aws::client().await;
+        crate::cloud::aws::drift(&client, vpc, &out).await
     })?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     record(
-        "drift",
-        serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len(), "findings": findings(&diffs)}),
+        Kind::Drift,
+        serde_json::json!({"policy": name, "target": "aws", "vpc": vpc, "differences": diffs.len(), "findings": findings_json(&diffs)}),
         false,
     )?;
     print_drift(&diffs, format, &format!("the security groups in {vpc} match `{name}`"), ("vpc", vpc))
 }
 
 #[cfg(feature = "azure")]
-fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
+fn azure_nsgs(path: &Path, today: Option<Date>) -> Result<Option<(Compilation, Vec<segc_compiler::lower::azure::Nsg>)>> {
     let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
     match segc_compiler::lower::azure::lower(&c.model) {
         Ok(n) => Ok(Some((c, n))),
         Err(diags) => {
-            render::human(c.sources(), &diags, color_stderr(), &mut io::stderr().lock())?;
+            print_diagnostics(&c, &diags)?;
             eprintln!("failed: the policy cannot be expressed as NSGs; nothing was changed");
             Ok(None)
         }
@@ -93,12 +97,12 @@ fn azure_nsgs(path: &Path, today: Option<&str>) -> Result<Option<(Compilation, V
 }
 
 #[cfg(feature = "azure")]
-pub fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply: bool, today: Option<&str>) -> Result<u8> {
-    let rg = rg.context("deploy --target azure needs --azure-resource-group RG")?;
-    let location = location.unwrap_or("eastus");
+pub fn deploy_azure(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<Date>) -> Result<u8> {
+    let rg = cloud.azure_resource_group.as_deref().context("deploy --target azure needs --azure-resource-group RG")?;
+    let location = cloud.azure_location.as_deref().unwrap_or("eastus");
     let Some((c, nsgs)) = azure_nsgs(path, today)? else { return Ok(exit::FINDINGS) };
     let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
-    let arm = crate::azure::Arm::from_env(rg, location)?;
+    let arm = crate::cloud::azure::Arm::from_env(rg, location)?;
     let audit = serde_json::json!({"policy": name, "target": "azure", "resource_group": rg});
     let place = format!("resource group {rg}");
     runtime()?.block_on(async {
@@ -116,15 +120,16 @@ pub fn deploy_azure(path: &Path, rg: Option<&str>, location: Option<&str>, apply
 }
 
 #[cfg(feature = "azure")]
-pub fn drift_azure(path: &Path, rg: Option<&str>, format: Format) -> Result<u8> {
-    let rg = rg.context("drift --target azure needs --azure-resource-group RG")?;
+pub fn drift_azure(path: &Path, cloud: &CloudArgs, format: Format) -> Result<u8> {
+    let rg = cloud.azure_resource_group.as_deref().context("drift --target azure needs --azure-resource-group RG")?;
+    let location = cloud.azure_location.as_deref().unwrap_or("eastus");
     let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
-    let arm = crate::azure::Arm::from_env(rg, "eastus")?;
+    let arm = crate::cloud::azure::Arm::from_env(rg, location)?;
     let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
     record(
-        "drift",
-        serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len(), "findings": findings(&diffs)}),
+        Kind::Drift,
+        serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len(), "findings": findings_json(&diffs)}),
         false,
     )?;
     print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
@@ -165,19 +170,19 @@ impl Progress {
 
 #[cfg(any(feature = "aws", feature = "azure"))]
 /// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
-fn print_drift(diffs: &[(String, String)], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
+fn print_drift(diffs: &[Finding], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
     let mut o = io::stdout().lock();
     match format {
         Format::Human => {
             if diffs.is_empty() {
                 writeln!(o, "no drift: {clean}")?;
             }
-            for (what, d) in diffs {
-                writeln!(o, "{what:<8} {d}")?;
+            for f in diffs {
+                writeln!(o, "{:<8} {}", f.kind.as_str(), f.entry)?;
             }
         }
         _ => {
-            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": findings(diffs)}))?)?;
+            writeln!(o, "{}", serde_json::to_string_pretty(&serde_json::json!({scope.0: scope.1, "drift": findings_json(diffs)}))?)?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })
@@ -191,7 +196,7 @@ fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::V
     for ch in changes {
         writeln!(out, "  {ch}")?;
     }
-    record("deploy.plan", audit, false)?;
+    record(Kind::DeployPlan, audit, false)?;
     Ok(exit::OK)
 }
 
@@ -212,7 +217,7 @@ fn report_apply(
                 writeln!(out, "  {d}")?;
             }
             audit["applied"] = serde_json::json!(done);
-            record("deploy.apply", audit, true)?;
+            record(Kind::DeployApply, audit, true)?;
             Ok(exit::OK)
         }
         Err((done, e)) => {
@@ -223,28 +228,28 @@ fn report_apply(
             }
             audit["applied"] = serde_json::json!(done);
             audit["error"] = serde_json::json!(format!("{e:#}"));
-            record("deploy.failed", audit, false)?;
+            record(Kind::DeployFailed, audit, false)?;
             Ok(exit::USAGE)
         }
     }
 }
 
 #[cfg(not(feature = "aws"))]
-pub fn deploy_aws(_: &Path, _: Option<&str>, _: bool, _: Option<&str>) -> Result<u8> {
+pub fn deploy_aws(_: &Path, _: &CloudArgs, _: bool, _: Option<Date>) -> Result<u8> {
     bail!("this segc was built without the `aws` feature: rebuild with `--features aws` to deploy to AWS")
 }
 
 #[cfg(not(feature = "aws"))]
-pub fn drift_aws(_: &Path, _: Option<&str>, _: Format) -> Result<u8> {
+pub fn drift_aws(_: &Path, _: &CloudArgs, _: Format) -> Result<u8> {
     bail!("this segc was built without the `aws` feature: rebuild with `--features aws` to read AWS")
 }
 
 #[cfg(not(feature = "azure"))]
-pub fn deploy_azure(_: &Path, _: Option<&str>, _: Option<&str>, _: bool, _: Option<&str>) -> Result<u8> {
+pub fn deploy_azure(_: &Path, _: &CloudArgs, _: bool, _: Option<Date>) -> Result<u8> {
     bail!("this segc was built without the `azure` feature: rebuild with `--features azure` to deploy to Azure")
 }
 
 #[cfg(not(feature = "azure"))]
-pub fn drift_azure(_: &Path, _: Option<&str>, _: Format) -> Result<u8> {
+pub fn drift_azure(_: &Path, _: &CloudArgs, _: Format) -> Result<u8> {
     bail!("this segc was built without the `azure` feature: rebuild with `--features azure` to read Azure")
 }

@@ -1,0 +1,337 @@
+//! The command line, as types: clap parses and validates every argument
+//! (dates, targets, formats) before a command runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use segc_compiler::ir::Date;
+use segc_compiler::lower::Target;
+
+/// `--today DATE`: `YYYY-MM-DD`.
+fn date_arg(s: &str) -> Result<Date, String> {
+    Date::parse(s).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
+}
+
+/// A `--target` of `build`.
+fn target_arg(s: &str) -> Result<Target, String> {
+    let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+    Target::parse(s.trim()).ok_or_else(|| format!("unknown target `{s}` ({})", names.join(", ")))
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "segc", version, about = "Compile network-segmentation policy into enforcement, PCI-DSS checked")]
+#[command(propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Pdf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Check the hash chain and the head; exit 1 naming the first bad event.
+    Verify,
+    /// List events.
+    Show {
+        /// Only events of this kind (`build`, `deploy.apply`, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        since: Option<Date>,
+        /// Only events before this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        until: Option<Date>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Export events for a SIEM, to stdout or to a syslog server over TCP.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Send to this syslog server (HOST:PORT, TCP, octet-counted frames).
+        #[arg(long, value_name = "HOST:PORT")]
+        syslog: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Rfc5424,
+    Cef,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeployTarget {
+    Host,
+    Aws,
+    Azure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    Auto,
+    Native,
+    Generic,
+    Tc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The pure reference evaluator.
+    Reference,
+    /// The eBPF program in the kernel, through BPF_PROG_TEST_RUN.
+    Bpf,
+}
+
+/// Where a host deployment goes (`deploy`/`drift --target host`).
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// Interface to attach to (host); repeatable.
+    #[arg(long = "iface", value_name = "NAME")]
+    pub ifaces: Vec<String>,
+    /// Named network namespace, as with `ip -n` (host).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Ingress hook (host): auto picks native XDP on NICs and TC on virtual devices.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    pub xdp_mode: XdpModeArg,
+}
+
+/// Where a cloud deployment goes; `deploy` and `drift` take the same options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CloudArgs {
+    /// The VPC whose security groups are managed (aws).
+    #[arg(long, value_name = "VPC_ID")]
+    pub aws_vpc: Option<String>,
+    /// The resource group whose NSGs are managed (azure).
+    #[arg(long, value_name = "RG")]
+    pub azure_resource_group: Option<String>,
+    /// The location of NSGs segc creates (azure).
+    #[arg(long, value_name = "LOC")]
+    pub azure_location: Option<String>,
+}
+
+/// When `diff` fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// The change newly allows traffic to or from a cde zone.
+    Cde,
+    /// The change newly allows anything.
+    Any,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse, resolve, check and analyse a policy, and run its asserts and tests.
+    Check {
+        /// A root `.seg` file, or a folder holding `main.seg`.
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The date review ages are measured against (P104), `YYYY-MM-DD`; default today.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        today: Option<Date>,
+        /// Treat warnings as errors for the exit code.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Check, then write the enforcement artifacts (refuses on any error).
+    Build {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Output folder.
+        #[arg(short = 'o', long = "out", default_value = "out")]
+        out: PathBuf,
+        /// Comma-separated: bpf, aws, azure, nft, k8s, gcp. Default: bpf and nft,
+        /// and each target some zone binds.
+        #[arg(long, value_delimiter = ',', value_parser = target_arg)]
+        target: Vec<Target>,
+        /// The date review ages are measured against (P104), `YYYY-MM-DD`; default today.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        today: Option<Date>,
+    },
+    /// Run the `test` blocks, one line per case.
+    Test {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Name the flows that no test case exercises.
+        #[arg(long)]
+        coverage: bool,
+        /// With `--coverage`, fail when fewer than PCT percent of flows are exercised.
+        #[arg(long, value_name = "PCT", requires = "coverage")]
+        min_coverage: Option<f64>,
+    },
+    /// Format policy files canonically (comments kept).
+    Fmt {
+        /// A `.seg` file, a folder (every `.seg` file in it), or `-` for stdin to stdout.
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The verdict for one packet, or for every packet in a file.
+    Explain {
+        path: PathBuf,
+        /// Source address.
+        src: Option<String>,
+        /// Destination address.
+        dst: Option<String>,
+        /// `tcp/PORT`, `udp/PORT`, `icmp/TYPE`, `icmp` (echo request), `ip/PROTO`, or a
+        /// service name such as `ssh` (one verdict per port it names).
+        service: Option<String>,
+        /// A file of `SRC DST PROTO/PORT` lines, or `-` for stdin.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["src", "dst", "service"])]
+        packets: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Engine::Reference)]
+        engine: Engine,
+    },
+    /// What a policy change newly allows and newly denies (change control, PCI 1.2.2).
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Exit 1 when the change newly allows traffic touching a cde zone (`cde`), or any traffic (`any`).
+        #[arg(long, value_enum, value_name = "WHAT")]
+        fail_on: Option<FailOn>,
+    },
+    /// The segmentation-test matrix (PCI 11.4.5): probes that must be denied and that must be allowed.
+    Probes {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Compliance report: diagram, flows with justification and review status, findings, probe matrix.
+    Report {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        today: Option<Date>,
+    },
+    /// The zone graph, cde highlighted, edges labelled with what they allow.
+    Graph {
+        #[arg(default_value = "./main.seg")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Show the change set, then apply it (`host`: attach and pin the eBPF filter).
+    Deploy {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        cloud: CloudArgs,
+        /// Show what would change (the default).
+        #[arg(long, conflicts_with = "apply")]
+        plan: bool,
+        /// Apply the change.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        today: Option<Date>,
+    },
+    /// Live state against compiled state, per rule; exit 1 when they differ.
+    Drift {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        cloud: CloudArgs,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Detach and unpin the host filter.
+    Undeploy {
+        #[arg(long, value_enum)]
+        target: DeployTarget,
+        #[arg(long)]
+        netns: Option<String>,
+        /// Only these interfaces; default all.
+        #[arg(long = "iface", value_name = "NAME")]
+        ifaces: Vec<String>,
+    },
+    /// The audit log: verify the chain, list events, export for a SIEM.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Host daemon: keeps the policy deployed, reloads it atomically, metrics, audit.
+    Agent {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long = "iface", value_name = "NAME", required = true)]
+        ifaces: Vec<String>,
+        #[arg(long)]
+        netns: Option<String>,
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+        xdp_mode: XdpModeArg,
+        /// Loopback address for the Prometheus endpoint (`/metrics`).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics: std::net::SocketAddr,
+        /// How often to look for policy changes and deny events, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Record one denied packet in this many (0: none).
+        #[arg(long, default_value_t = 100)]
+        sample_every: u32,
+        /// Exit after this many seconds (for tests); default: until SIGTERM.
+        #[arg(long, hide = true)]
+        run_for: Option<u64>,
+        /// Make a forbidden system call after locking down (tests: must be killed).
+        #[arg(long, hide = true)]
+        seccomp_selftest: bool,
+    },
+    /// Language server on stdio.
+    Lsp,
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write `segc.1` and `segc-COMMAND.1` for every command into this folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl From<XdpModeArg> for segc_loader::attach::XdpChoice {
+    fn from(mode: XdpModeArg) -> Self {
+        use segc_loader::attach::XdpChoice;
+        match mode {
+            XdpModeArg::Auto => XdpChoice::Auto,
+            XdpModeArg::Native => XdpChoice::Native,
+            XdpModeArg::Generic => XdpChoice::Generic,
+            XdpModeArg::Tc => XdpChoice::Tc,
+        }
+    }
+}

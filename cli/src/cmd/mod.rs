@@ -1,0 +1,61 @@
+//! One module per command family; this file only dispatches. Each command
+//! returns the exit code; errors returned as `Err` are usage, IO or environment
+//! errors (exit 2).
+
+mod audit;
+mod build;
+mod check;
+pub mod cloud;
+mod diff;
+mod docs;
+mod evidence;
+mod explain;
+mod fmt;
+mod host;
+mod test;
+
+use anyhow::Result;
+
+use crate::{Cli, Command, DeployTarget};
+
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Check { path, format, today, deny_warnings } => check::check(&path, format, today, deny_warnings),
+        Command::Build { path, out, target, today } => build::build(&path, &out, &target, today),
+        Command::Test { path, coverage, min_coverage } => test::test(&path, coverage, min_coverage),
+        Command::Fmt { path, check } => fmt::fmt(&path, check),
+        Command::Explain { path, src, dst, service, packets, engine } => explain::explain(&path, src, dst, service, packets, engine),
+        Command::Diff { old, new, format, fail_on } => diff::diff(&old, &new, format, fail_on),
+        Command::Probes { path, format } => evidence::probes(&path, format),
+        Command::Report { path, format, today } => evidence::report(&path, format, today),
+        Command::Graph { path, format } => evidence::graph(&path, format),
+        Command::Deploy { path, target, host, cloud, apply, today, .. } => match target {
+            DeployTarget::Host => host::deploy(&path, &host, apply, today),
+            DeployTarget::Aws => cloud::deploy_aws(&path, &cloud, apply, today),
+            DeployTarget::Azure => cloud::deploy_azure(&path, &cloud, apply, today),
+        },
+        Command::Drift { path, target, host, cloud, format } => match target {
+            DeployTarget::Host => host::drift(&path, &host, format),
+            DeployTarget::Aws => cloud::drift_aws(&path, &cloud, format),
+            DeployTarget::Azure => cloud::drift_azure(&path, &cloud, format),
+        },
+        Command::Undeploy { target, netns, ifaces } => host::undeploy(target, netns.as_deref(), &ifaces),
+        Command::Audit { action } => audit::audit(action),
+        Command::Agent { policy, ifaces, netns, xdp_mode, metrics, interval_ms, sample_every, run_for, seccomp_selftest } => {
+            crate::agent::run(crate::agent::Config {
+                policy,
+                ifaces,
+                netns,
+                choice: xdp_mode.into(),
+                metrics,
+                interval: std::time::Duration::from_millis(interval_ms.max(50)),
+                sample_every,
+                run_for: run_for.map(std::time::Duration::from_secs),
+                seccomp_selftest,
+            })
+        }
+        Command::Lsp => docs::lsp(),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
+    }
+}

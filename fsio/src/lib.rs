@@ -1,0 +1,169 @@
+//! File-system IO that more than one part of segc needs, in one place:
+//!
+//! - [`FsLoader`]: the compiler's [`Loader`] over a folder on disk, with the
+//!   checks only the file system can make (symlinks that leave the root folder,
+//!   files that are not regular files, absurd sizes). The CLI, the agent and
+//!   the language server all read policies through it.
+//! - [`write_atomically`]: a temporary file in the same folder, fsynced, then
+//!   renamed over the target, so a reader sees the old file or the new one.
+//! - [`clock`]: the one wall clock (seconds since the epoch, today's date).
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use segc_compiler::source::{LoadError, Loader};
+
+pub mod clock;
+
+/// Policy files larger than this are refused rather than read.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads policy files under one root folder.
+pub struct FsLoader {
+    root: PathBuf,
+}
+
+impl FsLoader {
+    /// A loader for the folder `root`, which must exist.
+    pub fn new(root: &Path) -> std::io::Result<Self> {
+        Ok(FsLoader { root: fs::canonicalize(root)? })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Loader for FsLoader {
+    fn read(&self, path: &str) -> Result<Vec<u8>, LoadError> {
+        let full = self.root.join(path);
+        let canon = match fs::canonicalize(&full) {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(LoadError::NotFound),
+            Err(e) => return Err(LoadError::Io(e.to_string())),
+        };
+        if !canon.starts_with(&self.root) {
+            return Err(LoadError::OutsideRoot);
+        }
+        read_regular(&canon).map_err(LoadError::Io)
+    }
+}
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`]. FIFOs, devices and
+/// folders are refused before they are opened for reading (opening a FIFO
+/// would block until a writer comes).
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_FILE_BYTES >> 20));
+    }
+    // O_NONBLOCK: should the file have been swapped for a FIFO since the
+    // metadata call, opening it does not wait for a writer.
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    Read::by_ref(&mut f).take(MAX_FILE_BYTES + 1).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_FILE_BYTES >> 20));
+    }
+    Ok(out)
+}
+
+/// Where a policy is: its root folder and the root file's name in it.
+#[derive(Clone, Debug)]
+pub struct PolicyPath {
+    pub dir: PathBuf,
+    pub file: String,
+}
+
+/// Resolves the PATH argument: a root `.seg` file, or a folder holding `main.seg`.
+pub fn policy_path(arg: &Path) -> Result<PolicyPath, String> {
+    let meta = fs::metadata(arg).map_err(|e| format!("cannot read `{}`: {e}", arg.display()))?;
+    let (dir, file) = if meta.is_dir() {
+        (arg.to_path_buf(), "main.seg".to_string())
+    } else {
+        let dir = arg.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let file =
+            arg.file_name().and_then(|f| f.to_str()).ok_or_else(|| format!("`{}` is not a usable file name", arg.display()))?.to_string();
+        (dir, file)
+    };
+    Ok(PolicyPath { dir, file })
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it (fsynced, with
+/// `mode`, or the old file's mode when `None` and it exists) and a rename, then
+/// fsyncs the folder: a reader sees the old file or the new one, never half,
+/// and a crash after return keeps the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.segc-tmp-{}", std::process::id()));
+    let mode = mode.or_else(|| fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)).unwrap_or(0o644);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("segc-fsio-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let d = scratch("fifo");
+        let p = d.join("main.seg");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let l = FsLoader::new(&d).unwrap();
+        assert_eq!(l.read("main.seg"), Err(LoadError::Io("not a regular file".into())));
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_root_is_refused() {
+        let d = scratch("escape");
+        std::os::unix::fs::symlink("/etc/hostname", d.join("x.seg")).unwrap();
+        assert_eq!(FsLoader::new(&d).unwrap().read("x.seg"), Err(LoadError::OutsideRoot));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_keeps_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = scratch("atomic");
+        let p = d.join("f");
+        write_atomically(&p, b"one", Some(0o600)).unwrap();
+        write_atomically(&p, b"two", None).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temporary file left behind");
+    }
+}
