@@ -119,97 +119,102 @@ fn review_text(review: Review, interval: u32) -> String {
 pub fn hover(state: &State, p: &lsp::HoverParams, today: Date) -> Option<lsp::Hover> {
     let a = at(state, &p.text_document_position_params)?;
     let comp = &a.unit.comp;
-    let model = &comp.model;
-    let md = if let Some((span, def)) = def_at(&a) {
-        let text = match def.kind {
-            DefKind::Zone => {
-                let z = model.zones.iter().find(|z| z.name == def.name)?;
-                let id = model.zone_id(&z.name)?;
-                let prefixes: Vec<String> = z.prefixes.iter().map(|p| format!("`{}`", p.prefix)).collect();
-                let mut s =
-                    format!("**zone `{}`**: scope `{}`, kind `{}`\n\n{}", z.name, z.scope.as_str(), z.kind.as_str(), prefixes.join(", "));
-                if let Some(o) = &z.owner {
-                    s.push_str(&format!("\n\nowner: {o}"));
-                }
-                if let Some(d) = &z.description {
-                    s.push_str(&format!("\n\n{d}"));
-                }
-                let ins: Vec<String> = model
-                    .flows
-                    .iter()
-                    .filter(|f| f.to == id)
-                    .map(|f| format!("`{}` on {}", model.zone(f.from).name, f.services_text()))
-                    .collect();
-                let outs: Vec<String> = model
-                    .flows
-                    .iter()
-                    .filter(|f| f.from == id)
-                    .map(|f| format!("`{}` on {}", model.zone(f.to).name, f.services_text()))
-                    .collect();
-                s.push_str(&format!("\n\nflows in ({}): {}", ins.len(), ins.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
-                s.push_str(&format!("\n\nflows out ({}): {}", outs.len(), outs.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
-                s
-            }
-            DefKind::Group => {
-                let g = model.groups.iter().find(|g| g.name == def.name)?;
-                let zones: Vec<String> = g.zones.iter().map(|z| format!("`{}`", model.zone(*z).name)).collect();
-                format!("**group `{}`**: {} zone{}: {}", g.name, zones.len(), if zones.len() == 1 { "" } else { "s" }, zones.join(", "))
-            }
-            DefKind::Service => {
-                let svc = model.services.iter().find(|s| s.name == def.name);
-                match svc {
-                    Some(s) => {
-                        let mut t = format!("**service `{}`**: {}", s.name, s.set);
-                        if s.insecure {
-                            t.push_str("\n\n**insecure** (P108 near the cde)");
-                        }
-                        if let Some(d) = &s.description {
-                            t.push_str(&format!("\n\n{d}"));
-                        }
-                        t
-                    }
-                    None => format!("**service `{}`**", def.name),
-                }
-            }
-        };
+    let markdown = |value: String| lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value });
+    if let Some((span, def)) = def_at(&a) {
+        let text = def_hover(&comp.model, def)?;
         return Some(lsp::Hover {
-            contents: lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: text }),
+            contents: markdown(text),
             range: Some(range(&comp.sources().get(a.file).text, span.start as usize, span.end as usize)),
         });
-    } else {
-        // A flow: its justification and review status.
-        let items = &comp.tree.parsed[a.file.0 as usize].file.items;
-        let Some(Item::Flow(f)) = items.iter().find(|i| {
-            let s = i.span();
-            s.start as usize <= a.offset && a.offset <= s.end as usize
-        }) else {
-            return None;
-        };
-        let attr = |name: &str| f.body.as_ref().and_then(|b| b.get(name)).map(|a| &a.value.kind);
-        let mut s = format!("**flow `{} -> {}`**", f.from.text(), f.to.text());
-        let rules: Vec<&segc_compiler::ir::Rule> = model.flows.iter().filter(|r| r.span == f.span).collect();
-        if rules.len() > 1 || rules.iter().any(|r| r.via.from.is_some() || r.via.to.is_some()) {
-            let pairs: Vec<String> = rules.iter().map(|r| format!("`{}`{}", model.pair_text(r.from, r.to), r.via_text())).collect();
-            s.push_str(&format!("\n\none rule per zone pair ({}): {}", pairs.len(), pairs.join("; ")));
-        }
-        match attr("justification") {
-            Some(ValueKind::Str(j)) => s.push_str(&format!("\n\njustification: {j}")),
-            _ => s.push_str("\n\nno justification"),
-        }
-        let interval = model.policy.review_interval_days;
-        let review = match rules.first() {
-            Some(r) => r.review(today, interval),
-            None => {
-                Review::of(attr("reviewed").and_then(|v| if let ValueKind::Date(d) = v { Date::parse(d) } else { None }), today, interval)
+    }
+    Some(lsp::Hover { contents: markdown(flow_hover(&a, today)?), range: None })
+}
+
+/// A zone, group or service where it is defined or named.
+fn def_hover(model: &segc_compiler::ir::Model, def: &Def) -> Option<String> {
+    Some(match def.kind {
+        DefKind::Zone => {
+            let z = model.zones.iter().find(|z| z.name == def.name)?;
+            let id = model.zone_id(&z.name)?;
+            let prefixes: Vec<String> = z.prefixes.iter().map(|p| format!("`{}`", p.prefix)).collect();
+            let mut s =
+                format!("**zone `{}`**: scope `{}`, kind `{}`\n\n{}", z.name, z.scope.as_str(), z.kind.as_str(), prefixes.join(", "));
+            if let Some(o) = &z.owner {
+                s.push_str(&format!("\n\nowner: {o}"));
             }
-        };
-        s.push_str(&format!("\n\n{}", review_text(review, interval)));
-        s
-    };
-    Some(lsp::Hover {
-        contents: lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: md }),
-        range: None,
+            if let Some(d) = &z.description {
+                s.push_str(&format!("\n\n{d}"));
+            }
+            let ins: Vec<String> = model
+                .flows
+                .iter()
+                .filter(|f| f.to == id)
+                .map(|f| format!("`{}` on {}", model.zone(f.from).name, f.services_text()))
+                .collect();
+            let outs: Vec<String> = model
+                .flows
+                .iter()
+                .filter(|f| f.from == id)
+                .map(|f| format!("`{}` on {}", model.zone(f.to).name, f.services_text()))
+                .collect();
+            s.push_str(&format!("\n\nflows in ({}): {}", ins.len(), ins.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
+            s.push_str(&format!("\n\nflows out ({}): {}", outs.len(), outs.iter().take(10).cloned().collect::<Vec<_>>().join("; ")));
+            s
+        }
+        DefKind::Group => {
+            let g = model.groups.iter().find(|g| g.name == def.name)?;
+            let zones: Vec<String> = g.zones.iter().map(|z| format!("`{}`", model.zone(*z).name)).collect();
+            format!("**group `{}`**: {} zone{}: {}", g.name, zones.len(), if zones.len() == 1 { "" } else { "s" }, zones.join(", "))
+        }
+        DefKind::Service => {
+            let svc = model.services.iter().find(|s| s.name == def.name);
+            match svc {
+                Some(s) => {
+                    let mut t = format!("**service `{}`**: {}", s.name, s.set);
+                    if s.insecure {
+                        t.push_str("\n\n**insecure** (P108 near the cde)");
+                    }
+                    if let Some(d) = &s.description {
+                        t.push_str(&format!("\n\n{d}"));
+                    }
+                    t
+                }
+                None => format!("**service `{}`**", def.name),
+            }
+        }
     })
+}
+
+/// A flow: its zone pairs (groups expanded), justification and review status.
+fn flow_hover(a: &At<'_>, today: Date) -> Option<String> {
+    let comp = &a.unit.comp;
+    let model = &comp.model;
+    // A flow: its justification and review status.
+    let items = &comp.tree.parsed[a.file.0 as usize].file.items;
+    let Some(Item::Flow(f)) = items.iter().find(|i| {
+        let s = i.span();
+        s.start as usize <= a.offset && a.offset <= s.end as usize
+    }) else {
+        return None;
+    };
+    let attr = |name: &str| f.body.as_ref().and_then(|b| b.get(name)).map(|a| &a.value.kind);
+    let mut s = format!("**flow `{} -> {}`**", f.from.text(), f.to.text());
+    let rules: Vec<&segc_compiler::ir::Rule> = model.flows.iter().filter(|r| r.span == f.span).collect();
+    if rules.len() > 1 || rules.iter().any(|r| r.via.from.is_some() || r.via.to.is_some()) {
+        let pairs: Vec<String> = rules.iter().map(|r| format!("`{}`{}", model.pair_text(r.from, r.to), r.via_text())).collect();
+        s.push_str(&format!("\n\none rule per zone pair ({}): {}", pairs.len(), pairs.join("; ")));
+    }
+    match attr("justification") {
+        Some(ValueKind::Str(j)) => s.push_str(&format!("\n\njustification: {j}")),
+        _ => s.push_str("\n\nno justification"),
+    }
+    let interval = model.policy.review_interval_days;
+    let review = match rules.first() {
+        Some(r) => r.review(today, interval),
+        None => Review::of(attr("reviewed").and_then(|v| if let ValueKind::Date(d) = v { Date::parse(d) } else { None }), today, interval),
+    };
+    s.push_str(&format!("\n\n{}", review_text(review, interval)));
+    Some(s)
 }
 
 fn item(label: &str, kind: lsp::CompletionItemKind, detail: Option<String>) -> lsp::CompletionItem {

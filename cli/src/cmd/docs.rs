@@ -30,6 +30,9 @@ pub fn man(dir: Option<&Path>) -> Result<u8> {
         return Ok(exit::OK);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    // Built, so that clap's own `help` subcommands (which the pages list) are there.
+    let mut cmd = cmd;
+    cmd.build();
     let mut written = Vec::new();
     write_pages(&cmd, "segc", dir, &mut written)?;
     for p in &written {
@@ -46,7 +49,8 @@ fn write_pages(cmd: &clap::Command, name: &str, dir: &Path, written: &mut Vec<st
     let path = dir.join(format!("{name}.1"));
     segc_fsio::write_atomically(&path, &bytes, None).with_context(|| format!("cannot write `{}`", path.display()))?;
     written.push(path);
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    // `help` too: the parent's page lists it.
+    for sub in cmd.get_subcommands() {
         write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 use logos::Logos;
 
+use super::misspelt;
 use crate::diag::{Code, Diagnostic, FileId, Span};
 
 #[derive(Logos, Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,20 +266,15 @@ fn lex_logos<'a>(
                 let span = Span::new(file, start + range.start, start + range.end);
                 let tok = match tok {
                     Tok::HyphenName(text) => {
-                        diagnostics.push(hyphen_name(span, text));
+                        diagnostics.push(misspelt::hyphen_name(span, text));
                         Tok::Ident(text)
                     }
                     Tok::ColonService(text) => {
-                        let fixed = text.replacen(':', "/", 1);
-                        diagnostics.push(
-                            Diagnostic::new(Code::E002, span, format!("`{text}` is not a service"))
-                                .with_label(span, "a protocol and a port are separated by `/`")
-                                .with_help(format!("did you mean `{fixed}`?")),
-                        );
+                        diagnostics.push(misspelt::colon_service(span, text));
                         Tok::ServiceLit(text)
                     }
                     Tok::SlashDate(text) => {
-                        diagnostics.push(slash_date(span, text));
+                        diagnostics.push(misspelt::slash_date(span, text));
                         Tok::Date(text)
                     }
                     other => other,
@@ -299,35 +295,6 @@ fn lex_logos<'a>(
         }
     }
     flush(&mut bad, diagnostics);
-}
-
-/// E002 for `backup-srv`: names are `[A-Za-z_][A-Za-z0-9_]*`.
-fn hyphen_name(span: Span, text: &str) -> Diagnostic {
-    Diagnostic::new(Code::E002, span, format!("`{text}` is not a valid name: names cannot contain `-`"))
-        .with_label(span, "`-` is not allowed in a name")
-        .with_help(format!("did you mean `{}`?", text.replace('-', "_")))
-}
-
-/// E206 for `09/01/2026`: dates are ISO 8601, `YYYY-MM-DD`.
-fn slash_date(span: Span, text: &str) -> Diagnostic {
-    let parts: Vec<u32> = text.split('/').filter_map(|p| p.parse().ok()).collect();
-    let mut d = Diagnostic::new(Code::E206, span, format!("`{text}` is not a date segc reads: write dates as `YYYY-MM-DD`"))
-        .with_label(span, "not an ISO 8601 date");
-    if let [a, b, y] = parts[..] {
-        let y = if y < 100 { 2000 + y } else { y };
-        let iso = |m: u32, d: u32| format!("{y:04}-{m:02}-{d:02}");
-        let mut options = Vec::new();
-        if (1..=12).contains(&a) && (1..=31).contains(&b) {
-            options.push(format!("`{}` (month first)", iso(a, b)));
-        }
-        if (1..=12).contains(&b) && (1..=31).contains(&a) && a != b {
-            options.push(format!("`{}` (day first)", iso(b, a)));
-        }
-        if !options.is_empty() {
-            d = d.with_help(format!("did you mean {}?", options.join(" or ")));
-        }
-    }
-    d
 }
 
 fn bad_token(file: FileId, start: usize, end: usize, kind: Bad) -> Diagnostic {

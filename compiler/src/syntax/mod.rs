@@ -3,6 +3,7 @@
 pub mod ast;
 pub mod fmt;
 pub mod lexer;
+mod misspelt;
 pub mod parser;
 mod repair;
 
