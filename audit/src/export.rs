@@ -49,3 +49,20 @@ pub fn cef(e: &Event) -> String {
         esc(&serde_json::to_string(&e.data).unwrap_or_default())
     )
 }
+
+/// A checkpoint as an RFC 5424 message (msgid `checkpoint`; the message is
+/// the checkpoint's JSON line, which `audit verify --checkpoint` finds).
+pub fn rfc5424_checkpoint(cp: &crate::Checkpoint, host: &str) -> String {
+    format!("<109>1 {} {host} segc - checkpoint [segc@32473 seq=\"{}\" hash=\"{}\"] {}", rfc3339(cp.ts), cp.seq, cp.hash, cp.to_line())
+}
+
+/// A checkpoint as CEF (the JSON line in `msg`, unescaped so it stays findable).
+pub fn cef_checkpoint(cp: &crate::Checkpoint) -> String {
+    format!(
+        "CEF:0|segc|segc|{}|checkpoint|checkpoint|3|rt={} cn1Label=seq cn1={} msg={}",
+        env!("CARGO_PKG_VERSION"),
+        cp.ts * 1000,
+        cp.seq,
+        cp.to_line()
+    )
+}

@@ -4,13 +4,23 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use segc_audit::{Kind, Log, ProblemKind};
+use segc_audit::{KeySource, Kind, Log, ProblemKind};
 use serde_json::json;
 
 fn dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("segc-audit-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_file(d.with_extension("key"));
     d
+}
+
+/// The key lives beside the log's folder, never in it.
+fn key_of(d: &Path) -> KeySource {
+    KeySource::File(d.with_extension("key"))
+}
+
+fn open(d: &Path) -> Log {
+    Log::open_with(d, key_of(d)).expect("open")
 }
 
 fn segment(d: &Path) -> PathBuf {
@@ -28,7 +38,7 @@ fn with_lines(d: &Path, f: impl FnOnce(&mut Vec<String>)) {
 
 fn log_with(tag: &str, n: u64) -> (PathBuf, Log) {
     let d = dir(tag);
-    let log = Log::open(&d).expect("open");
+    let log = open(&d);
     for i in 0..n {
         log.append(Kind::Build, json!({"n": i})).expect("append");
     }
@@ -104,12 +114,12 @@ fn a_torn_last_record_is_repaired_on_the_next_write() {
 #[test]
 fn concurrent_writers_never_interleave() {
     let d = dir("conc");
-    Log::open(&d).expect("open");
+    open(&d);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let d = d.clone();
             std::thread::spawn(move || {
-                let log = Log::open(&d).expect("open");
+                let log = open(&d);
                 for i in 0..50 {
                     log.append(Kind::Swap, json!({"t": t, "i": i})).expect("append");
                 }
@@ -119,13 +129,13 @@ fn concurrent_writers_never_interleave() {
     for t in threads {
         t.join().expect("writer");
     }
-    assert_eq!(Log::open(&d).expect("open").verify(), Ok(200));
+    assert_eq!(open(&d).verify(), Ok(200));
 }
 
 #[test]
 fn rotation_compression_and_retention_keep_the_chain() {
     let d = dir("rotate");
-    let log = Log::open(&d).expect("open").with_segment_limit(400);
+    let log = open(&d).with_segment_limit(400);
     let day = 86_400;
     let start = 1_700_000_000 - 400 * day;
     // 400 days of events, a few a day, in small segments.
@@ -148,7 +158,7 @@ fn rotation_compression_and_retention_keep_the_chain() {
 #[test]
 fn child_writer() {
     let Some(d) = std::env::var_os("SEGC_AUDIT_CHILD") else { return };
-    let log = Log::open(Path::new(&d)).expect("open");
+    let log = open(Path::new(&d));
     let mut out = std::io::stdout();
     for i in 0.. {
         let e = log.append(Kind::DenySample, json!({"i": i, "pad": "x".repeat(200)})).expect("append");
@@ -161,7 +171,7 @@ fn child_writer() {
 #[test]
 fn kill_9_loses_no_acknowledged_event() {
     let d = dir("kill");
-    Log::open(&d).expect("open");
+    open(&d);
     for round in 0..5 {
         let mut child = Command::new(std::env::current_exe().expect("self"))
             .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
@@ -189,7 +199,7 @@ fn kill_9_loses_no_acknowledged_event() {
                 acked.push(n);
             }
         }
-        let log = Log::open(&d).expect("open");
+        let log = open(&d);
         // The next write repairs a torn tail, if the kill tore one.
         log.append(Kind::Build, json!({"round": round})).expect("append after the kill");
         assert!(log.verify().is_ok(), "round {round}: {:?}", log.verify());

@@ -48,8 +48,17 @@ pub enum GraphFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
-    /// Check the hash chain and the head; exit 1 naming the first bad event.
-    Verify,
+    /// Check the chain, every event's MAC and the head; exit 1 naming the first bad event.
+    Verify {
+        /// Also prove the log still holds everything up to the newest checkpoint in FILE
+        /// (a file `audit checkpoint` wrote, or a SIEM export).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the current checkpoint (sequence, hash, MAC) as one JSON line, to keep outside the log.
+    Checkpoint,
+    /// Convert a log of the first format (key in its folder, no per-event MACs), once.
+    Migrate,
     /// List events.
     Show {
         /// Only events of this kind (`build`, `deploy.apply`, ...).

@@ -12,6 +12,9 @@ pub fn record(kind: Kind, data: serde_json::Value, required: bool) -> Result<()>
     let result = segc_audit::Log::open(&dir).and_then(|log| log.append(kind, data));
     match result {
         Ok(_) => Ok(()),
+        // A key that is refused (readable by others, owned by someone else,
+        // inside the log folder) is a configuration error, whatever is recorded.
+        Err(e @ segc_audit::Error::Key(_)) => Err(anyhow::anyhow!("{e}")),
         Err(e) if required => Err(anyhow::anyhow!("the change was applied but could not be recorded in the audit log: {e}")),
         Err(e) => {
             eprintln!("warning: not recorded in the audit log ({}): {e}", dir.display());

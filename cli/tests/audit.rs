@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn segc(args: &[&str], audit: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_segc")).args(args).env("SEGC_AUDIT_DIR", audit).output().expect("segc runs")
+    Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(args)
+        .env("SEGC_AUDIT_DIR", audit)
+        .env("SEGC_AUDIT_KEY_FILE", audit.with_extension("key"))
+        .output()
+        .expect("segc runs")
 }
 
 fn tmp(tag: &str) -> PathBuf {
@@ -29,6 +34,7 @@ fn builds_are_recorded_verified_shown_and_exported() {
             .arg(d.join("out"))
             .arg(&example)
             .env("SEGC_AUDIT_DIR", &audit)
+            .env("SEGC_AUDIT_KEY_FILE", audit.with_extension("key"))
             .output()
             .expect("build");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -36,6 +42,7 @@ fn builds_are_recorded_verified_shown_and_exported() {
     let o = segc(&["audit", "verify"], &audit);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: 2 events"));
+    assert!(!audit.join("KEY").exists(), "the key is not kept in the log folder");
 
     let o = segc(&["audit", "show", "--kind", "build", "--format", "json"], &audit);
     let lines: Vec<serde_json::Value> =
@@ -53,8 +60,16 @@ fn builds_are_recorded_verified_shown_and_exported() {
     let cef = String::from_utf8_lossy(&o.stdout);
     assert!(cef.lines().all(|l| l.starts_with("CEF:0|segc|segc|")), "{cef}");
     let o = segc(&["audit", "export", "--format", "rfc5424"], &audit);
-    let syslog = String::from_utf8_lossy(&o.stdout);
-    assert!(syslog.lines().all(|l| l.starts_with("<109>1 ") && l.contains(" segc - build [segc@32473 seq=\"")), "{syslog}");
+    let syslog = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = syslog.lines().collect();
+    assert_eq!(lines.len(), 3, "two events and a checkpoint: {syslog}");
+    assert!(lines[..2].iter().all(|l| l.starts_with("<109>1 ") && l.contains(" segc - build [segc@32473 seq=\"")), "{syslog}");
+    assert!(lines[2].contains(" segc - checkpoint [segc@32473 seq=\"2\"") && lines[2].contains("{\"segc_checkpoint\":1"), "{syslog}");
+    // The export, kept by the SIEM, proves the log still holds event 2.
+    let export = d.join("siem.log");
+    std::fs::write(&export, &syslog).expect("write");
+    let o = segc(&["audit", "verify", "--checkpoint", export.to_str().expect("utf-8")], &audit);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Tamper with the first event: verify names it and exits 1.
     let seg = std::fs::read_dir(audit.join("segments")).expect("segments").flatten().next().expect("a segment").path();
@@ -64,6 +79,40 @@ fn builds_are_recorded_verified_shown_and_exported() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("event 1") && err.contains("Modified"), "{err}");
+
+    // Deleted whole: plain verify says nothing is proven (exit 1); the
+    // checkpoint names what was lost.
+    std::fs::remove_dir_all(&audit).expect("rm");
+    let o = segc(&["audit", "verify"], &audit);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::create_dir_all(audit.join("segments")).expect("mkdir");
+    let o = segc(&["audit", "verify", "--checkpoint", export.to_str().expect("utf-8")], &audit);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Truncated"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_key_others_can_read_is_refused_with_exit_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp("badkey");
+    let key = d.join("audit.key");
+    std::fs::write(&key, "ab".repeat(32)).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::create_dir_all(d.join("audit/segments")).expect("an (empty) log folder");
+    for args in [&["audit", "checkpoint"][..], &["build", "-o", d.join("out").to_str().expect("utf-8"), "tests/inputs/cli/stores.seg"][..]]
+    {
+        let o = Command::new(env!("CARGO_BIN_EXE_segc"))
+            .args(args)
+            .current_dir(common::repo())
+            .env("SEGC_AUDIT_DIR", d.join("audit"))
+            .env("SEGC_AUDIT_KEY_FILE", &key)
+            .output()
+            .expect("segc runs");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("mode 0644") && err.contains(key.to_str().expect("utf-8")), "{err}");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -94,6 +143,7 @@ fn a_real_rsyslog_receives_the_events() {
         .arg(d.join("out"))
         .arg(common::repo().join("examples/online-shop"))
         .env("SEGC_AUDIT_DIR", &audit)
+        .env("SEGC_AUDIT_KEY_FILE", audit.with_extension("key"))
         .output()
         .expect("build");
     assert!(o.status.success());
