@@ -311,15 +311,21 @@ pub enum Command {
         /// How often to look for policy changes and deny events, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
-        /// Record one denied packet in this many (0: none).
+        /// Sample one denied packet in this many (0: none).
         #[arg(long, default_value_t = 100)]
         sample_every: u32,
+        /// Seconds deny samples are aggregated per zone pair before one audit event is written.
+        #[arg(long, default_value_t = 5)]
+        sample_window_s: u64,
         /// Exit after this many seconds (for tests); default: until SIGTERM.
         #[arg(long, hide = true)]
         run_for: Option<u64>,
         /// Make a forbidden system call after locking down (tests: must be killed).
         #[arg(long, hide = true)]
         seccomp_selftest: bool,
+        /// Rotate audit segments at this size (tests: rotation under the seccomp filter).
+        #[arg(long, hide = true, default_value_t = segc_audit::MAX_SEGMENT_BYTES)]
+        audit_segment_bytes: u64,
     },
     /// Language server on stdio.
     Lsp,

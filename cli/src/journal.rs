@@ -23,6 +23,22 @@ pub fn record(kind: Kind, data: serde_json::Value, required: bool) -> Result<()>
     }
 }
 
+/// Fails unless an event can be recorded now: called before a change to
+/// enforcement is applied, so that a change whose record would fail is not
+/// made (nothing applied and then left unrecorded).
+pub fn ensure_writable() -> Result<()> {
+    let dir = segc_audit::default_dir();
+    let log =
+        segc_audit::Log::open(&dir).map_err(|e| anyhow::anyhow!("the audit log cannot record this change, so nothing was changed: {e}"))?;
+    if log.is_legacy() {
+        anyhow::bail!(
+            "the audit log in {} is of the first format: check it with `segc audit verify`, then run `segc audit migrate` once; nothing was changed",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// How live state differs from the compiled policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -50,11 +50,14 @@ fn agent_enforces_reloads_refuses_and_reports() {
     let net = NetnsPair::new("agent");
     let _srv = net.serve(&net.b, &[8080, 8085], &[5353]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    // A relative --policy, resolved before the lockdown (getcwd afterwards was
+    // a SIGSYS crash loop).
     let mut agent = Command::new(env!("CARGO_BIN_EXE_segc"))
         .args(["agent", "--iface", "vb", "--netns", &net.b, "--interval-ms", "200", "--sample-every", "1", "--run-for", "120"])
-        .args(["--metrics", &format!("127.0.0.1:{port}"), "--policy"])
-        .arg(dir.join("policy"))
+        .args(["--sample-window-s", "1", "--audit-segment-bytes", "1500", "--metrics", &format!("127.0.0.1:{port}"), "--policy", "policy"])
+        .current_dir(&dir)
         .env("SEGC_AUDIT_DIR", &audit)
+        .env("SEGC_AUDIT_KEY_FILE", dir.join("audit.key"))
         .stderr(Stdio::null())
         .spawn()
         .expect("agent starts");
@@ -65,11 +68,24 @@ fn agent_enforces_reloads_refuses_and_reports() {
         let st = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap_or_default();
         st.contains("NoNewPrivs:\t1")
     });
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).expect("status");
-    let eff = status.lines().find(|l| l.starts_with("CapEff")).expect("CapEff").to_string();
-    assert!(eff.ends_with("0000008000001000"), "only CAP_BPF and CAP_NET_ADMIN: {eff}");
-    assert!(status.contains("Seccomp:\t2"), "a seccomp filter is installed");
-    assert!(status.contains("CapBnd:\t0000008000001000"), "the bounding set is reduced too");
+    // Every thread, not just the main one: capabilities are per thread.
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", agent.id())).expect("tasks").flatten().collect();
+    assert!(tasks.len() >= 3, "main, metrics and sampler threads: {}", tasks.len());
+    for t in tasks {
+        let status = std::fs::read_to_string(t.path().join("status")).expect("status");
+        let field = |k: &str| status.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string());
+        for k in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(
+                field(k).as_deref(),
+                Some("0000008000001000"),
+                "thread {:?}: {k} holds only CAP_BPF and CAP_NET_ADMIN",
+                t.file_name()
+            );
+        }
+        assert_eq!(field("CapInh:").as_deref(), Some("0000000000000000"));
+        assert_eq!(field("Seccomp:").as_deref(), Some("2"), "thread {:?} runs under the filter", t.file_name());
+        assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"));
+    }
 
     // The exposition is valid for Prometheus.
     if std::process::Command::new("promtool").arg("--version").output().is_ok() {
@@ -121,7 +137,11 @@ fn agent_enforces_reloads_refuses_and_reports() {
     wait_for("the refusal", || metric(&scrape(port), "segc_policy_refused_total") >= 1);
     assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
 
-    // A good policy is swapped in.
+    // Half of a save is refused; once the save completes, the whole file is
+    // compiled and swapped in (the refused bytes are what was compared).
+    let half = &B[..B.len() / 2];
+    std::fs::write(dir.join("policy/main.seg"), half).expect("half of policy b");
+    wait_for("the half save's refusal", || metric(&scrape(port), "segc_policy_refused_total") >= 2);
     std::fs::write(dir.join("policy/main.seg"), B).expect("policy b");
     wait_for("the swap", || metric(&scrape(port), "segc_policy_swaps_total") >= 2);
     assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8085));
@@ -138,6 +158,7 @@ fn agent_enforces_reloads_refuses_and_reports() {
     let log = Command::new(env!("CARGO_BIN_EXE_segc"))
         .args(["audit", "show", "--format", "json"])
         .env("SEGC_AUDIT_DIR", &audit)
+        .env("SEGC_AUDIT_KEY_FILE", dir.join("audit.key"))
         .output()
         .expect("audit");
     let kinds: Vec<String> = String::from_utf8_lossy(&log.stdout)
@@ -148,8 +169,25 @@ fn agent_enforces_reloads_refuses_and_reports() {
     for k in ["agent.start", "policy.refused", "swap", "deny.sample", "agent.stop"] {
         assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
     }
-    let v = Command::new(env!("CARGO_BIN_EXE_segc")).args(["audit", "verify"]).env("SEGC_AUDIT_DIR", &audit).output().expect("verify");
-    assert!(v.status.success());
+    // The log rotated under the seccomp filter (small segments), and still verifies.
+    let segments = std::fs::read_dir(audit.join("segments")).expect("segments").count();
+    assert!(segments >= 3, "rotation happened under the filter: {segments} segments");
+    // Deny samples are aggregated per zone pair: one event carries the count.
+    let samples: Vec<serde_json::Value> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "deny.sample")
+        .collect();
+    let sampled: u64 = samples.iter().map(|e| e["data"]["sampled"].as_u64().unwrap_or(0)).sum();
+    assert!(sampled >= 25 && samples.len() < sampled as usize, "{} events for {sampled} samples", samples.len());
+    assert!(samples.iter().all(|e| e["data"]["src_zone"].is_string() || e["data"]["other_pairs"].is_u64()), "{samples:?}");
+    let v = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["audit", "verify"])
+        .env("SEGC_AUDIT_DIR", &audit)
+        .env("SEGC_AUDIT_KEY_FILE", dir.join("audit.key"))
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     let _ = Command::new(env!("CARGO_BIN_EXE_segc")).args(["undeploy", "--target", "host", "--netns", &net.b]).output();
     let _ = std::fs::remove_dir_all(&dir);
 }

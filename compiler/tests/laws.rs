@@ -218,3 +218,24 @@ proptest! {
         }
     }
 }
+
+/// A chain of 20 000 services (`service s1 = s0`, ...) once overflowed the
+/// stack of `check`, the LSP and the agent; resolution is iterative now. The
+/// compile runs on a thread with a small stack to prove it.
+#[test]
+fn a_long_service_chain_does_not_exhaust_the_stack() {
+    let mut src = String::from("service s0 = tcp/443\n");
+    for i in 1..20_000 {
+        src.push_str(&format!("service s{i} = s{}\n", i - 1));
+    }
+    src.push_str("zone a {\n  cidrs = [10.0.0.0/24]\n  scope = connected\n}\nflow a -> a on s19999\n");
+    let cycle = format!("{src}service c1 = c2\nservice c2 = c1\nflow a -> a on c1\n");
+    let run = move || {
+        let c = segc_compiler::compile_str(&src, &segc_compiler::Options::default());
+        assert!(!c.has_errors(), "{:?}", c.diagnostics.iter().take(3).collect::<Vec<_>>());
+        assert_eq!(c.model.flows[0].set.to_string(), "tcp/443");
+        let c = segc_compiler::compile_str(&cycle, &segc_compiler::Options::default());
+        assert!(c.diagnostics.iter().any(|d| d.code == segc_compiler::diag::Code::E207));
+    };
+    std::thread::Builder::new().stack_size(256 * 1024).spawn(run).expect("thread").join().expect("no stack overflow");
+}

@@ -349,10 +349,12 @@ pub fn events(dir: &std::path::Path) -> Result<Events, Error> {
     Ok(Events(aya::maps::RingBuf::try_from(map)?))
 }
 
-/// Every event waiting in the ring buffer, as JSON for the audit log.
-pub fn drain(ev: &mut Events) -> Vec<serde_json::Value> {
+/// The events waiting in the ring buffer, at most `max` (under a flood the
+/// kernel may refill it as fast as it is read), as JSON.
+pub fn drain(ev: &mut Events, max: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    while let Some(item) = ev.0.next() {
+    while out.len() < max {
+        let Some(item) = ev.0.next() else { break };
         if item.len() < std::mem::size_of::<rt::Event>() {
             continue;
         }

@@ -124,6 +124,19 @@ const ALLOWED_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_exit_group,
     libc::SYS_restart_syscall,
     libc::SYS_prlimit64,
+    // Paths (resolved before lockdown, but libraries may still ask), the
+    // audit log's atomic writes (HEAD, ANCHOR: fchmod, link for new files).
+    libc::SYS_getcwd,
+    libc::SYS_fchmod,
+    libc::SYS_linkat,
+    libc::SYS_fstatfs,
+    // Netlink for interface changes, and epoll/poll waits.
+    libc::SYS_bind,
+    libc::SYS_ppoll,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
 ];
 
 /// Installs the seccomp allow-list on every thread: any other system call

@@ -1,16 +1,19 @@
 //! `segc agent`: keeps a policy deployed on a host. It deploys at start, then
-//! polls the policy's files: a valid change is swapped in atomically, a broken
-//! one is refused (the old policy stays) — both recorded in the audit log. It
-//! drains the filter's sampled deny events into the audit log and serves
-//! Prometheus metrics on a loopback address. After attaching, it drops every
-//! capability but CAP_BPF and CAP_NET_ADMIN, sets no_new_privs and installs a
-//! seccomp allow-list.
+//! polls the policy's files (`watch`): a valid change is swapped in
+//! atomically, a broken one is refused (the old policy stays), both recorded
+//! in the audit log. A thread of its own aggregates the filter's sampled deny
+//! events into the audit log (`samples`); another serves Prometheus metrics on
+//! a loopback address (`metrics`). Before any thread starts it drops every
+//! capability but CAP_BPF and CAP_NET_ADMIN and sets no_new_privs; then a
+//! seccomp allow-list covers every thread (`lockdown`).
 
 mod lockdown;
 mod metrics;
+mod samples;
+mod watch;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +26,9 @@ use segc_loader::attach;
 
 pub use lockdown::{capabilities, drop_privileges, install_seccomp};
 use metrics::{Metrics, Stats, ZoneNames};
+use watch::{Snapshot, Watch};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -38,19 +42,6 @@ fn install_signals() {
     }
 }
 
-/// Every source file's path and bytes, to notice changes.
-fn fingerprint(dir: &Path, c: &Compilation) -> Vec<(PathBuf, Vec<u8>)> {
-    c.tree
-        .user_files
-        .iter()
-        .map(|&f| {
-            let p = dir.join(&c.sources().get(f).name);
-            let bytes = std::fs::read(&p).unwrap_or_default();
-            (p, bytes)
-        })
-        .collect()
-}
-
 pub struct Config {
     pub policy: PathBuf,
     pub ifaces: Vec<String>,
@@ -59,45 +50,48 @@ pub struct Config {
     pub metrics: SocketAddr,
     pub interval: Duration,
     pub sample_every: u32,
+    /// How long deny samples are aggregated before they are written.
+    pub sample_window: Duration,
     /// Stop after this long (tests); run until SIGTERM otherwise.
     pub run_for: Option<Duration>,
     /// After locking down, make a forbidden system call (tests: it must kill).
     pub seccomp_selftest: bool,
+    /// Where audit segments rotate.
+    pub audit_segment_bytes: u64,
 }
 
-pub fn run(cfg: Config) -> Result<u8> {
-    if !cfg.metrics.ip().is_loopback() {
-        bail!("the metrics address must be a loopback address, not {}", cfg.metrics);
-    }
-    // Bound before entering the namespace: the endpoint stays on the host's loopback.
-    let listener = TcpListener::bind(cfg.metrics).with_context(|| format!("cannot listen on {}", cfg.metrics))?;
-    if let Some(ns) = &cfg.netns {
-        attach::enter_netns(ns)?;
-    }
-    let pp = segc_fsio::policy_path(&cfg.policy).map_err(anyhow::Error::msg)?;
-    let compile = || crate::policy::load(&cfg.policy, &Options { today: Some(segc_fsio::clock::today()) });
-    let first = compile()?;
-    if first.has_errors() {
-        crate::render::human(first.sources(), &first.diagnostics, false, &mut std::io::stderr().lock())?;
-        bail!("the policy has errors; the agent does not start on a broken policy");
-    }
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    let audit = segc_audit::Log::open(&segc_audit::default_dir()).context("the agent needs its audit log")?;
-    let record = |kind: Kind, data: serde_json::Value| {
-        if audit.append(kind, data).is_err() {
-            if let Ok(mut s) = stats.lock() {
+/// What the agent holds while it runs.
+struct Agent<'c> {
+    cfg: &'c Config,
+    stats: Arc<Mutex<Stats>>,
+    audit: Arc<segc_audit::Log>,
+}
+
+impl Agent<'_> {
+    fn record(&self, kind: Kind, data: serde_json::Value) {
+        if self.audit.append(kind, data).is_err() {
+            if let Ok(mut s) = self.stats.lock() {
                 s.audit_errors += 1;
             }
         }
-    };
-    let deploy = |c: &Compilation| -> Result<segc_loader::Swap> {
+    }
+
+    fn refused(&self, data: serde_json::Value) {
+        self.record(Kind::PolicyRefused, data);
+        if let Ok(mut s) = self.stats.lock() {
+            s.refused += 1;
+        }
+    }
+
+    /// Installs a compiled policy (attaching where needed) and updates the stats.
+    fn deploy(&self, c: &Compilation) -> Result<segc_loader::Swap> {
         let t = segc_compiler::lower::bpf::tables(&c.model);
         let over = segc_compiler::lower::bpf::check_capacity(&c.model, &t);
         if !over.is_empty() {
             bail!("the policy does not fit the eBPF maps: {}", over[0].message);
         }
-        let r = attach::deploy(&t, cfg.netns.as_deref(), &cfg.ifaces, cfg.choice)?;
-        if let Ok(mut s) = stats.lock() {
+        let r = attach::deploy(&t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice)?;
+        if let Ok(mut s) = self.stats.lock() {
             s.zones = ZoneNames(c.model.zones.iter().map(|z| z.name.clone()).collect());
             s.epoch = u64::from(r.swap.generation);
             s.swaps += 1;
@@ -113,23 +107,82 @@ pub fn run(cfg: Config) -> Result<u8> {
             ];
         }
         Ok(r.swap)
-    };
-    let swap = deploy(&first)?;
+    }
+
+    /// One poll: when a file of the policy changed, compile exactly what is
+    /// now there and swap it in, or refuse it (the old policy stays).
+    fn reload(&self, watch: &Watch, known: &mut Snapshot) {
+        if !watch.changed(known) {
+            return;
+        }
+        let (now, snapshot) = match watch.compile(&Options { today: Some(segc_fsio::clock::today()) }) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refused(serde_json::json!({"error": e.to_string()}));
+                return;
+            }
+        };
+        *known = snapshot;
+        if now.has_errors() {
+            let errors: Vec<String> =
+                now.diagnostics.iter().filter(|d| d.is_error()).take(10).map(|d| format!("{}: {}", d.code, d.message)).collect();
+            eprintln!("segc agent: the new policy has errors; keeping the old one");
+            self.refused(serde_json::json!({"errors": errors}));
+            return;
+        }
+        match self.deploy(&now) {
+            Ok(swap) => self.record(
+                Kind::Swap,
+                serde_json::json!({"policy": now.model.policy.name, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
+            ),
+            Err(e) => self.refused(serde_json::json!({"error": e.to_string()})),
+        }
+    }
+}
+
+pub fn run(cfg: Config) -> Result<u8> {
+    if !cfg.metrics.ip().is_loopback() {
+        bail!("the metrics address must be a loopback address, not {}", cfg.metrics);
+    }
+    // Everything that needs the file system's current folder, or privileges
+    // the agent drops, happens first: paths resolved, the endpoint bound (on
+    // the host's loopback, before entering the namespace), the policy
+    // compiled and deployed, the audit log and its key opened.
+    let watch = Watch::new(&cfg.policy)?;
+    let listener = TcpListener::bind(cfg.metrics).with_context(|| format!("cannot listen on {}", cfg.metrics))?;
+    if let Some(ns) = &cfg.netns {
+        attach::enter_netns(ns)?;
+    }
+    let (first, mut known) = watch.compile(&Options { today: Some(segc_fsio::clock::today()) })?;
+    if first.has_errors() {
+        crate::render::human(first.sources(), &first.diagnostics, false, &mut std::io::stderr().lock())?;
+        bail!("the policy has errors; the agent does not start on a broken policy");
+    }
+    let audit = segc_audit::Log::open(&segc_audit::default_dir()).context("the agent needs its audit log")?;
+    let audit = Arc::new(audit.with_segment_limit(cfg.audit_segment_bytes));
+    let agent = Agent { cfg: &cfg, stats: Arc::new(Mutex::new(Stats::default())), audit };
+    let swap = agent.deploy(&first)?;
     let dir = attach::pin_dir(cfg.netns.as_deref());
     let mut maps = segc_loader::PolicyMaps::from_pins(&dir)?;
     maps.set_options(0, cfg.sample_every)?;
-    record(
+    agent.record(
         Kind::AgentStart,
         serde_json::json!({"policy": first.model.policy.name, "ifaces": cfg.ifaces, "netns": cfg.netns, "epoch": swap.generation}),
     );
+    let events = segc_loader::events(&dir)?;
 
+    // Capabilities are per thread: drop them before any thread exists, so
+    // every thread spawned after inherits the reduced sets.
+    drop_privileges()?;
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Metrics { stats: stats.clone(), netns: cfg.netns.clone() }));
+    registry.register_collector(Box::new(Metrics { stats: agent.stats.clone(), netns: cfg.netns.clone() }));
     let registry = Arc::new(registry);
     std::thread::spawn(move || metrics::serve(listener, registry));
-
-    let mut events = segc_loader::events(&dir)?;
-    drop_privileges()?;
+    let sampler = {
+        let (log, stats, window) = (agent.audit.clone(), agent.stats.clone(), cfg.sample_window);
+        std::thread::spawn(move || samples::run(events, log, stats, window))
+    };
+    // The filter covers every thread (TSYNC).
     install_seccomp()?;
     if cfg.seccomp_selftest {
         eprintln!("segc agent: seccomp self-test: calling mount(2), which must kill this process");
@@ -147,54 +200,13 @@ pub fn run(cfg: Config) -> Result<u8> {
     for (k, v) in capabilities() {
         eprintln!("segc agent: {k}: {v}");
     }
-    let mut known = fingerprint(&pp.dir, &first);
     let started = Instant::now();
     while !STOP.load(Ordering::SeqCst) && cfg.run_for.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(cfg.interval);
-        for e in segc_loader::drain(&mut events) {
-            record(Kind::DenySample, e);
-            if let Ok(mut s) = stats.lock() {
-                s.deny_samples += 1;
-            }
-        }
-        let now = {
-            let probe = compile();
-            match probe {
-                Ok(c) => c,
-                Err(e) => {
-                    record(Kind::PolicyRefused, serde_json::json!({"error": e.to_string()}));
-                    continue;
-                }
-            }
-        };
-        let print = fingerprint(&pp.dir, &now);
-        if print == known {
-            continue;
-        }
-        known = print;
-        if now.has_errors() {
-            let errors: Vec<String> =
-                now.diagnostics.iter().filter(|d| d.is_error()).take(10).map(|d| format!("{}: {}", d.code, d.message)).collect();
-            eprintln!("segc agent: the new policy has errors; keeping the old one");
-            record(Kind::PolicyRefused, serde_json::json!({"errors": errors}));
-            if let Ok(mut s) = stats.lock() {
-                s.refused += 1;
-            }
-            continue;
-        }
-        match deploy(&now) {
-            Ok(swap) => record(
-                Kind::Swap,
-                serde_json::json!({"policy": now.model.policy.name, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
-            ),
-            Err(e) => {
-                record(Kind::PolicyRefused, serde_json::json!({"error": e.to_string()}));
-                if let Ok(mut s) = stats.lock() {
-                    s.refused += 1;
-                }
-            }
-        }
+        agent.reload(&watch, &mut known);
     }
-    record(Kind::AgentStop, serde_json::json!({}));
+    STOP.store(true, Ordering::SeqCst);
+    let _ = sampler.join();
+    agent.record(Kind::AgentStop, serde_json::json!({}));
     Ok(crate::exit::OK)
 }

@@ -58,6 +58,7 @@ pub fn deploy_aws(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<Dat
             a["changes"] = serde_json::json!(changes);
             return report_plan(&name, &place, &changes, a);
         }
+        crate::journal::ensure_writable()?;
         let progress = Progress::start();
         let result = crate::cloud::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
         progress.finish();
@@ -112,6 +113,7 @@ pub fn deploy_azure(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<D
             a["changes"] = serde_json::json!(changes);
             return report_plan(&name, &place, &changes, a);
         }
+        crate::journal::ensure_writable()?;
         let progress = Progress::start();
         let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m)).await;
         progress.finish();

@@ -48,6 +48,7 @@ pub fn deploy(path: &Path, host: &HostArgs, apply: bool, today: Option<Date>) ->
         writeln!(out, "run again with --apply to apply it")?;
         return Ok(exit::OK);
     }
+    crate::journal::ensure_writable()?;
     let attempt = match std::env::var_os("SEGC_DISABLE_BPF") {
         Some(_) => Err(segc_loader::Error::Disabled("SEGC_DISABLE_BPF")),
         None => attach::deploy(&tables, netns, ifaces, choice),
