@@ -122,9 +122,62 @@ pub struct HostArgs {
     /// Named network namespace, as with `ip -n` (host).
     #[arg(long)]
     pub netns: Option<String>,
-    /// Ingress hook (host): auto picks native XDP on NICs and TC on virtual devices.
+    /// Ingress hook (host): auto picks native XDP on NICs and TC on virtual devices (L3 links: always TC).
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// What the host filter does besides the policy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LinkArgs {
+    /// Let a non-IP EtherType through (hex `0x88cc` or decimal); repeatable, at most 8.
+    /// ARP always passes; every other non-IP frame (PPPoE, MPLS, ...) is dropped.
+    #[arg(long = "pass-ethertype", value_name = "TYPE", value_parser = ethertype_arg)]
+    pub pass_ethertypes: Vec<u16>,
+    /// A connection-tracking timeout in seconds, `NAME=SECONDS` (tcp_syn, tcp_established,
+    /// tcp_close, udp, udp_replied, icmp, other); repeatable; default Linux's.
+    #[arg(long = "ct-timeout", value_name = "NAME=SECONDS", value_parser = timeout_arg)]
+    pub timeouts: Vec<(usize, u32)>,
+}
+
+impl LinkArgs {
+    pub fn options(&self) -> segc_loader::attach::LinkOptions {
+        let mut timeouts = [0u32; segc_runtime_bpf::TO_MAX];
+        for &(i, secs) in &self.timeouts {
+            timeouts[i] = secs;
+        }
+        segc_loader::attach::LinkOptions { pass_ethertypes: self.pass_ethertypes.clone(), timeouts }
+    }
+}
+
+fn ethertype_arg(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    match v {
+        Ok(v) if v >= 0x0600 => Ok(v),
+        _ => Err(format!("`{s}` is not an EtherType (0x0600-0xffff, such as 0x88cc)")),
+    }
+}
+
+/// The names of `--ct-timeout`, in `segc_runtime_bpf::TO_*` order.
+pub const TIMEOUT_NAMES: [&str; 7] = ["tcp_syn", "tcp_established", "tcp_close", "udp", "udp_replied", "icmp", "other"];
+
+fn timeout_arg(s: &str) -> Result<(usize, u32), String> {
+    let (name, secs) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected NAME=SECONDS"))?;
+    let i = TIMEOUT_NAMES
+        .iter()
+        .position(|n| *n == name.trim())
+        .ok_or_else(|| format!("unknown timeout `{name}` ({})", TIMEOUT_NAMES.join(", ")))?;
+    let secs: u32 = secs.trim().parse().map_err(|_| format!("`{secs}` is not a number of seconds"))?;
+    if secs == 0 {
+        return Err("a timeout must be at least 1 second".into());
+    }
+    Ok((i, secs))
 }
 
 /// Where a cloud deployment goes; `deploy` and `drift` take the same options.
@@ -305,6 +358,8 @@ pub enum Command {
         netns: Option<String>,
         #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
         xdp_mode: XdpModeArg,
+        #[command(flatten)]
+        link: LinkArgs,
         /// Loopback address for the Prometheus endpoint (`/metrics`).
         #[arg(long, default_value = "127.0.0.1:9464")]
         metrics: std::net::SocketAddr,

@@ -140,7 +140,8 @@ fn auto_mode_uses_tc_ingress_on_veth() {
     let _srv_a = net.serve(&net.a, &[9000, 9001], &[]);
     let o = segc(&["deploy", "--target", "host", "--netns", &net.b, "--iface", "vb", "--apply"], &dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("TC on ingress"), "{}", String::from_utf8_lossy(&o.stdout));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("TCX (first) on ingress") || out.contains("tc clsact (cls_bpf, priority 1) on ingress"), "{out}");
     assert!(net.probe(&net.a, "tcp", "fd99::2", 8080));
     assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8085));
     assert!(net.probe(&net.b, "tcp", "10.99.0.1", 9000));

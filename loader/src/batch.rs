@@ -1,5 +1,5 @@
-//! Batched map access: `BPF_MAP_LOOKUP_BATCH`, `BPF_MAP_UPDATE_BATCH` and
-//! `BPF_MAP_DELETE_BATCH` (Linux 5.6) read, write or remove thousands of
+//! Batched map access: `BPF_MAP_LOOKUP_BATCH` and `BPF_MAP_UPDATE_BATCH`
+//! (Linux 5.6) read or write thousands of
 //! entries per system call instead of one. aya 0.14 has no batch API, so these are the raw commands. A kernel
 //! or map type without them answers `EINVAL`/`EOPNOTSUPP` before touching
 //! anything; the caller then falls back to one entry per call.
@@ -14,7 +14,6 @@ use crate::Error;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel's own `ENOTSUPP` (not in libc): what some map types answer.
 const ENOTSUPP: i32 = 524;
 /// Entries per call: bounds the kernel's copy of keys and values.
@@ -91,11 +90,7 @@ fn run(
             if done == 0 && did == 0 && unsupported(&e) {
                 return Ok(Batched::Unsupported);
             }
-            return Err(Error::Other(format!(
-                "batch map {}: {e} after {} of {n} entries",
-                if cmd == BPF_MAP_UPDATE_BATCH { "update" } else { "delete" },
-                done + did
-            )));
+            return Err(Error::Other(format!("batch map {}: {e} after {} of {n} entries", "update", done + did)));
         }
         debug_assert_eq!(did, count, "a batch call that succeeds did every entry");
         done += count;
@@ -153,10 +148,25 @@ pub fn update<K: Pod, V: Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result
     run(map, BPF_MAP_UPDATE_BATCH, keys.len(), std::mem::size_of::<K>(), keys.as_ptr().cast(), Some(values))
 }
 
-/// Removes every key in `keys` (all must be present).
-pub fn delete<K: Pod>(map: &MapData, keys: &[K]) -> Result<Batched, Error> {
-    if keys.is_empty() {
-        return Ok(Batched::Done);
+/// Writes one entry (flags 0: create or replace): the fallback where the
+/// kernel has no batch commands.
+pub fn update_one<K: Pod, V: Pod>(map: &MapData, key: &K, value: &V) -> Result<(), Error> {
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
     }
-    run(map, BPF_MAP_DELETE_BATCH, keys.len(), std::mem::size_of::<K>(), keys.as_ptr().cast(), None)
+    let mut attr = ElemAttr { map_fd: raw_fd(map), pad: 0, key: key as *const K as u64, value: value as *const V as u64, flags: 0 };
+    // SAFETY: the elem member of bpf_attr, passed with its size; key and value
+    // point at live values of the map's key and value sizes, only read.
+    let r =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &mut attr as *mut ElemAttr, std::mem::size_of::<ElemAttr>() as u32) };
+    if r < 0 {
+        return Err(Error::Other(format!("map update: {}", io::Error::last_os_error())));
+    }
+    Ok(())
 }

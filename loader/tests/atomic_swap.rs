@@ -53,7 +53,7 @@ fn swaps_are_atomic_under_traffic() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) || n < 2000 {
+            while !stop.load(Ordering::Relaxed) || n < 300 {
                 maps.install(if n % 2 == 0 { &t2 } else { &t1 }).expect("swap");
                 n += 1;
                 if n >= 20_000 {
@@ -73,12 +73,12 @@ fn swaps_are_atomic_under_traffic() {
             seen[i][usize::from(got)] = true;
             runs += 1;
         }
-        if runs > 400_000 {
+        if runs > 200_000 {
             stop.store(true, Ordering::Relaxed);
         }
     }
     let swaps = swapper.join().expect("swapper");
-    assert!(swaps >= 2000, "{swaps} swaps");
+    assert!(swaps >= 300, "{swaps} swaps");
     // Packets whose verdict differs between the policies were seen both ways.
     for (i, &(a, b)) in allowed.iter().enumerate() {
         if a != b {

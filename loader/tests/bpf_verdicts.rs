@@ -75,11 +75,16 @@ fn replies_to_allowed_connections_pass() {
     filter.install(&bpf::tables(&c.model)).expect("install");
     let (a, b) = ("10.0.1.5".parse().unwrap(), "10.0.2.9".parse().unwrap());
     let syn = segc_loader::packet::frame(a, b, segc_compiler::ir::Proto::Tcp(443)).unwrap();
-    // The reply: b:443 -> a:40000.
+    // The reply: b:443 -> a:40000, SYN+ACK.
     let mut reply = segc_loader::packet::frame(b, a, segc_compiler::ir::Proto::Tcp(40000)).unwrap();
     reply[34..36].copy_from_slice(&443u16.to_be_bytes());
+    reply[47] = 0x12;
+    // The same tuple with SYN alone: a new connection from b, never a reply.
+    let mut reverse_syn = reply.clone();
+    reverse_syn[47] = 0x02;
     let xdp = segc_runtime_bpf::names::XDP;
     assert_eq!(filter.run_xdp(xdp, &reply, 1).unwrap().0, segc_loader::XDP_DROP, "no connection yet");
     assert_eq!(filter.run_xdp(xdp, &syn, 1).unwrap().0, segc_loader::XDP_PASS);
     assert_eq!(filter.run_xdp(xdp, &reply, 1).unwrap().0, segc_loader::XDP_PASS, "the reply passes");
+    assert_eq!(filter.run_xdp(xdp, &reverse_syn, 1).unwrap().0, segc_loader::XDP_DROP, "a SYN back is not a reply");
 }

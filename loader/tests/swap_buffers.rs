@@ -1,13 +1,14 @@
-//! What the batched writes leave in the kernel: after each swap the port map
-//! holds exactly the live policy's entries in one buffer and the previous
-//! policy's in the other, with more entries than one batch (8192), read back
-//! one key at a time through aya, independently of the batch code.
+//! What the batched writes leave in the kernel: after each swap the live slot
+//! of the port map holds a fresh map with exactly the live policy's entries,
+//! and the idle slot the previous policy's map, with more entries than one
+//! batch (8192), read back one key at a time through aya, independently of
+//! the batch code.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, Map, MapData};
 use segc_compiler::lower::bpf;
 use segc_compiler::{compile_str, Options};
 use segc_loader::{Entries, Filter};
@@ -35,13 +36,11 @@ fn policy(flows: usize, seed: u64) -> String {
     s
 }
 
-/// The port map's entries per buffer: (buffer bit, src, dst, class, port).
-fn port_entries(filter: &mut Filter) -> BTreeSet<(u32, u32, u32, u8, u16)> {
-    let h: HashMap<&mut MapData, segc_runtime_bpf::PortKey, u32> = HashMap::try_from(&mut filter.maps.ports).expect("port map");
-    h.keys()
-        .map(|k| k.expect("key"))
-        .map(|k| (u32::from_be(k.gen), u32::from_be(k.src_zone), u32::from_be(k.dst_zone), k.class, u16::from_be(k.port)))
-        .collect()
+/// The entries of the port map in one slot (empty when the slot holds none).
+fn port_entries(filter: &mut Filter, slot: u32) -> Exact {
+    let Ok(inner) = filter.maps.live_inner(segc_runtime_bpf::names::PORTS, slot) else { return Exact::new() };
+    let h: HashMap<MapData, segc_runtime_bpf::PortKey, u32> = HashMap::try_from(Map::HashMap(inner)).expect("port map");
+    h.keys().map(|k| k.expect("key")).map(|k| (u32::from_be(k.src_zone), u32::from_be(k.dst_zone), k.class, u16::from_be(k.port))).collect()
 }
 
 #[test]
@@ -59,15 +58,14 @@ fn each_swap_leaves_exactly_two_policies() {
         assert_eq!(want.len(), flows, "round {round}: one exact entry per flow");
         let swap = filter.install(&t).expect("install");
         let live = swap.generation & 1;
-        let got = port_entries(&mut filter);
-        let in_buffer =
-            |b: u32| -> BTreeSet<(u32, u32, u8, u16)> { got.iter().filter(|e| e.0 == b).map(|&(_, s, d, c, p)| (s, d, c, p)).collect() };
-        assert_eq!(in_buffer(live), want, "round {round}: the live buffer holds the new policy, all of it");
+        assert_eq!(port_entries(&mut filter, live), want, "round {round}: the live slot holds the new policy, all of it");
         match &previous {
-            Some((b, prev)) => {
-                assert_eq!((*b, in_buffer(live ^ 1)), (live ^ 1, prev.clone()), "round {round}: the idle buffer holds the policy before")
-            }
-            None => assert!(in_buffer(live ^ 1).is_empty(), "round {round}"),
+            Some((b, prev)) => assert_eq!(
+                (*b, port_entries(&mut filter, live ^ 1)),
+                (live ^ 1, prev.clone()),
+                "round {round}: the idle slot holds the policy before"
+            ),
+            None => assert!(port_entries(&mut filter, live ^ 1).is_empty(), "round {round}"),
         }
         previous = Some((live, want));
     }

@@ -1,25 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
-/* segc's enforcement: XDP on ingress, TC on egress, one decision function.
+/* segc's enforcement: one decision function behind five entry points. XDP or
+ * TC on the ingress of Ethernet links, TC on their egress; TC both ways on L3
+ * links (TUN, WireGuard, ipip, gre, sit, ppp), where the packet starts at its
+ * IP header and skb->protocol says which IP.
  *
- * A packet is judged by the policy tables of the live generation (one 4-byte
- * read of config.gen per packet, so a swap never shows a packet half of a
- * policy): the zones of the address pair (cached per generation; by longest
- * prefix on a miss), then one exact lookup on (generation, zones, protocol
- * class, port), and a longest-prefix lookup on port blocks only for zone pairs
- * that have large port ranges.
- * Allowed new traffic is remembered in an LRU connection table so that replies
- * pass in both directions.
+ * Per packet: parse; drop what segc cannot judge; look the packet up in the
+ * connection table (forward, then as a reply); else judge it by the live
+ * policy (one 4-byte read of the epoch picks the slot of every policy map, so
+ * a swap never shows a packet half of a policy) and, if allowed, open a
+ * connection. A connection remembers the epoch that judged it: the first
+ * packet after a swap judges its original direction again, and a connection
+ * the new policy does not allow is dropped from then on, both ways.
  *
- * Decisions where the SPEC is silent (docs/DECISIONS.md has the reasons):
- * - ARP and other non-IP frames pass: segmentation is about IP traffic, and the
- *   host must keep resolving neighbours.
+ * docs/DECISIONS.md (17-25) has the reasons; in short:
+ * - ARP and EtherTypes the operator names pass; every other non-IP frame
+ *   (PPPoE, MPLS, ...) is dropped. At most two VLAN tags are parsed.
  * - IPv6 neighbour discovery (ICMPv6 133-137 with hop limit 255) passes.
- * - IP fragments are dropped: a non-first fragment has no ports to judge, and
- *   tiny first fragments are a classic filter evasion.
- * - IPv6 extension headers (hop-by-hop, routing, destination options) are
- *   walked, at most four; a fragment header drops the packet; anything else
- *   (ESP, AH, unknown) is judged as an "other" protocol, which only `any` allows.
- * - Up to two VLAN tags are parsed; deeper stacks are dropped.
+ * - IP fragments are dropped, first and later: a later fragment has no ports
+ *   to judge, and fragments are a classic evasion. IPv6 extension headers are
+ *   walked, at most four; a longer chain is dropped.
+ * - TCP flag combinations no connection ever uses (SYN+FIN, no flags, FIN
+ *   without ACK, ...) are dropped, as Linux conntrack marks them invalid.
+ * - Conntrack as Linux: only an allowed packet opens a connection (a TCP RST
+ *   or FIN never does); a reply matches only its connection, a SYN without
+ *   ACK is never a reply, ICMP echo replies match by identifier, ICMP errors
+ *   pass when the packet they quote belongs to a connection; entries expire
+ *   with Linux's timeouts, set in the config.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -34,45 +40,41 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct segc_zone_key4);
-	__type(value, __u32);
-	__uint(max_entries, SEGC_ZONES4_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} segc_zones4 SEC(".maps");
+/* TC: hand a passed packet on to the next program (TCX_NEXT), or the next
+ * filter of a clsact chain; at the end of either, the packet passes. */
+#define SEGC_TC_PASS TC_ACT_UNSPEC
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct segc_zone_key6);
-	__type(value, __u32);
-	__uint(max_entries, SEGC_ZONES6_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} segc_zones6 SEC(".maps");
+/* An inner map's template. Sizes, not types: the key structs are not
+ * otherwise in the object's BTF, and the loader creates the real inner maps
+ * (one set per policy) with exactly these sizes and flags. */
+#define INNER(name, map_type, key_t, max)                                                                              \
+	struct name {                                                                                                  \
+		__uint(type, map_type);                                                                                \
+		__uint(key_size, sizeof(key_t));                                                                       \
+		__uint(value_size, sizeof(__u32));                                                                     \
+		__uint(max_entries, max);                                                                              \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                                                  \
+	}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct segc_rule_key);
-	__type(value, __u32);
-	__uint(max_entries, SEGC_RULES_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} segc_rules SEC(".maps");
+INNER(segc_zones4_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_zone_key4, SEGC_ZONES4_MAX);
+INNER(segc_zones6_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_zone_key6, SEGC_ZONES6_MAX);
+INNER(segc_ports_inner, BPF_MAP_TYPE_HASH, struct segc_port_key, SEGC_PORTS_MAX);
+INNER(segc_pairs_inner, BPF_MAP_TYPE_HASH, struct segc_pair_key, SEGC_PAIRS_MAX);
+INNER(segc_rules_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_rule_key, SEGC_RULES_MAX);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct segc_port_key);
-	__type(value, __u32);
-	__uint(max_entries, SEGC_PORTS_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} segc_ports SEC(".maps");
+#define OUTER(name, inner)                                                                                             \
+	struct {                                                                                                       \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                                                              \
+		__uint(max_entries, 2);                                                                                \
+		__type(key, __u32);                                                                                    \
+		__array(values, struct inner);                                                                         \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct segc_pair_key);
-	__type(value, __u32);
-	__uint(max_entries, SEGC_PAIRS_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} segc_pairs SEC(".maps");
+OUTER(segc_zones4, segc_zones4_inner);
+OUTER(segc_zones6, segc_zones6_inner);
+OUTER(segc_ports, segc_ports_inner);
+OUTER(segc_pairs, segc_pairs_inner);
+OUTER(segc_rules, segc_rules_inner);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -91,7 +93,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct segc_conn_key);
-	__type(value, __u64);
+	__type(value, struct segc_conn);
 	__uint(max_entries, SEGC_CONNS_MAX);
 } segc_conns SEC(".maps");
 
@@ -123,15 +125,28 @@ struct {
 
 enum verdict { V_PASS, V_DROP };
 
+/* What parsing found. */
+enum parsed { P_IP, P_NOT_IP, P_MALFORMED };
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define TCP_URG 0x20
+
 /* Everything the decision needs from a packet. */
 struct pkt {
 	__u8 family;
-	__u8 proto;   /* IP protocol number */
-	__u8 class;   /* SEGC_CLASS_* */
+	__u8 proto;    /* IP protocol number */
+	__u8 class;    /* SEGC_CLASS_* */
 	__u8 hoplimit;
-	__u16 sport;  /* big-endian */
-	__u16 dport;  /* big-endian; for ICMP: the type, big-endian */
+	__u16 sport;   /* big-endian; ICMP echo: the identifier */
+	__u16 dport;   /* big-endian; ICMP: the type, big-endian */
 	__u8 icmp_type;
+	__u8 tcp_flags;
+	__u16 ethertype; /* big-endian, for non-IP frames */
+	__u16 l4off;     /* offset of the L4 header from the start of the frame */
+	__u16 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -145,37 +160,74 @@ static __always_inline void count(__u32 idx, __u64 bytes)
 	}
 }
 
-/* Parses Ethernet (up to two VLAN tags), IPv4 or IPv6 (with extension headers)
- * and the L4 ports. Returns 0 for IP packets, 1 for non-IP frames, -1 for
- * malformed or fragmented ones. */
-static __always_inline int parse(void *data, void *data_end, struct pkt *p)
+static __always_inline int is_echo_request(struct pkt *p)
 {
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return -1;
-	__u16 proto = eth->h_proto;
-	void *cur = eth + 1;
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		if (cur + 4 > data_end)
-			return -1;
-		proto = *(__u16 *)(cur + 2);
-		cur += 4;
-	}
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
-		return -1;
+	return p->class == SEGC_CLASS_ICMP && p->icmp_type == (p->family == 4 ? 8 : 128);
+}
 
+static __always_inline int is_echo_reply(struct pkt *p)
+{
+	return p->class == SEGC_CLASS_ICMP && p->icmp_type == (p->family == 4 ? 0 : 129);
+}
+
+static __always_inline int is_icmp_error(struct pkt *p)
+{
+	if (p->class != SEGC_CLASS_ICMP)
+		return 0;
+	if (p->family == 4)
+		return p->icmp_type == 3 || p->icmp_type == 11 || p->icmp_type == 12;
+	return p->icmp_type >= 1 && p->icmp_type <= 4;
+}
+
+/* The L4 fields: ports, ICMP type and identifier, TCP flags. */
+static __always_inline int parse_l4(void *data, void *data_end, void *cur, __u8 l4, struct pkt *p)
+{
+	p->proto = l4;
+	p->sport = 0;
+	p->dport = 0;
+	p->icmp_type = 0;
+	p->tcp_flags = 0;
+	p->l4off = cur - data;
+	if (l4 == IPPROTO_TCP) {
+		if (cur + 14 > data_end)
+			return P_MALFORMED;
+		p->sport = *(__u16 *)cur;
+		p->dport = *(__u16 *)(cur + 2);
+		p->tcp_flags = *(__u8 *)(cur + 13);
+		p->class = SEGC_CLASS_TCP;
+	} else if (l4 == IPPROTO_UDP) {
+		if (cur + 4 > data_end)
+			return P_MALFORMED;
+		p->sport = *(__u16 *)cur;
+		p->dport = *(__u16 *)(cur + 2);
+		p->class = SEGC_CLASS_UDP;
+	} else if ((l4 == IPPROTO_ICMP && p->family == 4) || (l4 == IPPROTO_ICMPV6 && p->family == 6)) {
+		if (cur + 8 > data_end)
+			return P_MALFORMED;
+		p->icmp_type = *(__u8 *)cur;
+		p->dport = bpf_htons(p->icmp_type);
+		p->class = SEGC_CLASS_ICMP;
+		if (is_echo_request(p) || is_echo_reply(p)) {
+			p->sport = *(__u16 *)(cur + 4);
+		}
+	} else {
+		p->class = SEGC_CLASS_OTHER;
+	}
+	return P_IP;
+}
+
+/* IPv4 or IPv6 at `cur` (IPv6 extension headers walked, at most four). */
+static __always_inline int parse_ip(void *data, void *data_end, void *cur, __u16 proto, struct pkt *p)
+{
 	__u8 l4;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = cur;
 		if ((void *)(ip + 1) > data_end)
-			return -1;
-		if (ip->ihl < 5)
-			return -1;
+			return P_MALFORMED;
+		if (ip->version != 4 || ip->ihl < 5)
+			return P_MALFORMED;
 		if (ip->frag_off & bpf_htons(0x3fff)) /* MF or an offset */
-			return -1;
+			return P_MALFORMED;
 		p->family = 4;
 		__builtin_memset(p->saddr, 0, 16);
 		__builtin_memset(p->daddr, 0, 16);
@@ -187,7 +239,9 @@ static __always_inline int parse(void *data, void *data_end, struct pkt *p)
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
 		if ((void *)(ip6 + 1) > data_end)
-			return -1;
+			return P_MALFORMED;
+		if (ip6->version != 6)
+			return P_MALFORMED;
 		p->family = 6;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
@@ -197,65 +251,86 @@ static __always_inline int parse(void *data, void *data_end, struct pkt *p)
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
 			if (l4 == IPPROTO_FRAGMENT)
-				return -1;
+				return P_MALFORMED;
 			if (l4 != IPPROTO_HOPOPTS && l4 != IPPROTO_ROUTING && l4 != IPPROTO_DSTOPTS)
 				break;
 			if (cur + 2 > data_end)
-				return -1;
+				return P_MALFORMED;
 			__u8 next = *(__u8 *)cur;
 			__u8 len = *(__u8 *)(cur + 1);
 			cur += (len + 1) * 8;
 			l4 = next;
 		}
 		if (l4 == IPPROTO_HOPOPTS || l4 == IPPROTO_ROUTING || l4 == IPPROTO_DSTOPTS || l4 == IPPROTO_FRAGMENT)
-			return -1;
+			return P_MALFORMED;
 	} else {
-		return 1;
+		p->ethertype = proto;
+		return P_NOT_IP;
 	}
-
-	p->proto = l4;
-	p->sport = 0;
-	p->dport = 0;
-	p->icmp_type = 0;
-	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP) {
-		if (cur + 4 > data_end)
-			return -1;
-		p->sport = *(__u16 *)cur;
-		p->dport = *(__u16 *)(cur + 2);
-		p->class = l4 == IPPROTO_TCP ? SEGC_CLASS_TCP : SEGC_CLASS_UDP;
-	} else if ((l4 == IPPROTO_ICMP && p->family == 4) || (l4 == IPPROTO_ICMPV6 && p->family == 6)) {
-		if (cur + 2 > data_end)
-			return -1;
-		p->icmp_type = *(__u8 *)cur;
-		p->dport = bpf_htons(p->icmp_type);
-		p->class = SEGC_CLASS_ICMP;
-	} else {
-		p->class = SEGC_CLASS_OTHER;
-	}
-	return 0;
+	return parse_l4(data, data_end, cur, l4, p);
 }
 
-static __always_inline __u32 zone_of(__u32 gen, __u8 family, __u8 *addr)
+/* An Ethernet frame: up to two VLAN tags, then IP. */
+static __always_inline int parse_eth(void *data, void *data_end, struct pkt *p)
 {
-	__u32 *z;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return P_MALFORMED;
+	__u16 proto = eth->h_proto;
+	void *cur = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if (cur + 4 > data_end)
+			return P_MALFORMED;
+		proto = *(__u16 *)(cur + 2);
+		cur += 4;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return P_MALFORMED;
+	return parse_ip(data, data_end, cur, proto, p);
+}
+
+/* Whether TCP flags are a combination some connection uses (as Linux's
+ * tcp_valid_flags): SYN, SYN+ACK, RST, RST+ACK, FIN+ACK, ACK, each with or
+ * without URG; PSH, ECE and CWR do not matter. */
+static __always_inline int tcp_flags_valid(__u8 flags)
+{
+	const __u64 valid = (1ull << TCP_SYN) | (1ull << (TCP_SYN | TCP_URG)) | (1ull << (TCP_SYN | TCP_ACK)) | (1ull << TCP_RST) |
+			    (1ull << (TCP_RST | TCP_ACK)) | (1ull << (TCP_FIN | TCP_ACK)) | (1ull << (TCP_FIN | TCP_ACK | TCP_URG)) |
+			    (1ull << TCP_ACK) | (1ull << (TCP_ACK | TCP_URG));
+	__u8 f = flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | TCP_URG);
+	return (valid >> f) & 1;
+}
+
+static __always_inline __u32 zone_of(__u32 slot, __u8 family, __u8 *addr)
+{
+	__u32 *z = 0;
 	if (family == 4) {
-		struct segc_zone_key4 k = {.prefixlen = 64, .gen = bpf_htonl(gen)};
+		void *trie = bpf_map_lookup_elem(&segc_zones4, &slot);
+		if (!trie)
+			return 0;
+		struct segc_zone_key4 k = {.prefixlen = 32};
 		__builtin_memcpy(k.addr, addr, 4);
-		z = bpf_map_lookup_elem(&segc_zones4, &k);
+		z = bpf_map_lookup_elem(trie, &k);
 	} else {
-		struct segc_zone_key6 k = {.prefixlen = 160, .gen = bpf_htonl(gen)};
+		void *trie = bpf_map_lookup_elem(&segc_zones6, &slot);
+		if (!trie)
+			return 0;
+		struct segc_zone_key6 k = {.prefixlen = 128};
 		__builtin_memcpy(k.addr, addr, 16);
-		z = bpf_map_lookup_elem(&segc_zones6, &k);
+		z = bpf_map_lookup_elem(trie, &k);
 	}
 	return z ? *z : 0;
 }
 
 /* The zones of both addresses: from the cache, or by longest prefix (then cached). */
-static __always_inline void zones_of(__u32 epoch, __u32 gen, struct pkt *p, __u32 *sz, __u32 *dz)
+static __always_inline void zones_of(__u32 epoch, struct pkt *p, __u32 *sz, __u32 *dz)
 {
 	/* Keyed by the epoch, which never repeats: an entry from an older policy
-	 * cannot match, even when that policy's buffer is reused. */
-	struct segc_cache_key ck = {.gen = epoch, .family = p->family};
+	 * cannot match, even when that policy's slot is reused. */
+	struct segc_cache_key ck = {.epoch = epoch, .family = p->family};
 	__builtin_memcpy(ck.saddr, p->saddr, 16);
 	__builtin_memcpy(ck.daddr, p->daddr, 16);
 	struct segc_cache_val *hit = bpf_map_lookup_elem(&segc_zone_cache, &ck);
@@ -264,7 +339,8 @@ static __always_inline void zones_of(__u32 epoch, __u32 gen, struct pkt *p, __u3
 		*dz = hit->dst_zone;
 		return;
 	}
-	struct segc_cache_val v = {.src_zone = zone_of(gen, p->family, p->saddr), .dst_zone = zone_of(gen, p->family, p->daddr)};
+	__u32 slot = epoch & 1;
+	struct segc_cache_val v = {.src_zone = zone_of(slot, p->family, p->saddr), .dst_zone = zone_of(slot, p->family, p->daddr)};
 	bpf_map_update_elem(&segc_zone_cache, &ck, &v, BPF_ANY);
 	*sz = v.src_zone;
 	*dz = v.dst_zone;
@@ -272,32 +348,33 @@ static __always_inline void zones_of(__u32 epoch, __u32 gen, struct pkt *p, __u3
 
 /* Whether the policy allows the packet between the two zones: one exact
  * lookup, and the range trie only where the pair has ranges for the class. */
-static __always_inline int allowed(__u32 gen, __u32 sz, __u32 dz, struct pkt *p)
+static __always_inline int allowed(__u32 slot, __u32 sz, __u32 dz, struct pkt *p)
 {
 	__u16 port = p->class == SEGC_CLASS_OTHER ? 0 : p->dport;
-	struct segc_port_key pk = {
-		.gen = bpf_htonl(gen),
-		.src_zone = bpf_htonl(sz),
-		.dst_zone = bpf_htonl(dz),
-		.class = p->class,
-		.pad = 0,
-		.port = port,
-	};
-	if (bpf_map_lookup_elem(&segc_ports, &pk))
-		return 1;
-	struct segc_pair_key pair = {.gen = bpf_htonl(gen), .src_zone = bpf_htonl(sz), .dst_zone = bpf_htonl(dz), .class = p->class};
-	if (!bpf_map_lookup_elem(&segc_pairs, &pair))
+	void *ports = bpf_map_lookup_elem(&segc_ports, &slot);
+	if (!ports)
 		return 0;
-	struct segc_rule_key k = {
-		.prefixlen = 128,
-		.gen = bpf_htonl(gen),
-		.src_zone = bpf_htonl(sz),
-		.dst_zone = bpf_htonl(dz),
-		.class = p->class,
-		.pad = 0,
-		.port = port,
-	};
-	return bpf_map_lookup_elem(&segc_rules, &k) != 0;
+	struct segc_port_key pk = {.src_zone = bpf_htonl(sz), .dst_zone = bpf_htonl(dz), .class = p->class, .pad = 0, .port = port};
+	if (bpf_map_lookup_elem(ports, &pk))
+		return 1;
+	void *pairs = bpf_map_lookup_elem(&segc_pairs, &slot);
+	if (!pairs)
+		return 0;
+	struct segc_pair_key pair = {.src_zone = bpf_htonl(sz), .dst_zone = bpf_htonl(dz), .class = p->class};
+	if (!bpf_map_lookup_elem(pairs, &pair))
+		return 0;
+	void *rules = bpf_map_lookup_elem(&segc_rules, &slot);
+	if (!rules)
+		return 0;
+	struct segc_rule_key k = {.prefixlen = 96, .src_zone = bpf_htonl(sz), .dst_zone = bpf_htonl(dz), .class = p->class, .pad = 0, .port = port};
+	return bpf_map_lookup_elem(rules, &k) != 0;
+}
+
+/* The policy's verdict for a packet in the live epoch, with its zones. */
+static __always_inline int judge(__u32 epoch, struct pkt *p, __u32 *sz, __u32 *dz)
+{
+	zones_of(epoch, p, sz, dz);
+	return *sz && *dz && allowed(epoch & 1, *sz, *dz, p);
 }
 
 static __always_inline void conn_key(struct segc_conn_key *k, struct pkt *p, int reverse)
@@ -316,11 +393,125 @@ static __always_inline void conn_key(struct segc_conn_key *k, struct pkt *p, int
 		__builtin_memcpy(k->saddr, p->saddr, 16);
 		__builtin_memcpy(k->daddr, p->daddr, 16);
 	}
-	/* ICMP: echo request/reply pairs by type; the identifier is not tracked. */
 	if (p->class == SEGC_CLASS_ICMP) {
-		k->sport = 0;
-		k->dport = 0;
+		/* Echo: both ports are the identifier, so a reply's reverse key is the request's. */
+		k->sport = p->sport;
+		k->dport = p->sport;
 	}
+}
+
+/* The first packet of a connection, from its key (its original direction). */
+static __always_inline void conn_packet(struct segc_conn_key *k, struct pkt *q)
+{
+	__builtin_memset(q, 0, sizeof(*q));
+	q->family = k->family;
+	q->proto = k->proto;
+	q->sport = k->sport;
+	q->dport = k->dport;
+	__builtin_memcpy(q->saddr, k->saddr, 16);
+	__builtin_memcpy(q->daddr, k->daddr, 16);
+	if (k->proto == IPPROTO_TCP)
+		q->class = SEGC_CLASS_TCP;
+	else if (k->proto == IPPROTO_UDP)
+		q->class = SEGC_CLASS_UDP;
+	else if ((k->proto == IPPROTO_ICMP && k->family == 4) || (k->proto == IPPROTO_ICMPV6 && k->family == 6)) {
+		q->class = SEGC_CLASS_ICMP;
+		q->icmp_type = k->family == 4 ? 8 : 128;
+		q->dport = bpf_htons(q->icmp_type);
+	} else
+		q->class = SEGC_CLASS_OTHER;
+}
+
+static __always_inline __u64 timeout_ns(struct segc_config *cfg, __u8 proto, __u8 state)
+{
+	__u32 idx;
+	if (proto == IPPROTO_TCP)
+		idx = state == SEGC_CT_NEW ? SEGC_TO_TCP_SYN : state == SEGC_CT_CLOSING ? SEGC_TO_TCP_CLOSE : SEGC_TO_TCP_EST;
+	else if (proto == IPPROTO_UDP)
+		idx = state == SEGC_CT_NEW ? SEGC_TO_UDP : SEGC_TO_UDP_REPLIED;
+	else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+		idx = SEGC_TO_ICMP;
+	else
+		idx = SEGC_TO_OTHER;
+	if (idx >= SEGC_TO_MAX)
+		return 0;
+	return (__u64)cfg->timeouts[idx] * 1000000000ull;
+}
+
+/* Whether an allowed packet opens a connection: TCP SYN or mid-stream ACK
+ * (picked up as Linux does), never RST or FIN; UDP and other protocols; ICMP
+ * echo requests. */
+static __always_inline int opens(struct pkt *p, __u8 *state)
+{
+	if (p->class == SEGC_CLASS_TCP) {
+		if (p->tcp_flags & (TCP_RST | TCP_FIN))
+			return 0;
+		*state = (p->tcp_flags & TCP_SYN) ? SEGC_CT_NEW : SEGC_CT_ESTABLISHED;
+		return 1;
+	}
+	*state = SEGC_CT_NEW;
+	if (p->class == SEGC_CLASS_ICMP)
+		return is_echo_request(p);
+	return 1;
+}
+
+/* Moves a connection's state on for a packet of it. */
+static __always_inline void advance(struct segc_conn *c, struct pkt *p, int reply)
+{
+	if (p->class == SEGC_CLASS_TCP) {
+		if (p->tcp_flags & (TCP_RST | TCP_FIN))
+			c->state = SEGC_CT_CLOSING;
+		else if (reply && c->state == SEGC_CT_NEW && (p->tcp_flags & TCP_ACK))
+			c->state = SEGC_CT_ESTABLISHED;
+	} else if (reply) {
+		c->state = SEGC_CT_ESTABLISHED;
+	}
+}
+
+/* An ICMP error quoting a packet of a tracked connection (either way), sent
+ * back to that packet's source: RELATED. */
+static __always_inline int related(void *data, void *data_end, struct pkt *p)
+{
+	struct pkt q = {};
+	/* Bounded, so the verifier can prove the quoted header inside the packet
+	 * (an error behind IPv6 extension headers longer than this is not related). */
+	if (p->l4off > 4000)
+		return 0;
+	__u32 off = p->l4off & 0xfff;
+	void *inner = data + off + 8;
+	if (p->family == 4) {
+		struct iphdr *ip = inner;
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+			return 0;
+		q.family = 4;
+		__builtin_memcpy(q.saddr, &ip->saddr, 4);
+		__builtin_memcpy(q.daddr, &ip->daddr, 4);
+		if (parse_l4(data, data_end, (void *)ip + ip->ihl * 4, ip->protocol, &q) != P_IP)
+			return 0;
+	} else {
+		struct ipv6hdr *ip6 = inner;
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return 0;
+		q.family = 6;
+		__builtin_memcpy(q.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(q.daddr, &ip6->daddr, 16);
+		if (parse_l4(data, data_end, ip6 + 1, ip6->nexthdr, &q) != P_IP)
+			return 0;
+	}
+	/* The error goes back to the quoted packet's source. */
+	__u64 a0, a1, b0, b1;
+	__builtin_memcpy(&a0, q.saddr, 8);
+	__builtin_memcpy(&a1, q.saddr + 8, 8);
+	__builtin_memcpy(&b0, p->daddr, 8);
+	__builtin_memcpy(&b1, p->daddr + 8, 8);
+	if (a0 != b0 || a1 != b1)
+		return 0;
+	struct segc_conn_key k;
+	conn_key(&k, &q, 0);
+	if (bpf_map_lookup_elem(&segc_conns, &k))
+		return 1;
+	conn_key(&k, &q, 1);
+	return bpf_map_lookup_elem(&segc_conns, &k) != 0;
 }
 
 static __always_inline void count_pair(__u32 epoch, __u32 sz, __u32 dz, __u32 verdict, __u64 bytes)
@@ -366,58 +557,119 @@ static __always_inline void deny_event(struct segc_config *cfg, struct pkt *p, _
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline enum verdict decide(void *data, void *data_end, __u8 dir)
+static __always_inline enum verdict deny(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u32 sz, __u32 dz, __u8 dir, __u64 len)
+{
+	count(SEGC_CNT_DENY, len);
+	count_pair(epoch, sz, dz, 1, len);
+	deny_event(cfg, p, sz, dz, dir);
+	return V_DROP;
+}
+
+/* The connection table's verdict: 1 pass, -1 drop (re-judged away), 0 no
+ * connection (judge by policy). */
+static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u8 dir, __u64 len)
+{
+	struct segc_conn_key k;
+	struct segc_conn *c = 0;
+	int reply = 0;
+	if (!is_echo_reply(p)) {
+		conn_key(&k, p, 0);
+		c = bpf_map_lookup_elem(&segc_conns, &k);
+	}
+	/* A SYN without ACK opens; it never answers. An echo request is never a reply. */
+	int may_reply = !(p->class == SEGC_CLASS_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) && !is_echo_request(p);
+	if (!c && may_reply) {
+		conn_key(&k, p, 1);
+		c = bpf_map_lookup_elem(&segc_conns, &k);
+		reply = 1;
+	}
+	if (!c)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (now - c->seen_ns > timeout_ns(cfg, k.proto, c->state)) {
+		bpf_map_delete_elem(&segc_conns, &k);
+		return 0;
+	}
+	if (c->epoch != epoch) {
+		/* The policy changed since the connection was judged: judge its
+		 * first packet again. */
+		struct pkt q;
+		__u32 sz, dz;
+		conn_packet(&k, &q);
+		if (!judge(epoch, &q, &sz, &dz)) {
+			bpf_map_delete_elem(&segc_conns, &k);
+			deny(cfg, p, epoch, sz, dz, dir, len);
+			return -1;
+		}
+		c->epoch = epoch;
+	}
+	advance(c, p, reply);
+	c->seen_ns = now;
+	count(SEGC_CNT_ESTABLISHED, len);
+	return 1;
+}
+
+static __always_inline enum verdict decide(void *data, void *data_end, int parsed, struct pkt *p, __u8 dir)
 {
 	__u64 len = data_end - data;
-	struct pkt p = {};
-	int r = parse(data, data_end, &p);
-	if (r > 0) {
-		count(SEGC_CNT_NOT_IP, len);
-		return V_PASS;
-	}
-	if (r < 0) {
-		count(SEGC_CNT_MALFORMED, len);
-		return V_DROP;
-	}
-	if (p.family == 6 && p.class == SEGC_CLASS_ICMP && p.icmp_type >= 133 && p.icmp_type <= 137 && p.hoplimit == 255) {
-		count(SEGC_CNT_ND, len);
-		return V_PASS;
-	}
 	__u32 zero = 0;
 	struct segc_config *cfg = bpf_map_lookup_elem(&segc_config, &zero);
 	if (!cfg)
 		return V_DROP;
+	if (parsed == P_MALFORMED) {
+		count(SEGC_CNT_MALFORMED, len);
+		return V_DROP;
+	}
+	if (parsed == P_NOT_IP) {
+		if (p->ethertype == bpf_htons(ETH_P_ARP)) {
+			count(SEGC_CNT_NOT_IP, len);
+			return V_PASS;
+		}
+#pragma unroll
+		for (int i = 0; i < SEGC_PASS_ETHERTYPES_MAX; i++) {
+			if (i < cfg->n_pass && cfg->pass_ethertypes[i] == p->ethertype) {
+				count(SEGC_CNT_NOT_IP, len);
+				return V_PASS;
+			}
+		}
+		count(SEGC_CNT_ETHERTYPE, len);
+		return V_DROP;
+	}
+	if (p->family == 6 && p->class == SEGC_CLASS_ICMP && p->icmp_type >= 133 && p->icmp_type <= 137 && p->hoplimit == 255) {
+		count(SEGC_CNT_ND, len);
+		return V_PASS;
+	}
+	if (p->class == SEGC_CLASS_TCP && !tcp_flags_valid(p->tcp_flags)) {
+		count(SEGC_CNT_INVALID, len);
+		return V_DROP;
+	}
+	__u32 epoch = cfg->gen;
 	int track = !(cfg->flags & SEGC_F_NO_CONNTRACK);
-	struct segc_conn_key ck;
 	if (track) {
-		/* Both directions of an allowed connection are in the table: one
-		 * lookup decides every packet after the first. */
-		conn_key(&ck, &p, 0);
-		if (bpf_map_lookup_elem(&segc_conns, &ck)) {
+		int t = tracked(cfg, p, epoch, dir, len);
+		if (t > 0)
+			return V_PASS;
+		if (t < 0)
+			return V_DROP;
+		if (is_icmp_error(p) && related(data, data_end, p)) {
 			count(SEGC_CNT_ESTABLISHED, len);
 			return V_PASS;
 		}
 	}
-	__u32 epoch = cfg->gen;
-	__u32 gen = epoch & 1;
 	__u32 sz, dz;
-	zones_of(epoch, gen, &p, &sz, &dz);
-	if (sz && dz && allowed(gen, sz, dz, &p)) {
-		if (track) {
-			__u64 now = bpf_ktime_get_ns();
-			bpf_map_update_elem(&segc_conns, &ck, &now, BPF_ANY);
-			struct segc_conn_key rk;
-			conn_key(&rk, &p, 1);
-			bpf_map_update_elem(&segc_conns, &rk, &now, BPF_ANY);
+	if (judge(epoch, p, &sz, &dz)) {
+		__u8 state;
+		if (track && opens(p, &state)) {
+			struct segc_conn_key k;
+			struct segc_conn c = {.seen_ns = bpf_ktime_get_ns(), .epoch = epoch, .state = state};
+			conn_key(&k, p, 0);
+			bpf_map_update_elem(&segc_conns, &k, &c, BPF_ANY);
 		}
 		count(SEGC_CNT_ALLOW, len);
 		count_pair(epoch, sz, dz, 0, len);
 		return V_PASS;
 	}
-	count(SEGC_CNT_DENY, len);
-	count_pair(epoch, sz, dz, 1, len);
-	deny_event(cfg, &p, sz, dz, dir);
-	return V_DROP;
+	return deny(cfg, p, epoch, sz, dz, dir, len);
 }
 
 SEC("xdp")
@@ -425,15 +677,34 @@ int segc_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	return decide(data, data_end, 0) == V_PASS ? XDP_PASS : XDP_DROP;
+	struct pkt p = {};
+	int parsed = parse_eth(data, data_end, &p);
+	return decide(data, data_end, parsed, &p, 0) == V_PASS ? XDP_PASS : XDP_DROP;
+}
+
+static __always_inline int tc_eth(struct __sk_buff *skb, __u8 dir)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pkt p = {};
+	int parsed = parse_eth(data, data_end, &p);
+	return decide(data, data_end, parsed, &p, dir) == V_PASS ? SEGC_TC_PASS : TC_ACT_SHOT;
+}
+
+/* L3 links: no link-layer header; skb->protocol names the IP version. */
+static __always_inline int tc_l3(struct __sk_buff *skb, __u8 dir)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pkt p = {};
+	int parsed = parse_ip(data, data_end, data, (__u16)skb->protocol, &p);
+	return decide(data, data_end, parsed, &p, dir) == V_PASS ? SEGC_TC_PASS : TC_ACT_SHOT;
 }
 
 SEC("classifier")
 int segc_tc(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	return decide(data, data_end, 1) == V_PASS ? TC_ACT_OK : TC_ACT_SHOT;
+	return tc_eth(skb, 1);
 }
 
 /* Ingress through TC, for virtual devices (veth) where generic XDP costs the
@@ -441,9 +712,19 @@ int segc_tc(struct __sk_buff *skb)
 SEC("classifier")
 int segc_tc_ingress(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	return decide(data, data_end, 0) == V_PASS ? TC_ACT_OK : TC_ACT_SHOT;
+	return tc_eth(skb, 0);
+}
+
+SEC("classifier")
+int segc_tc_l3_ingress(struct __sk_buff *skb)
+{
+	return tc_l3(skb, 0);
+}
+
+SEC("classifier")
+int segc_tc_l3_egress(struct __sk_buff *skb)
+{
+	return tc_l3(skb, 1);
 }
 
 /* The empty program the benchmark measures the filter against. */

@@ -1,7 +1,12 @@
 /* The layout shared by the eBPF programs and the loader. The Rust mirror is
  * runtime-bpf/src/lib.rs; its tests compile this header and compare every size
  * and offset. Multi-byte key fields are big-endian so that LPM prefixes run
- * from the most significant bit. */
+ * from the most significant bit.
+ *
+ * A policy lives in five inner maps (zone tries, exact ports, ranged pairs,
+ * port-range trie), created fresh for each policy and placed in slot
+ * `epoch & 1` of five outer array-of-maps; a swap fills the idle slot, then
+ * flips the epoch in the config with one write. Keys carry no generation. */
 #ifndef SEGC_H
 #define SEGC_H
 
@@ -16,6 +21,7 @@
 #define SEGC_CONNS_MAX 262144
 #define SEGC_PAIR_COUNTERS_MAX 65536
 #define SEGC_EVENTS_BYTES (256 * 1024)
+#define SEGC_PASS_ETHERTYPES_MAX 8
 
 /* Protocol classes in rule keys. ICMP covers ICMPv6 for IPv6 packets. */
 #define SEGC_CLASS_ICMP 1
@@ -28,30 +34,43 @@
 
 /* counters index */
 #define SEGC_CNT_ALLOW 0       /* new traffic allowed by the policy */
-#define SEGC_CNT_DENY 1        /* denied by the policy */
-#define SEGC_CNT_ESTABLISHED 2 /* passed as part of an allowed connection */
-#define SEGC_CNT_NOT_IP 3      /* ARP and other non-IP frames, passed */
-#define SEGC_CNT_MALFORMED 4   /* truncated or fragmented IP, dropped */
+#define SEGC_CNT_DENY 1        /* denied by the policy (a re-judged connection included) */
+#define SEGC_CNT_ESTABLISHED 2 /* passed as part of a tracked connection, or related to one */
+#define SEGC_CNT_NOT_IP 3      /* ARP and EtherTypes the operator passes */
+#define SEGC_CNT_MALFORMED 4   /* truncated, fragmented or unparsable IP, dropped */
 #define SEGC_CNT_ND 5          /* IPv6 neighbour discovery, passed */
+#define SEGC_CNT_ETHERTYPE 6   /* other EtherTypes (PPPoE, MPLS, ...), dropped */
+#define SEGC_CNT_INVALID 7     /* TCP flag combinations no connection uses, dropped */
 #define SEGC_CNT_MAX 8
 
-/* Zone lookup: prefixlen = 32 + prefix length; gen selects the policy buffer. */
+/* Connection states. */
+#define SEGC_CT_NEW 0       /* TCP: a SYN seen, no answer yet; UDP: one way only */
+#define SEGC_CT_ESTABLISHED 1 /* answered */
+#define SEGC_CT_CLOSING 2   /* TCP: a FIN or RST seen */
+
+/* config.timeouts index, in seconds */
+#define SEGC_TO_TCP_SYN 0
+#define SEGC_TO_TCP_EST 1
+#define SEGC_TO_TCP_CLOSE 2
+#define SEGC_TO_UDP 3
+#define SEGC_TO_UDP_REPLIED 4
+#define SEGC_TO_ICMP 5
+#define SEGC_TO_OTHER 6
+#define SEGC_TO_MAX 8
+
 struct segc_zone_key4 {
 	__u32 prefixlen;
-	__u32 gen; /* big-endian */
 	__u8 addr[4];
 };
 
 struct segc_zone_key6 {
 	__u32 prefixlen;
-	__u32 gen; /* big-endian */
 	__u8 addr[16];
 };
 
 /* Exact policy lookup: one port (or ICMP type; 0 for other protocols) of a
  * zone pair. Present means allowed. Blocks of up to 8 ports are stored here. */
 struct segc_port_key {
-	__u32 gen;      /* big-endian */
 	__u32 src_zone; /* big-endian, zone id + 1 */
 	__u32 dst_zone; /* big-endian, zone id + 1 */
 	__u8 class;
@@ -59,19 +78,28 @@ struct segc_port_key {
 	__u16 port; /* big-endian */
 };
 
-/* Present when a (zone pair, class) also has larger port blocks in
- * segc_rules, so the LPM is consulted only where it can match. */
+/* Present when a (zone pair, class) also has larger port blocks in the
+ * range trie, so the trie is consulted only where it can match. */
 struct segc_pair_key {
-	__u32 gen;      /* big-endian */
 	__u32 src_zone; /* big-endian */
 	__u32 dst_zone; /* big-endian */
 	__u8 class;
 	__u8 pad[3];
 };
 
+/* Range policy lookup: prefixlen = 80 + port prefix length. Present means allowed. */
+struct segc_rule_key {
+	__u32 prefixlen;
+	__u32 src_zone; /* big-endian, zone id + 1 */
+	__u32 dst_zone; /* big-endian, zone id + 1 */
+	__u8 class;
+	__u8 pad;
+	__u16 port; /* big-endian; the ICMP type for SEGC_CLASS_ICMP */
+};
+
 /* The zones of an address pair, cached per policy epoch. */
 struct segc_cache_key {
-	__u32 gen; /* the epoch, not the buffer */
+	__u32 epoch;
 	__u8 family;
 	__u8 pad[3];
 	__u8 saddr[16];
@@ -83,25 +111,17 @@ struct segc_cache_val {
 	__u32 dst_zone;
 };
 
-/* Range policy lookup: prefixlen = 112 + port prefix length. Present means allowed. */
-struct segc_rule_key {
-	__u32 prefixlen;
-	__u32 gen;      /* big-endian */
-	__u32 src_zone; /* big-endian, zone id + 1 */
-	__u32 dst_zone; /* big-endian, zone id + 1 */
-	__u8 class;
-	__u8 pad;
-	__u16 port; /* big-endian; the ICMP type for SEGC_CLASS_ICMP */
-};
-
 struct segc_config {
-	__u32 gen;   /* the policy epoch; its low bit selects the live buffer */
-	__u32 flags; /* SEGC_F_* */
+	__u32 gen;          /* the policy epoch; its low bit selects the live slot */
+	__u32 flags;        /* SEGC_F_* */
 	__u32 sample_every; /* one deny event per this many denies (per CPU); 0: none */
-	__u32 pad;
+	__u32 n_pass;       /* how many of pass_ethertypes are set */
+	__u32 timeouts[SEGC_TO_MAX];                    /* seconds, SEGC_TO_* */
+	__u16 pass_ethertypes[SEGC_PASS_ETHERTYPES_MAX]; /* big-endian */
 };
 
-/* A connection, as its first packet saw it. */
+/* A connection, as its first packet saw it (the original direction). ICMP
+ * echo: both ports are the identifier. */
 struct segc_conn_key {
 	__u8 family; /* 4 or 6 */
 	__u8 proto;
@@ -110,6 +130,13 @@ struct segc_conn_key {
 	__u16 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
+};
+
+struct segc_conn {
+	__u64 seen_ns; /* last packet, either way */
+	__u32 epoch;   /* the policy epoch that last judged the connection */
+	__u8 state;    /* SEGC_CT_* */
+	__u8 pad[3];
 };
 
 struct segc_counter {
@@ -133,7 +160,7 @@ struct segc_event {
 	__u8 proto;
 	__u16 sport;
 	__u16 dport;
-	__u8 direction; /* 0 ingress (XDP), 1 egress (TC) */
+	__u8 direction; /* 0 ingress, 1 egress */
 	__u8 pad;
 	__u32 src_zone;
 	__u32 dst_zone;

@@ -21,6 +21,8 @@ pub const PAIRS_MAX: u32 = 262_144;
 pub const CACHE_MAX: u32 = 65536;
 pub const PAIR_COUNTERS_MAX: u32 = 65536;
 
+pub const PASS_ETHERTYPES_MAX: usize = 8;
+
 pub const CLASS_ICMP: u8 = 1;
 pub const CLASS_TCP: u8 = 6;
 pub const CLASS_UDP: u8 = 17;
@@ -34,7 +36,29 @@ pub const CNT_ESTABLISHED: u32 = 2;
 pub const CNT_NOT_IP: u32 = 3;
 pub const CNT_MALFORMED: u32 = 4;
 pub const CNT_ND: u32 = 5;
+pub const CNT_ETHERTYPE: u32 = 6;
+pub const CNT_INVALID: u32 = 7;
 pub const CNT_MAX: u32 = 8;
+
+/// Connection states.
+pub const CT_NEW: u8 = 0;
+pub const CT_ESTABLISHED: u8 = 1;
+pub const CT_CLOSING: u8 = 2;
+
+/// `Config::timeouts` index (seconds).
+pub const TO_TCP_SYN: usize = 0;
+pub const TO_TCP_EST: usize = 1;
+pub const TO_TCP_CLOSE: usize = 2;
+pub const TO_UDP: usize = 3;
+pub const TO_UDP_REPLIED: usize = 4;
+pub const TO_ICMP: usize = 5;
+pub const TO_OTHER: usize = 6;
+pub const TO_MAX: usize = 8;
+
+/// Linux's conntrack defaults, in seconds: TCP established 5 days, closing
+/// (after FIN or RST) and unanswered SYN 2 minutes, UDP 30 s (180 s once
+/// answered), ICMP 30 s, other protocols 10 minutes.
+pub const DEFAULT_TIMEOUTS: [u32; TO_MAX] = [120, 432_000, 120, 30, 180, 30, 600, 0];
 
 /// Map and program names in the object.
 pub mod names {
@@ -52,31 +76,29 @@ pub mod names {
     pub const XDP: &str = "segc_xdp";
     pub const TC: &str = "segc_tc";
     pub const TC_INGRESS: &str = "segc_tc_ingress";
+    pub const TC_L3_INGRESS: &str = "segc_tc_l3_ingress";
+    pub const TC_L3_EGRESS: &str = "segc_tc_l3_egress";
     pub const XDP_EMPTY: &str = "segc_xdp_empty";
 }
 
-/// The data part of an IPv4 zone key (after the LPM prefix length):
-/// generation (big-endian) then the address.
+/// The data part of an IPv4 zone key (after the LPM prefix length).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ZoneKey4 {
-    pub gen: u32,
     pub addr: [u8; 4],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ZoneKey6 {
-    pub gen: u32,
     pub addr: [u8; 16],
 }
 
-/// The data part of a range rule key: generation, zones (id + 1), class, port, all
-/// big-endian; prefix length 112 + port prefix bits.
+/// The data part of a range rule key: zones (id + 1), class, port, all
+/// big-endian; prefix length 80 + port prefix bits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleKey {
-    pub gen: u32,
     pub src_zone: u32,
     pub dst_zone: u32,
     pub class: u8,
@@ -88,7 +110,6 @@ pub struct RuleKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PortKey {
-    pub gen: u32,
     pub src_zone: u32,
     pub dst_zone: u32,
     pub class: u8,
@@ -100,7 +121,6 @@ pub struct PortKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PairKey {
-    pub gen: u32,
     pub src_zone: u32,
     pub dst_zone: u32,
     pub class: u8,
@@ -110,10 +130,10 @@ pub struct PairKey {
 /// Blocks of at most this many ports go to the exact table, port by port.
 pub const EXACT_BLOCK_MAX: u32 = 8;
 
-/// The fixed part of a rule key, in bits: generation, two zones, class, pad.
-pub const RULE_FIXED_BITS: u32 = 32 + 32 + 32 + 8 + 8;
-/// The fixed part of a zone key, in bits: the generation.
-pub const ZONE_FIXED_BITS: u32 = 32;
+/// The fixed part of a rule key, in bits: two zones, class, pad.
+pub const RULE_FIXED_BITS: u32 = 32 + 32 + 8 + 8;
+/// The fixed part of a zone key, in bits: none (the key is the address).
+pub const ZONE_FIXED_BITS: u32 = 0;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,7 +141,20 @@ pub struct Config {
     pub gen: u32,
     pub flags: u32,
     pub sample_every: u32,
-    pub pad: u32,
+    pub n_pass: u32,
+    pub timeouts: [u32; TO_MAX],
+    /// Big-endian EtherTypes passed besides ARP.
+    pub pass_ethertypes: [u16; PASS_ETHERTYPES_MAX],
+}
+
+/// A tracked connection (value of the connection table).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub seen_ns: u64,
+    pub epoch: u32,
+    pub state: u8,
+    pub pad: [u8; 3],
 }
 
 #[repr(C)]
@@ -180,6 +213,7 @@ mod pod {
     unsafe impl aya::Pod for super::PairKey {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::Conn {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PairCounterKey {}
     unsafe impl aya::Pod for super::Event {}

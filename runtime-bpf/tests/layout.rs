@@ -23,7 +23,6 @@ fn rust_and_c_layouts_agree() {
     // The C side uses full keys (with the LPM prefix length); Rust the data part.
     let expected = fields! {
         "sizeof(struct segc_zone_key4)" => 4 + size_of::<ZoneKey4>();
-        "offsetof(struct segc_zone_key4, gen)" => 4 + offset_of!(ZoneKey4, gen);
         "offsetof(struct segc_zone_key4, addr)" => 4 + offset_of!(ZoneKey4, addr);
         "sizeof(struct segc_zone_key6)" => 4 + size_of::<ZoneKey6>();
         "offsetof(struct segc_zone_key6, addr)" => 4 + offset_of!(ZoneKey6, addr);
@@ -43,6 +42,21 @@ fn rust_and_c_layouts_agree() {
         "sizeof(struct segc_config)" => size_of::<Config>();
         "offsetof(struct segc_config, flags)" => offset_of!(Config, flags);
         "offsetof(struct segc_config, sample_every)" => offset_of!(Config, sample_every);
+        "offsetof(struct segc_config, n_pass)" => offset_of!(Config, n_pass);
+        "offsetof(struct segc_config, timeouts)" => offset_of!(Config, timeouts);
+        "offsetof(struct segc_config, pass_ethertypes)" => offset_of!(Config, pass_ethertypes);
+        "SEGC_TO_MAX" => TO_MAX;
+        "SEGC_TO_TCP_EST" => TO_TCP_EST;
+        "SEGC_TO_UDP_REPLIED" => TO_UDP_REPLIED;
+        "SEGC_TO_OTHER" => TO_OTHER;
+        "SEGC_PASS_ETHERTYPES_MAX" => PASS_ETHERTYPES_MAX;
+        "sizeof(struct segc_conn)" => size_of::<Conn>();
+        "offsetof(struct segc_conn, epoch)" => offset_of!(Conn, epoch);
+        "offsetof(struct segc_conn, state)" => offset_of!(Conn, state);
+        "SEGC_CT_ESTABLISHED" => CT_ESTABLISHED as usize;
+        "SEGC_CT_CLOSING" => CT_CLOSING as usize;
+        "SEGC_CNT_ETHERTYPE" => CNT_ETHERTYPE as usize;
+        "SEGC_CNT_INVALID" => CNT_INVALID as usize;
         "sizeof(struct segc_conn_key)" => size_of::<ConnKey>();
         "offsetof(struct segc_conn_key, sport)" => offset_of!(ConnKey, sport);
         "offsetof(struct segc_conn_key, saddr)" => offset_of!(ConnKey, saddr);

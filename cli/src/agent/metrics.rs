@@ -24,6 +24,7 @@ pub struct Stats {
     pub last_swap_seconds: f64,
     pub audit_errors: u64,
     pub deny_samples: u64,
+    pub reattached: u64,
     /// Entries of the live policy per map: (map, entries, capacity for one policy).
     pub fill: Vec<(&'static str, usize, usize)>,
 }
@@ -65,8 +66,19 @@ impl Collector for Metrics {
             ("verdict", "not_ip"),
             ("verdict", "malformed"),
             ("verdict", "neighbour_discovery"),
+            ("verdict", "ethertype_dropped"),
+            ("verdict", "invalid"),
         ];
-        let idx = [rt::CNT_ALLOW, rt::CNT_DENY, rt::CNT_ESTABLISHED, rt::CNT_NOT_IP, rt::CNT_MALFORMED, rt::CNT_ND];
+        let idx = [
+            rt::CNT_ALLOW,
+            rt::CNT_DENY,
+            rt::CNT_ESTABLISHED,
+            rt::CNT_NOT_IP,
+            rt::CNT_MALFORMED,
+            rt::CNT_ND,
+            rt::CNT_ETHERTYPE,
+            rt::CNT_INVALID,
+        ];
         let packets: Vec<u64> = idx.iter().map(|&i| get(i).0).collect();
         let bytes: Vec<u64> = idx.iter().map(|&i| get(i).1).collect();
         counter(&mut enc, "segc_packets", "Packets judged by the filter, by verdict", &classes, &packets)?;
@@ -93,6 +105,7 @@ impl Collector for Metrics {
         counter(&mut enc, "segc_policy_refused", "Policy changes refused because they had errors", &[], &[s.refused])?;
         counter(&mut enc, "segc_audit_write_errors", "Audit events that could not be written", &[], &[s.audit_errors])?;
         counter(&mut enc, "segc_deny_samples", "Sampled deny events drained into the audit log", &[], &[s.deny_samples])?;
+        counter(&mut enc, "segc_reattached", "Interfaces the agent attached again after they lost the filter", &[], &[s.reattached])?;
         let g = ConstGauge::new(s.epoch as i64);
         g.encode(enc.encode_descriptor("segc_policy_epoch", "The live policy epoch", None, g.metric_type())?)?;
         let g = ConstGauge::new(s.last_swap_seconds);
@@ -100,7 +113,7 @@ impl Collector for Metrics {
         let g0 = ConstGauge::new(0.0f64);
         let mut me = enc.encode_descriptor(
             "segc_map_fill_ratio",
-            "Entries of the live policy over what one policy may use of each map (half: a swap holds two)",
+            "Entries of the live policy over the capacity of each of its maps",
             None,
             g0.metric_type(),
         )?;

@@ -47,6 +47,7 @@ pub struct Config {
     pub ifaces: Vec<String>,
     pub netns: Option<String>,
     pub choice: attach::XdpChoice,
+    pub link: attach::LinkOptions,
     pub metrics: SocketAddr,
     pub interval: Duration,
     pub sample_every: u32,
@@ -90,23 +91,33 @@ impl Agent<'_> {
         if !over.is_empty() {
             bail!("the policy does not fit the eBPF maps: {}", over[0].message);
         }
-        let r = attach::deploy(&t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice)?;
+        let r = attach::deploy(&t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice, &self.cfg.link)?;
         if let Ok(mut s) = self.stats.lock() {
             s.zones = ZoneNames(c.model.zones.iter().map(|z| z.name.clone()).collect());
             s.epoch = u64::from(r.swap.generation);
             s.swaps += 1;
             s.last_swap_seconds = (r.swap.prepare + r.swap.flip).as_secs_f64();
-            let placed = segc_compiler::lower::bpf::placement(&t.rules);
-            use segc_compiler::lower::bpf as b;
-            s.fill = vec![
-                ("segc_zones4", t.zones4.len(), b::ZONES4_MAX / 2),
-                ("segc_zones6", t.zones6.len(), b::ZONES6_MAX / 2),
-                ("segc_ports", placed.exact.len(), b::PORTS_MAX / 2),
-                ("segc_rules", placed.ranges.len(), b::RULES_MAX / 2),
-                ("segc_pairs", placed.ranged_pairs.len(), b::PAIRS_MAX / 2),
-            ];
+            s.fill = segc_compiler::lower::bpf::usage(&t).to_vec();
         }
         Ok(r.swap)
+    }
+
+    /// Attaches again wherever the kernel says the filter is gone (an
+    /// interface deleted and created again), and records it.
+    fn reattach(&self) {
+        match attach::repair(self.cfg.netns.as_deref(), self.cfg.choice) {
+            Ok(done) if done.is_empty() => {}
+            Ok(done) => {
+                for (iface, how) in done {
+                    eprintln!("segc agent: `{iface}` had lost its filter; attached again ({how})");
+                    self.record(Kind::Reattach, serde_json::json!({"iface": iface, "hooks": how, "netns": self.cfg.netns}));
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.reattached += 1;
+                    }
+                }
+            }
+            Err(e) => self.record(Kind::Reattach, serde_json::json!({"error": e.to_string(), "netns": self.cfg.netns})),
+        }
     }
 
     /// One poll: when a file of the policy changed, compile exactly what is
@@ -203,6 +214,7 @@ pub fn run(cfg: Config) -> Result<u8> {
     let started = Instant::now();
     while !STOP.load(Ordering::SeqCst) && cfg.run_for.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(cfg.interval);
+        agent.reattach();
         agent.reload(&watch, &mut known);
     }
     STOP.store(true, Ordering::SeqCst);

@@ -51,7 +51,7 @@ pub fn deploy(path: &Path, host: &HostArgs, apply: bool, today: Option<Date>) ->
     crate::journal::ensure_writable()?;
     let attempt = match std::env::var_os("SEGC_DISABLE_BPF") {
         Some(_) => Err(segc_loader::Error::Disabled("SEGC_DISABLE_BPF")),
-        None => attach::deploy(&tables, netns, ifaces, choice),
+        None => attach::deploy(&tables, netns, ifaces, choice, &host.link.options()),
     };
     let r = match attempt {
         Ok(r) => r,
@@ -85,12 +85,13 @@ pub fn deploy(path: &Path, host: &HostArgs, apply: bool, today: Option<Date>) ->
             "policy": name, "target": "host", "engine": "bpf", "netns": netns, "ifaces": ifaces,
             "epoch": r.swap.generation, "entries": r.swap.entries,
             "bundle_sha256": segc_compiler::sha256::hex(&bpf::bundle(&tables)),
-            "attached": r.attached.iter().map(|(i, m)| serde_json::json!({"iface": i, "ingress": m})).collect::<Vec<_>>(),
+            "attached": r.attached.iter().map(|(i, m)| serde_json::json!({"iface": i, "hooks": m})).collect::<Vec<_>>(),
+            "kernel": r.features.text(),
         }),
         true,
     )?;
-    for (i, mode) in &r.attached {
-        writeln!(out, "attached to `{i}` ({mode} on ingress, TC on egress), pinned at {}", attach::pin_dir(netns).display())?;
+    for (i, how) in &r.attached {
+        writeln!(out, "attached to `{i}` ({how}), pinned at {}", attach::pin_dir(netns).display())?;
     }
     Ok(exit::OK)
 }
@@ -134,11 +135,18 @@ pub fn drift(path: &Path, host: &HostArgs, format: Format) -> Result<u8> {
     if !dir.exists() {
         bail!("nothing is deployed at {} (run `segc deploy ... --apply` first)", dir.display());
     }
+    // Attachment, as the kernel has it: an interface created again, or a
+    // filter taken off, is drift.
+    let st = attach::state(netns);
+    let mut diffs: Vec<Finding> = st
+        .ifaces
+        .iter()
+        .filter_map(|s| s.problem.as_ref().map(|p| Finding::new(FindingKind::NotAttached, format!("`{}`: {p}", s.iface))))
+        .collect();
     let compiled = segc_loader::Entries::compiled(&bpf::tables(&c.model));
     let (epoch, live) = segc_loader::Entries::live(&dir)?;
     let m = &c.model;
     let zone = |id: u32| id.checked_sub(1).and_then(|i| m.zones.get(i as usize)).map_or_else(|| format!("#{id}"), |z| z.name.clone());
-    let mut diffs: Vec<Finding> = Vec::new();
     for (what, a, b) in [(FindingKind::Missing, &compiled, &live), (FindingKind::Extra, &live, &compiled)] {
         for (fam, addr, len, z) in a.zones.difference(&b.zones) {
             let family = if *fam == 4 { Family::V4 } else { Family::V6 };
@@ -156,9 +164,14 @@ pub fn drift(path: &Path, host: &HostArgs, format: Format) -> Result<u8> {
         }
     }
     let name = m.policy.name.as_deref().unwrap_or("policy");
+    let hooks: Vec<serde_json::Value> = st
+        .ifaces
+        .iter()
+        .map(|s| serde_json::json!({"iface": s.iface, "ingress": s.attached.ingress, "egress": s.attached.egress, "l3": s.attached.l3, "attached": s.problem.is_none()}))
+        .collect();
     record(
         Kind::Drift,
-        serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "differences": diffs.len(), "findings": findings_json(&diffs)}),
+        serde_json::json!({"policy": name, "target": "host", "netns": netns, "epoch": epoch, "ifaces": hooks, "differences": diffs.len(), "findings": findings_json(&diffs)}),
         false,
     )?;
     let mut out = io::stdout().lock();
@@ -170,9 +183,17 @@ pub fn drift(path: &Path, host: &HostArgs, format: Format) -> Result<u8> {
             for f in &diffs {
                 writeln!(out, "{:<8} {}", f.kind.as_str(), f.entry)?;
             }
+            for s in &st.ifaces {
+                let how = format!("{} on ingress, {} on egress", s.attached.ingress.text(), s.attached.egress.text());
+                writeln!(out, "  `{}`: {how}{}", s.iface, if s.problem.is_some() { " (not attached)" } else { "" })?;
+            }
         }
         _ => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "drift": findings_json(&diffs)}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"epoch": epoch, "ifaces": hooks, "drift": findings_json(&diffs)}))?
+            )?;
         }
     }
     Ok(if diffs.is_empty() { exit::OK } else { exit::FINDINGS })

@@ -22,8 +22,8 @@ pub const CLASS_TCP: u8 = 6;
 pub const CLASS_UDP: u8 = 17;
 pub const CLASS_OTHER: u8 = 255;
 
-/// Map capacities, as in `runtime-bpf/c/segc.h`. A swap holds two generations,
-/// so one policy may use half of each.
+/// Map capacities, as in `runtime-bpf/c/segc.h`. Every policy gets maps of
+/// its own (a swap fills fresh ones), so one policy may use all of each.
 pub const ZONES4_MAX: usize = 65536;
 pub const ZONES6_MAX: usize = 65536;
 pub const RULES_MAX: usize = 1_048_576;
@@ -151,27 +151,31 @@ pub fn tables(model: &Model) -> Tables {
     }
 }
 
-/// T001 when a table would not fit its map (two generations must fit during a swap).
+/// Each policy map: its name, the entries this policy needs, its capacity.
+pub fn usage(t: &Tables) -> [(&'static str, usize, usize); 5] {
+    let placed = placement(&t.rules);
+    [
+        ("segc_zones4", t.zones4.len(), ZONES4_MAX),
+        ("segc_zones6", t.zones6.len(), ZONES6_MAX),
+        ("segc_ports", placed.exact.len(), PORTS_MAX),
+        ("segc_rules", placed.ranges.len(), RULES_MAX),
+        ("segc_pairs", placed.ranged_pairs.len(), PAIRS_MAX),
+    ]
+}
+
+/// T001 when a table would not fit its map.
 pub fn check_capacity(model: &Model, t: &Tables) -> Vec<Diagnostic> {
     let span = model.policy.span.unwrap_or(Span::new(FileId(0), 0, 0));
     let mut out = Vec::new();
-    let placed = placement(&t.rules);
-    for (map, used, cap) in [
-        ("segc_zones4", t.zones4.len(), ZONES4_MAX / 2),
-        ("segc_zones6", t.zones6.len(), ZONES6_MAX / 2),
-        ("segc_ports", placed.exact.len(), PORTS_MAX / 2),
-        ("segc_rules", placed.ranges.len(), RULES_MAX / 2),
-        ("segc_pairs", placed.ranged_pairs.len(), PAIRS_MAX / 2),
-    ] {
+    for (map, used, cap) in usage(t) {
         if used > cap {
             out.push(
                 Diagnostic::new(
                     Code::T001,
                     span,
-                    format!("the bpf map `{map}` needs {used} entries but holds {cap} per policy: {} too many", used - cap),
+                    format!("the bpf map `{map}` needs {used} entries but holds {cap}: {} too many", used - cap),
                 )
                 .with_label(span, "this policy")
-                .with_note("each map holds two generations, so that a swap never shows a half-written policy")
                 .with_help("merge port ranges, or split the policy across hosts"),
             );
         }
@@ -367,11 +371,11 @@ mod tests {
     #[test]
     fn oversized_policies_are_refused() {
         let mut src = String::new();
-        for i in 0..160 {
+        for i in 0..280 {
             src.push_str(&format!("zone z{i} {{\n cidrs = [10.{}.{}.0/24]\n scope = connected\n}}\n", i / 256, i % 256));
         }
-        for i in 0..160 {
-            for j in 0..160 {
+        for i in 0..280 {
+            for j in 0..280 {
                 src.push_str(&format!("flow z{i} -> z{j} on tcp/1-65534\n"));
             }
         }
@@ -379,13 +383,13 @@ mod tests {
         assert!(!c.has_errors());
         let t = tables(&c.model);
         let p = placement(&t.rules);
-        assert!(p.ranges.len() > RULES_MAX / 2 && p.exact.len() > PORTS_MAX / 2);
+        assert!(p.ranges.len() > RULES_MAX && p.exact.len() > PORTS_MAX);
         let d = check_capacity(&c.model, &t);
         let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(d.len(), 2, "{msgs:?}");
         assert!(d.iter().all(|d| d.code == Code::T001));
-        assert!(msgs[0].contains("`segc_ports`") && msgs[0].contains(&format!("{} too many", p.exact.len() - PORTS_MAX / 2)), "{msgs:?}");
-        assert!(msgs[1].contains("`segc_rules`") && msgs[1].contains(&format!("{} too many", p.ranges.len() - RULES_MAX / 2)), "{msgs:?}");
+        assert!(msgs[0].contains("`segc_ports`") && msgs[0].contains(&format!("{} too many", p.exact.len() - PORTS_MAX)), "{msgs:?}");
+        assert!(msgs[1].contains("`segc_rules`") && msgs[1].contains(&format!("{} too many", p.ranges.len() - RULES_MAX)), "{msgs:?}");
     }
 
     #[test]

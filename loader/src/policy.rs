@@ -1,0 +1,321 @@
+//! A policy in the kernel: five inner maps (the zone tries, the exact ports,
+//! the ranged pairs, the port-range trie), created fresh for every policy and
+//! placed in slot `epoch & 1` of five outer array-of-maps. A swap fills fresh
+//! maps, puts them in the idle slot, then flips the epoch with one write of
+//! the config: a packet reads the epoch once and sees the old policy or the
+//! new one, never a mix. Nothing is deleted entry by entry: the maps the new
+//! ones replace are freed by the kernel when the last reference goes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::of_maps::ArrayOfMaps;
+use aya::maps::{Array, Map, MapData};
+use aya_obj::generated::bpf_map_type;
+use segc_compiler::lower::bpf::Tables;
+use segc_runtime_bpf as rt;
+
+use crate::batch::{self, Batched};
+use crate::Error;
+
+/// How long a swap took, and how big it was.
+#[derive(Clone, Copy, Debug)]
+pub struct Swap {
+    pub generation: u32,
+    pub entries: usize,
+    /// Creating and filling the new maps, and placing them in the idle slot.
+    pub prepare: Duration,
+    /// The flip itself: one write of the live epoch.
+    pub flip: Duration,
+}
+
+/// The outer maps of a deployment and its config. Owned handles, from a
+/// fresh load or from pins.
+pub struct PolicyMaps {
+    pub zones4: Map,
+    pub zones6: Map,
+    pub ports: Map,
+    pub pairs: Map,
+    pub rules: Map,
+    pub config: Map,
+}
+
+/// The outer maps, by name, with the shape of their inner maps.
+struct Inner {
+    name: &'static str,
+    map_type: bpf_map_type,
+    key_size: usize,
+    max: u32,
+}
+
+const INNER: [Inner; 5] = [
+    Inner { name: rt::names::ZONES4, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 4, max: rt::ZONES4_MAX },
+    Inner { name: rt::names::ZONES6, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 16, max: rt::ZONES6_MAX },
+    Inner { name: rt::names::PORTS, map_type: bpf_map_type::BPF_MAP_TYPE_HASH, key_size: 12, max: rt::PORTS_MAX },
+    Inner { name: rt::names::PAIRS, map_type: bpf_map_type::BPF_MAP_TYPE_HASH, key_size: 12, max: rt::PAIRS_MAX },
+    Inner { name: rt::names::RULES, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 12, max: rt::RULES_MAX },
+];
+
+/// BPF_F_NO_PREALLOC: memory follows the entries, not the capacity.
+const NO_PREALLOC: u32 = 1;
+
+/// A fresh, empty inner map shaped as the program's template.
+fn fresh(i: &Inner) -> Result<MapData, Error> {
+    let obj = aya_obj::Map::new_from_params(i.map_type as u32, i.key_size as u32, 4, i.max, NO_PREALLOC);
+    Ok(MapData::create(obj, i.name, None)?)
+}
+
+impl PolicyMaps {
+    pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<PolicyMaps, Error> {
+        let mut outer = |name: &'static str| -> Result<Map, Error> {
+            match ebpf.take_map(name).ok_or(Error::Missing(name))? {
+                m @ Map::ArrayOfMaps(_) => Ok(m),
+                _ => Err(Error::Missing(name)),
+            }
+        };
+        Ok(PolicyMaps {
+            zones4: outer(rt::names::ZONES4)?,
+            zones6: outer(rt::names::ZONES6)?,
+            ports: outer(rt::names::PORTS)?,
+            pairs: outer(rt::names::PAIRS)?,
+            rules: outer(rt::names::RULES)?,
+            config: ebpf.take_map(rt::names::CONFIG).ok_or(Error::Missing(rt::names::CONFIG))?,
+        })
+    }
+
+    /// Opens the maps of a deployment pinned in `dir`.
+    pub fn from_pins(dir: &Path) -> Result<PolicyMaps, Error> {
+        let open = |name: &str| -> Result<Map, Error> { Ok(Map::from_map_data(MapData::from_pin(dir.join(name))?)?) };
+        Ok(PolicyMaps {
+            zones4: open(rt::names::ZONES4)?,
+            zones6: open(rt::names::ZONES6)?,
+            ports: open(rt::names::PORTS)?,
+            pairs: open(rt::names::PAIRS)?,
+            rules: open(rt::names::RULES)?,
+            config: Map::from_map_data(MapData::from_pin(dir.join(rt::names::CONFIG))?)?,
+        })
+    }
+
+    fn outers(&mut self) -> [(&'static str, &mut Map); 5] {
+        [
+            (rt::names::ZONES4, &mut self.zones4),
+            (rt::names::ZONES6, &mut self.zones6),
+            (rt::names::PORTS, &mut self.ports),
+            (rt::names::PAIRS, &mut self.pairs),
+            (rt::names::RULES, &mut self.rules),
+        ]
+    }
+
+    /// The inner map live in slot `slot` of the outer map `name` (reading a
+    /// map by id: root, or CAP_SYS_ADMIN).
+    pub fn live_inner(&mut self, name: &str, slot: u32) -> Result<MapData, Error> {
+        let (_, outer) = self.outers().into_iter().find(|(n, _)| *n == name).ok_or(Error::Missing("outer map"))?;
+        let aom: ArrayOfMaps<&mut MapData, MapData> = ArrayOfMaps::try_from(outer)?;
+        Ok(aom.get(&slot, 0)?)
+    }
+
+    pub fn pin(&mut self, dir: &Path) -> Result<(), Error> {
+        for (name, m) in self.outers() {
+            m.pin(dir.join(name)).map_err(|e| Error::Other(format!("cannot pin `{name}`: {e}")))?;
+        }
+        self.config.pin(dir.join(rt::names::CONFIG)).map_err(|e| Error::Other(format!("cannot pin the config: {e}")))?;
+        Ok(())
+    }
+
+    fn config_map(&mut self) -> Result<Array<&mut MapData, rt::Config>, Error> {
+        Ok(Array::try_from(&mut self.config)?)
+    }
+
+    pub fn config(&mut self) -> Result<rt::Config, Error> {
+        Ok(self.config_map()?.get(&0, 0)?)
+    }
+
+    /// Sets the flags and the deny-event sampling, keeping the live epoch.
+    pub fn set_options(&mut self, flags: u32, sample_every: u32) -> Result<(), Error> {
+        self.update_config(|c| {
+            c.flags = flags;
+            c.sample_every = sample_every;
+        })
+    }
+
+    /// Sets the EtherTypes passed besides ARP, and the connection timeouts
+    /// (seconds, `rt::TO_*`; zeros keep Linux's defaults).
+    pub fn set_link_options(&mut self, pass_ethertypes: &[u16], timeouts: [u32; rt::TO_MAX]) -> Result<(), Error> {
+        if pass_ethertypes.len() > rt::PASS_ETHERTYPES_MAX {
+            return Err(Error::Other(format!("at most {} EtherTypes can be passed", rt::PASS_ETHERTYPES_MAX)));
+        }
+        self.update_config(|c| {
+            c.n_pass = pass_ethertypes.len() as u32;
+            c.pass_ethertypes = [0; rt::PASS_ETHERTYPES_MAX];
+            for (slot, t) in c.pass_ethertypes.iter_mut().zip(pass_ethertypes) {
+                *slot = t.to_be();
+            }
+            for (i, t) in c.timeouts.iter_mut().enumerate() {
+                *t = if timeouts[i] > 0 { timeouts[i] } else { rt::DEFAULT_TIMEOUTS[i] };
+            }
+        })
+    }
+
+    fn update_config(&mut self, f: impl FnOnce(&mut rt::Config)) -> Result<(), Error> {
+        let mut cfg = self.config()?;
+        if cfg.timeouts == [0; rt::TO_MAX] {
+            cfg.timeouts = rt::DEFAULT_TIMEOUTS;
+        }
+        f(&mut cfg);
+        self.config_map()?.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Installs a policy: fresh maps filled with it in the idle slot, then the
+    /// next epoch (whose low bit names the slot) made live with one write.
+    pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
+        let start = Instant::now();
+        let epoch = self.config()?.gen.wrapping_add(1);
+        let slot = epoch & 1;
+        let placed = segc_compiler::lower::bpf::placement(&t.rules);
+        let inner: Vec<MapData> = INNER.iter().map(fresh).collect::<Result<_, _>>()?;
+        let z4: Vec<Key<rt::ZoneKey4>> = t
+            .zones4
+            .iter()
+            .map(|e| {
+                let mut addr = [0u8; 4];
+                addr.copy_from_slice(&e.addr[..4]);
+                Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey4 { addr })
+            })
+            .collect();
+        fill(&inner[0], &z4, &t.zones4.iter().map(|e| e.zone).collect::<Vec<_>>())?;
+        let z6: Vec<Key<rt::ZoneKey6>> =
+            t.zones6.iter().map(|e| Key::new(rt::ZONE_FIXED_BITS + u32::from(e.len), rt::ZoneKey6 { addr: e.addr })).collect();
+        fill(&inner[1], &z6, &t.zones6.iter().map(|e| e.zone).collect::<Vec<_>>())?;
+        let ports: Vec<rt::PortKey> = placed
+            .exact
+            .iter()
+            .map(|&(src, dst, class, port)| rt::PortKey { src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: 0, port: port.to_be() })
+            .collect();
+        fill(&inner[2], &ports, &vec![1u32; ports.len()])?;
+        let pairs: Vec<rt::PairKey> = placed
+            .ranged_pairs
+            .iter()
+            .map(|&(src, dst, class)| rt::PairKey { src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: [0; 3] })
+            .collect();
+        fill(&inner[3], &pairs, &vec![1u32; pairs.len()])?;
+        let rules: Vec<Key<rt::RuleKey>> = placed
+            .ranges
+            .iter()
+            .map(|r| {
+                let key = rt::RuleKey {
+                    src_zone: r.src_zone.to_be(),
+                    dst_zone: r.dst_zone.to_be(),
+                    class: r.class,
+                    pad: 0,
+                    port: r.port.to_be(),
+                };
+                Key::new(rt::RULE_FIXED_BITS + u32::from(r.port_bits), key)
+            })
+            .collect();
+        fill(&inner[4], &rules, &vec![1u32; rules.len()])?;
+        // Each outer update waits for an RCU grace period (the kernel makes
+        // sure no program still reads the map it replaces): the five run at
+        // once, so their waits overlap instead of adding up.
+        std::thread::scope(|s| -> Result<(), Error> {
+            let handles: Vec<_> = self
+                .outers()
+                .into_iter()
+                .zip(&inner)
+                .map(|((_, outer), map)| {
+                    s.spawn(move || -> Result<(), Error> {
+                        let mut aom: ArrayOfMaps<&mut MapData, MapData> = ArrayOfMaps::try_from(outer)?;
+                        Ok(aom.set(slot, map, 0)?)
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| Error::Other("a map update thread panicked".into()))??;
+            }
+            Ok(())
+        })?;
+        let entries = z4.len() + z6.len() + ports.len() + pairs.len() + rules.len();
+        let prepare = start.elapsed();
+        let flip_start = Instant::now();
+        self.update_config(|c| c.gen = epoch)?;
+        let flip = flip_start.elapsed();
+        Ok(Swap { generation: epoch, entries, prepare, flip })
+    }
+}
+
+/// Writes `keys[i] -> values[i]` into a fresh map, a batch of thousands per
+/// system call, or one entry per call where the kernel has no batches.
+fn fill<K: aya::Pod>(map: &MapData, keys: &[K], values: &[u32]) -> Result<(), Error> {
+    if batch::update(map, keys, values)? == Batched::Unsupported {
+        for (k, v) in keys.iter().zip(values) {
+            batch::update_one(map, k, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The entries of a policy as the runtime stores them, comparable between
+/// what was compiled and what is live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// (family, address bytes, prefix length, zone id + 1)
+    pub zones: std::collections::BTreeSet<(u8, [u8; 16], u8, u32)>,
+    /// (source zone, destination zone, class, port)
+    pub exact: std::collections::BTreeSet<(u32, u32, u8, u16)>,
+    /// (source zone, destination zone, class, first port, port bits)
+    pub ranges: std::collections::BTreeSet<(u32, u32, u8, u16, u8)>,
+}
+
+impl Entries {
+    /// What `install` writes for these tables.
+    pub fn compiled(t: &Tables) -> Entries {
+        let placed = segc_compiler::lower::bpf::placement(&t.rules);
+        Entries {
+            zones: t.zones4.iter().map(|z| (4, z.addr, z.len, z.zone)).chain(t.zones6.iter().map(|z| (6, z.addr, z.len, z.zone))).collect(),
+            exact: placed.exact.iter().copied().collect(),
+            ranges: placed.ranges.iter().map(|r| (r.src_zone, r.dst_zone, r.class, r.port, r.port_bits)).collect(),
+        }
+    }
+
+    /// What the live slot of the maps pinned in `dir` holds, with the epoch.
+    pub fn live(dir: &Path) -> Result<(u32, Entries), Error> {
+        let mut maps = PolicyMaps::from_pins(dir)?;
+        let epoch = maps.config()?.gen;
+        let slot = epoch & 1;
+        let mut e = Entries::default();
+        let z4: LpmTrie<MapData, rt::ZoneKey4, u32> = LpmTrie::try_from(Map::LpmTrie(maps.live_inner(rt::names::ZONES4, slot)?))?;
+        for (k, v) in z4.iter().filter_map(Result::ok) {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&k.data().addr);
+            e.zones.insert((4, a, (k.prefix_len() - rt::ZONE_FIXED_BITS) as u8, v));
+        }
+        let z6: LpmTrie<MapData, rt::ZoneKey6, u32> = LpmTrie::try_from(Map::LpmTrie(maps.live_inner(rt::names::ZONES6, slot)?))?;
+        for (k, v) in z6.iter().filter_map(Result::ok) {
+            e.zones.insert((6, k.data().addr, (k.prefix_len() - rt::ZONE_FIXED_BITS) as u8, v));
+        }
+        let ports = maps.live_inner(rt::names::PORTS, slot)?;
+        let keys: Vec<rt::PortKey> = match batch::keys::<rt::PortKey, u32>(&ports)? {
+            Some(k) => k,
+            None => {
+                let h: aya::maps::HashMap<MapData, rt::PortKey, u32> = aya::maps::HashMap::try_from(Map::HashMap(ports))?;
+                h.keys().filter_map(Result::ok).collect()
+            }
+        };
+        for k in keys {
+            e.exact.insert((u32::from_be(k.src_zone), u32::from_be(k.dst_zone), k.class, u16::from_be(k.port)));
+        }
+        let rules: LpmTrie<MapData, rt::RuleKey, u32> = LpmTrie::try_from(Map::LpmTrie(maps.live_inner(rt::names::RULES, slot)?))?;
+        for k in rules.keys().filter_map(Result::ok) {
+            let d = k.data();
+            e.ranges.insert((
+                u32::from_be(d.src_zone),
+                u32::from_be(d.dst_zone),
+                d.class,
+                u16::from_be(d.port),
+                (k.prefix_len() - rt::RULE_FIXED_BITS) as u8,
+            ));
+        }
+        Ok((epoch, e))
+    }
+}
