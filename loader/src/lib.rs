@@ -88,7 +88,9 @@ impl Filter {
             let tc: &mut SchedClassifier = ebpf.program_mut(name).ok_or(Error::Missing("tc program"))?.try_into()?;
             tc.load()?;
         }
-        let maps = PolicyMaps::take(&mut ebpf)?;
+        let mut maps = PolicyMaps::take(&mut ebpf)?;
+        // Linux's conntrack timeouts until told otherwise.
+        maps.set_link_options(&[], [0; rt::TO_MAX])?;
         Ok(Filter { ebpf, maps })
     }
 

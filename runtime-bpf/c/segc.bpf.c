@@ -468,6 +468,29 @@ static __always_inline void advance(struct segc_conn *c, struct pkt *p, int repl
 	}
 }
 
+/* The ports of a quoted packet: an ICMP error carries the first 8 bytes of
+ * the transport header only (no TCP flags). */
+static __always_inline int parse_quoted(void *data_end, void *cur, __u8 l4, struct pkt *q)
+{
+	q->proto = l4;
+	if (cur + 8 > data_end)
+		return 0;
+	if (l4 == IPPROTO_TCP || l4 == IPPROTO_UDP) {
+		q->class = l4 == IPPROTO_TCP ? SEGC_CLASS_TCP : SEGC_CLASS_UDP;
+		q->sport = *(__u16 *)cur;
+		q->dport = *(__u16 *)(cur + 2);
+		return 1;
+	}
+	if ((l4 == IPPROTO_ICMP && q->family == 4) || (l4 == IPPROTO_ICMPV6 && q->family == 6)) {
+		q->class = SEGC_CLASS_ICMP;
+		q->icmp_type = *(__u8 *)cur;
+		q->sport = *(__u16 *)(cur + 4);
+		return is_echo_request(q) || is_echo_reply(q);
+	}
+	q->class = SEGC_CLASS_OTHER;
+	return 1;
+}
+
 /* An ICMP error quoting a packet of a tracked connection (either way), sent
  * back to that packet's source: RELATED. */
 static __always_inline int related(void *data, void *data_end, struct pkt *p)
@@ -486,7 +509,7 @@ static __always_inline int related(void *data, void *data_end, struct pkt *p)
 		q.family = 4;
 		__builtin_memcpy(q.saddr, &ip->saddr, 4);
 		__builtin_memcpy(q.daddr, &ip->daddr, 4);
-		if (parse_l4(data, data_end, (void *)ip + ip->ihl * 4, ip->protocol, &q) != P_IP)
+		if (!parse_quoted(data_end, (void *)ip + ip->ihl * 4, ip->protocol, &q))
 			return 0;
 	} else {
 		struct ipv6hdr *ip6 = inner;
@@ -495,7 +518,7 @@ static __always_inline int related(void *data, void *data_end, struct pkt *p)
 		q.family = 6;
 		__builtin_memcpy(q.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(q.daddr, &ip6->daddr, 16);
-		if (parse_l4(data, data_end, ip6 + 1, ip6->nexthdr, &q) != P_IP)
+		if (!parse_quoted(data_end, ip6 + 1, ip6->nexthdr, &q))
 			return 0;
 	}
 	/* The error goes back to the quoted packet's source. */

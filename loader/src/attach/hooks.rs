@@ -185,9 +185,35 @@ pub fn attach(p: &mut Progs, dir: &Path, iface: &str, want: Hook, tcx: bool) -> 
     Ok(Attached { ifindex, l3, ingress, egress, clsact_in, clsact_out })
 }
 
+/// What the kernel says of an interface's filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Attached,
+    /// Not attached (or not first), and why.
+    Missing(String),
+    /// The kernel could not be asked (and why): nothing is concluded.
+    Unknown(String),
+}
+
 /// Why an interface's filter is not attached as recorded, from the kernel;
 /// `None` when it is.
 pub fn check(p: &Progs, dir: &Path, iface: &str, a: &Attached) -> Option<String> {
+    match status(p, dir, iface, a) {
+        Status::Attached => None,
+        Status::Missing(why) | Status::Unknown(why) => Some(why),
+    }
+}
+
+/// [`check`], telling "not attached" from "could not ask".
+pub fn status(p: &Progs, dir: &Path, iface: &str, a: &Attached) -> Status {
+    match check_inner(p, dir, iface, a) {
+        None => Status::Attached,
+        Some(why) if why.starts_with("cannot ") => Status::Unknown(why),
+        Some(why) => Status::Missing(why),
+    }
+}
+
+fn check_inner(p: &Progs, dir: &Path, iface: &str, a: &Attached) -> Option<String> {
     let now = match netdev::ifindex(iface) {
         Ok(i) => i,
         Err(_) => return Some(format!("interface `{iface}` does not exist")),
@@ -199,7 +225,17 @@ pub fn check(p: &Progs, dir: &Path, iface: &str, a: &Attached) -> Option<String>
         let side = if ingress { "ingress" } else { "egress" };
         match hook {
             Hook::XdpNative | Hook::XdpGeneric | Hook::Tcx => match netdev::link_ifindex(&link_pin(dir, iface, ingress)) {
-                Ok(Some(i)) if i == now => {}
+                Ok(Some(i)) if i == now => {
+                    if hook == Hook::Tcx {
+                        let ty = if ingress { netdev::BPF_TCX_INGRESS } else { netdev::BPF_TCX_EGRESS };
+                        let ours = p.tc_id(a.l3, ingress).ok();
+                        match netdev::tcx_programs(now, ty) {
+                            Ok(ids) if ids.first().copied() == ours => {}
+                            Ok(_) => return Some(format!("segc's {side} program on `{iface}` is not first")),
+                            Err(e) => return Some(format!("cannot list the {side} programs of `{iface}`: {e}")),
+                        }
+                    }
+                }
                 Ok(_) => return Some(format!("the {side} link of `{iface}` is detached")),
                 Err(e) => return Some(format!("the {side} link of `{iface}` is missing: {e}")),
             },

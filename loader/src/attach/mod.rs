@@ -129,7 +129,8 @@ pub struct Features {
 pub fn probe() -> Features {
     use aya::maps::MapType;
     use aya::sys::is_map_supported;
-    let tcx = aya::programs::SchedClassifier::query_tcx("lo", aya::programs::TcAttachType::Ingress).is_ok();
+    // Loopback is in every namespace; a kernel without TCX refuses the query.
+    let tcx = netdev::ifindex("lo").is_ok_and(|lo| netdev::tcx_programs(lo, netdev::BPF_TCX_INGRESS).is_ok());
     Features {
         tcx,
         ring_buffer: is_map_supported(MapType::RingBuf).unwrap_or(false),
@@ -242,7 +243,7 @@ fn attach_missing(
     let mut done = Vec::new();
     for i in ifaces {
         if let Some(a) = st.get(i) {
-            if hooks::check(&progs, dir, i, a).is_none() {
+            if !matches!(hooks::status(&progs, dir, i, a), hooks::Status::Missing(_)) {
                 continue;
             }
             hooks::detach(dir, i, a);
@@ -311,7 +312,13 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
 /// and created again); returns what it attached. For the agent.
 pub fn repair(netns: Option<&str>, choice: XdpChoice) -> Result<Vec<(String, String)>, Error> {
     let dir = pin_dir(netns);
-    let broken: Vec<String> = state(netns).ifaces.into_iter().filter(|s| s.problem.is_some()).map(|s| s.iface).collect();
+    let Ok(progs) = hooks::Progs::open(&dir) else { return Ok(Vec::new()) };
+    // Only where the kernel says the filter is gone; a failed question changes nothing.
+    let broken: Vec<String> = read_state(&dir)
+        .into_iter()
+        .filter(|(i, a)| matches!(hooks::status(&progs, &dir, i, a), hooks::Status::Missing(_)))
+        .map(|(i, _)| i)
+        .collect();
     let present: Vec<String> = broken.into_iter().filter(|i| netdev::ifindex(i).is_ok()).collect();
     if present.is_empty() {
         return Ok(Vec::new());

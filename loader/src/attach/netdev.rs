@@ -130,3 +130,37 @@ pub fn link_ifindex(pin: &Path) -> Result<Option<u32>, Error> {
     let ifindex = (info[2] & 0xffff_ffff) as u32;
     Ok((ifindex != 0).then_some(ifindex))
 }
+
+const BPF_PROG_QUERY: libc::c_long = 16;
+pub const BPF_TCX_INGRESS: u32 = 46;
+pub const BPF_TCX_EGRESS: u32 = 47;
+
+/// The ids of the programs on an interface's TCX hook, in the order they
+/// run; `Err` when the kernel has no TCX. Program ids only: no descriptor is
+/// opened by id (that needs CAP_SYS_ADMIN, which the agent has dropped).
+pub fn tcx_programs(ifindex: u32, attach_type: u32) -> Result<Vec<u32>, Error> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Query {
+        target_ifindex: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        pad: u32,
+        prog_attach_flags: u64,
+        link_ids: u64,
+        link_attach_flags: u64,
+        revision: u64,
+    }
+    let mut ids = [0u32; 64];
+    let mut q =
+        Query { target_ifindex: ifindex, attach_type, prog_ids: ids.as_mut_ptr() as u64, prog_cnt: ids.len() as u32, ..Query::default() };
+    // SAFETY: the query member of bpf_attr; the kernel writes at most prog_cnt ids into `ids`.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_QUERY, &mut q as *mut Query, std::mem::size_of::<Query>() as u32) };
+    if r < 0 {
+        return Err(Error::Other(format!("TCX query: {}", std::io::Error::last_os_error())));
+    }
+    Ok(ids[..(q.prog_cnt as usize).min(ids.len())].to_vec())
+}
