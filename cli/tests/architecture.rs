@@ -150,3 +150,27 @@ fn commands_do_not_import_each_other() {
         assert!(!code(&read(&repo().join(f))).contains("crate::cmd"), "{f} imports a command");
     }
 }
+
+/// The map capacities and protocol classes the compiler lowers against are
+/// the ones the eBPF program (through its Rust mirror, itself tested against
+/// the C header) was built with.
+#[test]
+fn bpf_constants_agree_between_compiler_and_runtime() {
+    use segc_compiler::lower::bpf as c;
+    use segc_runtime_bpf as rt;
+    let pairs: [(&str, usize, usize); 10] = [
+        ("ZONES4_MAX", c::ZONES4_MAX, rt::ZONES4_MAX as usize),
+        ("ZONES6_MAX", c::ZONES6_MAX, rt::ZONES6_MAX as usize),
+        ("RULES_MAX", c::RULES_MAX, rt::RULES_MAX as usize),
+        ("PORTS_MAX", c::PORTS_MAX, rt::PORTS_MAX as usize),
+        ("PAIRS_MAX", c::PAIRS_MAX, rt::PAIRS_MAX as usize),
+        ("EXACT_BLOCK_MAX", c::EXACT_BLOCK_MAX as usize, rt::EXACT_BLOCK_MAX as usize),
+        ("CLASS_ICMP", usize::from(c::CLASS_ICMP), usize::from(rt::CLASS_ICMP)),
+        ("CLASS_TCP", usize::from(c::CLASS_TCP), usize::from(rt::CLASS_TCP)),
+        ("CLASS_UDP", usize::from(c::CLASS_UDP), usize::from(rt::CLASS_UDP)),
+        ("CLASS_OTHER", usize::from(c::CLASS_OTHER), usize::from(rt::CLASS_OTHER)),
+    ];
+    for (name, compiler, runtime) in pairs {
+        assert_eq!(compiler, runtime, "{name}: the compiler says {compiler}, the runtime {runtime}");
+    }
+}
