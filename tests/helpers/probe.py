@@ -12,6 +12,9 @@ Ports are comma-separated. The server prints "ready" once every socket listens.
 """
 import os, select, socket, struct, sys, threading, time
 
+# Seconds to wait for an answer; longer under emulation (the kernel matrix).
+TIMEOUT = float(os.environ.get("PROBE_TIMEOUT", "1.5"))
+
 def serve(tcp_ports, udp_ports):
     socks = []
     for port in tcp_ports:
@@ -54,7 +57,7 @@ def echo_connection(c):
 def connect(proto, host, port, sport=0):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(fam, kind); s.settimeout(1.5)
+    s = socket.socket(fam, kind); s.settimeout(TIMEOUT)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         if sport:
@@ -81,7 +84,7 @@ def burst(host, port, n):
 
 def hold(host, port):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.5)
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(TIMEOUT)
     try:
         s.connect((host, port)); s.send(b"ping")
         print("up" if s.recv(64) == b"pong:ping" else "lost", flush=True)
@@ -100,7 +103,7 @@ def ping(host, ident):
     v6 = ":" in host
     fam = socket.AF_INET6 if v6 else socket.AF_INET
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
-    s = socket.socket(fam, socket.SOCK_RAW, proto); s.settimeout(1.5)
+    s = socket.socket(fam, socket.SOCK_RAW, proto); s.settimeout(TIMEOUT)
     kind, reply = (128, 129) if v6 else (8, 0)
     body = struct.pack("!BBHHH", kind, 0, 0, ident, 1) + b"segc"
     if not v6:
@@ -109,7 +112,7 @@ def ping(host, ident):
             total = (total & 0xffff) + (total >> 16)
         body = body[:2] + struct.pack("!H", ~total & 0xffff) + body[4:]
     s.sendto(body, (host, 0))
-    end = time.time() + 1.5
+    end = time.time() + TIMEOUT
     while time.time() < end:
         try:
             data = s.recv(256)
