@@ -7,7 +7,7 @@ use std::time::Duration;
 use segc_compiler::ir::Proto;
 use segc_compiler::lower::bpf;
 use segc_compiler::{compile_str, Options};
-use segc_loader::{packet, Filter};
+use segc_loader::{packet, Filter, XDP_DROP, XDP_PASS};
 use segc_runtime_bpf::names;
 
 fn policy(zones: usize, flows: usize) -> String {
@@ -31,9 +31,16 @@ fn policy(zones: usize, flows: usize) -> String {
     s
 }
 
-fn per_packet(filter: &Filter, program: &str, frame: &[u8]) -> Duration {
+/// The time per packet of `program` for `frame`, which must get `verdict`.
+fn per_packet(filter: &Filter, program: &str, frame: &[u8], verdict: u32) -> Duration {
     // Median of several batches of 1e6 runs; the kernel reports the mean per run.
-    let mut v: Vec<Duration> = (0..7).map(|_| filter.run_xdp(program, frame, 1_000_000).expect("test run").1).collect();
+    let mut v: Vec<Duration> = (0..7)
+        .map(|_| {
+            let (ret, d) = filter.run_xdp(program, frame, 1_000_000).expect("test run");
+            assert_eq!(ret, verdict, "{program}: unexpected verdict");
+            d
+        })
+        .collect();
     v.sort();
     v[v.len() / 2]
 }
@@ -47,35 +54,48 @@ fn main() {
             return;
         }
     };
-    filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
     let sizes: &[(usize, usize)] = if quick { &[(10, 10)] } else { &[(10, 10), (10_000, 100_000)] };
-    let allowed = packet::frame("10.0.0.5".parse().unwrap(), "10.0.1.5".parse().unwrap(), Proto::Tcp(443)).unwrap();
-    let denied = packet::frame("10.0.0.5".parse().unwrap(), "10.0.1.5".parse().unwrap(), Proto::Tcp(444)).unwrap();
+    let (c, s) = ("10.0.0.5".parse().unwrap(), "10.0.1.5".parse().unwrap());
+    let allowed = packet::frame(c, s, Proto::Tcp(443)).unwrap();
+    let denied = packet::frame(c, s, Proto::Tcp(444)).unwrap();
+    // An allowed packet that opens no connection (RST+ACK, from a source port
+    // no connection uses: `allowed` opens one from port 40000): the path of a new connection's first packet, both
+    // table lookups and the policy, less the insert.
+    let mut fresh = allowed.clone();
+    fresh[34..36].copy_from_slice(&50_000u16.to_be_bytes());
+    fresh[47] = 0x14;
     for &(zones, flows) in sizes {
         let model = compile_str(&policy(zones, flows), &Options::default()).model;
         let t = bpf::tables(&model);
         let swap = filter.install(&t).expect("install");
-        assert!(filter.verdict("10.0.0.5".parse().unwrap(), "10.0.1.5".parse().unwrap(), Proto::Tcp(443)).unwrap());
-        let empty = per_packet(&filter, names::XDP_EMPTY, &allowed);
-        let allow = per_packet(&filter, names::XDP, &allowed);
-        let deny = per_packet(&filter, names::XDP, &denied);
+        assert!(filter.verdict(c, s, Proto::Tcp(443)).unwrap());
         let ns = |d: Duration| d.as_nanos() as f64;
+        let empty = ns(per_packet(&filter, names::XDP_EMPTY, &allowed, XDP_PASS));
+        filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
+        let policy_only = ns(per_packet(&filter, names::XDP, &allowed, XDP_PASS));
+        let policy_only_deny = ns(per_packet(&filter, names::XDP, &denied, XDP_DROP));
+        filter.set_options(0, 0).expect("config");
+        let new = ns(per_packet(&filter, names::XDP, &fresh, XDP_PASS));
+        let established = ns(per_packet(&filter, names::XDP, &allowed, XDP_PASS));
+        let deny = ns(per_packet(&filter, names::XDP, &denied, XDP_DROP));
         println!(
-            "xdp {zones:>6} zones {flows:>7} flows ({} entries): empty {:.0} ns, filter allow {:.0} ns (+{:.0}), deny {:.0} ns (+{:.0}); swap prepared in {:.1} ms, flipped in {:.3} ms",
+            "xdp {zones:>6} zones {flows:>7} flows ({} entries): empty {empty:.0} ns; filter, conntrack on: allowed new {new:.0} ns (+{:.0}), \
+             allowed established {established:.0} ns (+{:.0}), denied {deny:.0} ns (+{:.0}); policy alone (conntrack off) allowed {policy_only:.0} ns (+{:.0}), denied {policy_only_deny:.0} ns (+{:.0}); \
+             swap prepared in {:.1} ms, flipped in {:.3} ms",
             swap.entries,
-            ns(empty),
-            ns(allow),
-            ns(allow) - ns(empty),
-            ns(deny),
-            ns(deny) - ns(empty),
+            new - empty,
+            established - empty,
+            deny - empty,
+            policy_only - empty,
+            policy_only_deny - empty,
             swap.prepare.as_secs_f64() * 1e3,
             swap.flip.as_secs_f64() * 1e3
         );
-        // The agent's steady state: both buffers full, so each swap first
-        // removes the idle buffer's old entries (the policy before last).
-        let again = (0..2).map(|_| filter.install(&t).expect("install")).last().expect("two swaps");
+        // The agent's steady state: every swap fills fresh maps and replaces
+        // the idle slot's (the policy before last), which the kernel frees.
+        let again = (0..3).map(|_| filter.install(&t).expect("install")).last().expect("swaps");
         println!(
-            "xdp {zones:>6} zones {flows:>7} flows: steady-state swap (idle buffer full) prepared in {:.1} ms, flipped in {:.3} ms",
+            "xdp {zones:>6} zones {flows:>7} flows: steady-state swap prepared in {:.1} ms, flipped in {:.3} ms",
             again.prepare.as_secs_f64() * 1e3,
             again.flip.as_secs_f64() * 1e3
         );

@@ -55,7 +55,7 @@ pub const PINNED_MAPS: &[&str] = &[
     rt::names::PAIRS,
     rt::names::RULES,
     rt::names::CONFIG,
-    rt::names::ZONE_CACHE,
+    rt::names::VERDICTS,
     rt::names::CONNS,
     rt::names::COUNTERS,
     rt::names::PAIR_COUNTERS,
@@ -80,7 +80,7 @@ impl Filter {
     pub fn load() -> Result<Filter, Error> {
         raise_memlock();
         let mut ebpf = Ebpf::load(rt::OBJECT)?;
-        for name in [rt::names::XDP, rt::names::XDP_EMPTY] {
+        for name in [rt::names::XDP, rt::names::XDP_EMPTY, rt::names::XDP_CLOCK] {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
             p.load()?;
         }
@@ -88,9 +88,11 @@ impl Filter {
             let tc: &mut SchedClassifier = ebpf.program_mut(name).ok_or(Error::Missing("tc program"))?.try_into()?;
             tc.load()?;
         }
+        let hz = kernel_hz(&ebpf)?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         // Linux's conntrack timeouts until told otherwise.
         maps.set_link_options(&[], [0; rt::TO_MAX])?;
+        maps.set_hz(hz)?;
         Ok(Filter { ebpf, maps })
     }
 
@@ -116,6 +118,43 @@ impl Filter {
     pub fn verdict(&self, src: IpAddr, dst: IpAddr, proto: Proto) -> Result<bool, Error> {
         verdict(&self.ebpf, src, dst, proto)
     }
+}
+
+/// The kernel's HZ (jiffies per second), which the filter needs to turn
+/// connection timeouts into jiffies. Measured once per process: the jiffies
+/// the clock program reads 100 ms apart, rounded to the nearest HZ a kernel
+/// can be configured with (within 15 %).
+fn kernel_hz(ebpf: &Ebpf) -> Result<u32, Error> {
+    static HZ: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(&hz) = HZ.get() {
+        return Ok(hz);
+    }
+    let frame = [0u8; 64];
+    let read = |ebpf: &Ebpf| -> Result<(u64, std::time::Instant), Error> {
+        run_xdp(ebpf, rt::names::XDP_CLOCK, &frame, 1)?;
+        let at = std::time::Instant::now();
+        let clock: aya::maps::Array<&MapData, u64> =
+            aya::maps::Array::try_from(ebpf.map(rt::names::CLOCK).ok_or(Error::Missing("clock map"))?)?;
+        Ok((clock.get(&0, 0)?, at))
+    };
+    let (j0, t0) = read(ebpf)?;
+    std::thread::sleep(Duration::from_millis(100));
+    let (j1, t1) = read(ebpf)?;
+    let hz = rounded_hz(j1.wrapping_sub(j0), t1 - t0)
+        .ok_or_else(|| Error::Other(format!("cannot measure the kernel's HZ: {} jiffies in {:?}", j1.wrapping_sub(j0), t1 - t0)))?;
+    Ok(*HZ.get_or_init(|| hz))
+}
+
+/// `ticks` jiffies in `elapsed` as a kernel's HZ: the nearest configurable
+/// value within 15 %, else the measurement itself.
+fn rounded_hz(ticks: u64, elapsed: Duration) -> Option<u32> {
+    let secs = elapsed.as_secs_f64();
+    if ticks == 0 || secs <= 0.0 {
+        return None;
+    }
+    let raw = ticks as f64 / secs;
+    let nearest = [100.0, 250.0, 300.0, 1000.0].into_iter().find(|hz: &f64| (raw - hz).abs() <= hz * 0.15);
+    Some(nearest.unwrap_or(raw.round()) as u32)
 }
 
 /// Runs one frame through an XDP program with `BPF_PROG_TEST_RUN`; returns the
@@ -179,4 +218,27 @@ pub fn drain(ev: &mut Events, max: usize) -> Vec<serde_json::Value> {
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hz_rounds_to_configurable_values() {
+        let ms = Duration::from_millis;
+        // 100 ms at HZ 100, 250, 300, 1000, each one tick off either way.
+        assert_eq!(rounded_hz(9, ms(100)), Some(100));
+        assert_eq!(rounded_hz(11, ms(100)), Some(100));
+        assert_eq!(rounded_hz(24, ms(100)), Some(250));
+        assert_eq!(rounded_hz(26, ms(100)), Some(250));
+        assert_eq!(rounded_hz(29, ms(100)), Some(300));
+        assert_eq!(rounded_hz(31, ms(101)), Some(300));
+        assert_eq!(rounded_hz(99, ms(100)), Some(1000));
+        // A slow sleep is measured, not assumed.
+        assert_eq!(rounded_hz(26, ms(104)), Some(250));
+        // Something else: the measurement.
+        assert_eq!(rounded_hz(60, ms(100)), Some(600));
+        assert_eq!(rounded_hz(0, ms(100)), None);
+    }
 }

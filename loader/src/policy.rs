@@ -93,7 +93,7 @@ impl PolicyMaps {
             ports: open(rt::names::PORTS)?,
             pairs: open(rt::names::PAIRS)?,
             rules: open(rt::names::RULES)?,
-            config: Map::from_map_data(MapData::from_pin(dir.join(rt::names::CONFIG))?)?,
+            config: Map::from_map_data(open_config(dir)?)?,
         })
     }
 
@@ -137,6 +137,11 @@ impl PolicyMaps {
             c.flags = flags;
             c.sample_every = sample_every;
         })
+    }
+
+    /// Sets the kernel's HZ, which turns connection timeouts into jiffies.
+    pub fn set_hz(&mut self, hz: u32) -> Result<(), Error> {
+        self.update_config(|c| c.hz = hz)
     }
 
     /// Sets the EtherTypes passed besides ARP, and the connection timeouts
@@ -318,4 +323,19 @@ impl Entries {
         }
         Ok((epoch, e))
     }
+}
+
+/// The pinned config, refused when another segc build (another layout) made it.
+fn open_config(dir: &Path) -> Result<MapData, Error> {
+    let config = MapData::from_pin(dir.join(rt::names::CONFIG))?;
+    let size = config.info()?.value_size() as usize;
+    if size != std::mem::size_of::<rt::Config>() {
+        return Err(Error::Other(format!(
+            "the deployment pinned in {} was made by another segc build (its config is {size} bytes, this build's {}): \
+             run `segc undeploy --target host` with that build, then deploy again",
+            dir.display(),
+            std::mem::size_of::<rt::Config>()
+        )));
+    }
+    Ok(config)
 }

@@ -7,7 +7,8 @@
  * Per packet: parse; drop what segc cannot judge; look the packet up in the
  * connection table (forward, then as a reply); else judge it by the live
  * policy (one 4-byte read of the epoch picks the slot of every policy map, so
- * a swap never shows a packet half of a policy) and, if allowed, open a
+ * a swap never shows a packet half of a policy; verdicts are cached per
+ * address pair and service) and, if allowed, open a
  * connection. A connection remembers the epoch that judged it: the first
  * packet after a swap judges its original direction again, and a connection
  * the new policy does not allow is dropped from then on, both ways.
@@ -78,10 +79,10 @@ OUTER(segc_rules, segc_rules_inner);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct segc_cache_key);
-	__type(value, struct segc_cache_val);
-	__uint(max_entries, SEGC_CACHE_MAX);
-} segc_zone_cache SEC(".maps");
+	__type(key, struct segc_verdict_key);
+	__type(value, struct segc_verdict);
+	__uint(max_entries, SEGC_VERDICTS_MAX);
+} segc_verdicts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -325,27 +326,6 @@ static __always_inline __u32 zone_of(__u32 slot, __u8 family, __u8 *addr)
 	return z ? *z : 0;
 }
 
-/* The zones of both addresses: from the cache, or by longest prefix (then cached). */
-static __always_inline void zones_of(__u32 epoch, struct pkt *p, __u32 *sz, __u32 *dz)
-{
-	/* Keyed by the epoch, which never repeats: an entry from an older policy
-	 * cannot match, even when that policy's slot is reused. */
-	struct segc_cache_key ck = {.epoch = epoch, .family = p->family};
-	__builtin_memcpy(ck.saddr, p->saddr, 16);
-	__builtin_memcpy(ck.daddr, p->daddr, 16);
-	struct segc_cache_val *hit = bpf_map_lookup_elem(&segc_zone_cache, &ck);
-	if (hit) {
-		*sz = hit->src_zone;
-		*dz = hit->dst_zone;
-		return;
-	}
-	__u32 slot = epoch & 1;
-	struct segc_cache_val v = {.src_zone = zone_of(slot, p->family, p->saddr), .dst_zone = zone_of(slot, p->family, p->daddr)};
-	bpf_map_update_elem(&segc_zone_cache, &ck, &v, BPF_ANY);
-	*sz = v.src_zone;
-	*dz = v.dst_zone;
-}
-
 /* Whether the policy allows the packet between the two zones: one exact
  * lookup, and the range trie only where the pair has ranges for the class. */
 static __always_inline int allowed(__u32 slot, __u32 sz, __u32 dz, struct pkt *p)
@@ -370,11 +350,29 @@ static __always_inline int allowed(__u32 slot, __u32 sz, __u32 dz, struct pkt *p
 	return bpf_map_lookup_elem(rules, &k) != 0;
 }
 
-/* The policy's verdict for a packet in the live epoch, with its zones. */
+/* The policy's verdict for a packet in the live epoch, with its zones: from
+ * the verdict cache, or from the zone tries and the port tables (then
+ * cached). The cache is keyed by the epoch, which never repeats: an entry
+ * from an older policy cannot match, even when its slot is reused. */
 static __always_inline int judge(__u32 epoch, struct pkt *p, __u32 *sz, __u32 *dz)
 {
-	zones_of(epoch, p, sz, dz);
-	return *sz && *dz && allowed(epoch & 1, *sz, *dz, p);
+	struct segc_verdict_key k = {.epoch = epoch, .family = p->family, .class = p->class};
+	k.port = p->class == SEGC_CLASS_OTHER ? 0 : p->dport;
+	__builtin_memcpy(k.saddr, p->saddr, 16);
+	__builtin_memcpy(k.daddr, p->daddr, 16);
+	struct segc_verdict *hit = bpf_map_lookup_elem(&segc_verdicts, &k);
+	if (hit) {
+		*sz = hit->src_zone;
+		*dz = hit->dst_zone;
+		return hit->allowed;
+	}
+	__u32 slot = epoch & 1;
+	struct segc_verdict v = {.src_zone = zone_of(slot, p->family, p->saddr), .dst_zone = zone_of(slot, p->family, p->daddr)};
+	v.allowed = v.src_zone && v.dst_zone && allowed(slot, v.src_zone, v.dst_zone, p);
+	bpf_map_update_elem(&segc_verdicts, &k, &v, BPF_ANY);
+	*sz = v.src_zone;
+	*dz = v.dst_zone;
+	return v.allowed;
 }
 
 static __always_inline void conn_key(struct segc_conn_key *k, struct pkt *p, int reverse)
@@ -422,7 +420,8 @@ static __always_inline void conn_packet(struct segc_conn_key *k, struct pkt *q)
 		q->class = SEGC_CLASS_OTHER;
 }
 
-static __always_inline __u64 timeout_ns(struct segc_config *cfg, __u8 proto, __u8 state)
+/* A connection's timeout, in jiffies. */
+static __always_inline __u64 timeout(struct segc_config *cfg, __u8 proto, __u8 state)
 {
 	__u32 idx;
 	if (proto == IPPROTO_TCP)
@@ -435,7 +434,7 @@ static __always_inline __u64 timeout_ns(struct segc_config *cfg, __u8 proto, __u
 		idx = SEGC_TO_OTHER;
 	if (idx >= SEGC_TO_MAX)
 		return 0;
-	return (__u64)cfg->timeouts[idx] * 1000000000ull;
+	return (__u64)cfg->timeouts[idx] * cfg->hz;
 }
 
 /* Whether an allowed packet opens a connection: TCP SYN or mid-stream ACK
@@ -608,8 +607,10 @@ static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32
 	}
 	if (!c)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	if (now - c->seen_ns > timeout_ns(cfg, k.proto, c->state)) {
+	/* Jiffies: the verifier inlines this read, where bpf_ktime_get_ns() is a
+	 * helper call that cost a third of the established path. */
+	__u64 now = bpf_jiffies64();
+	if (now - c->seen > timeout(cfg, k.proto, c->state)) {
 		bpf_map_delete_elem(&segc_conns, &k);
 		return 0;
 	}
@@ -627,7 +628,7 @@ static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32
 		c->epoch = epoch;
 	}
 	advance(c, p, reply);
-	c->seen_ns = now;
+	c->seen = now;
 	count(SEGC_CNT_ESTABLISHED, len);
 	return 1;
 }
@@ -684,7 +685,7 @@ static __always_inline enum verdict decide(void *data, void *data_end, int parse
 		__u8 state;
 		if (track && opens(p, &state)) {
 			struct segc_conn_key k;
-			struct segc_conn c = {.seen_ns = bpf_ktime_get_ns(), .epoch = epoch, .state = state};
+			struct segc_conn c = {.seen = bpf_jiffies64(), .epoch = epoch, .state = state};
 			conn_key(&k, p, 0);
 			bpf_map_update_elem(&segc_conns, &k, &c, BPF_ANY);
 		}
@@ -754,5 +755,23 @@ int segc_tc_l3_egress(struct __sk_buff *skb)
 SEC("xdp")
 int segc_xdp_empty(struct xdp_md *ctx)
 {
+	return XDP_PASS;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} segc_clock SEC(".maps");
+
+/* Reads the kernel's jiffies into segc_clock, so the loader can measure HZ
+ * (connection timeouts are seconds, connection times jiffies). */
+SEC("xdp")
+int segc_xdp_clock(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 now = bpf_jiffies64();
+	bpf_map_update_elem(&segc_clock, &zero, &now, BPF_ANY);
 	return XDP_PASS;
 }

@@ -17,7 +17,7 @@
 #define SEGC_RULES_MAX 1048576
 #define SEGC_PORTS_MAX 1048576
 #define SEGC_PAIRS_MAX 262144
-#define SEGC_CACHE_MAX 65536
+#define SEGC_VERDICTS_MAX 65536
 #define SEGC_CONNS_MAX 262144
 #define SEGC_PAIR_COUNTERS_MAX 65536
 #define SEGC_EVENTS_BYTES (256 * 1024)
@@ -97,22 +97,26 @@ struct segc_rule_key {
 	__u16 port; /* big-endian; the ICMP type for SEGC_CLASS_ICMP */
 };
 
-/* The zones of an address pair, cached per policy epoch. */
-struct segc_cache_key {
+/* The policy's verdict for an address pair and service, cached per policy
+ * epoch: one lookup instead of two zone tries and the port tables. */
+struct segc_verdict_key {
 	__u32 epoch;
 	__u8 family;
-	__u8 pad[3];
+	__u8 class;
+	__u16 port; /* as in the rule keys; 0 for SEGC_CLASS_OTHER */
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
 
-struct segc_cache_val {
+struct segc_verdict {
 	__u32 src_zone;
 	__u32 dst_zone;
+	__u32 allowed; /* 1 allowed, 0 denied */
 };
 
 struct segc_config {
 	__u32 gen;          /* the policy epoch; its low bit selects the live slot */
+	__u32 hz;           /* jiffies per second, measured by the loader */
 	__u32 flags;        /* SEGC_F_* */
 	__u32 sample_every; /* one deny event per this many denies (per CPU); 0: none */
 	__u32 n_pass;       /* how many of pass_ethertypes are set */
@@ -133,7 +137,7 @@ struct segc_conn_key {
 };
 
 struct segc_conn {
-	__u64 seen_ns; /* last packet, either way */
+	__u64 seen; /* last packet, either way, in jiffies (cheap to read; timeouts are seconds) */
 	__u32 epoch;   /* the policy epoch that last judged the connection */
 	__u8 state;    /* SEGC_CT_* */
 	__u8 pad[3];

@@ -18,7 +18,7 @@ pub const RULES_MAX: u32 = 1_048_576;
 pub const CONNS_MAX: u32 = 262_144;
 pub const PORTS_MAX: u32 = 1_048_576;
 pub const PAIRS_MAX: u32 = 262_144;
-pub const CACHE_MAX: u32 = 65536;
+pub const VERDICTS_MAX: u32 = 65536;
 pub const PAIR_COUNTERS_MAX: u32 = 65536;
 
 pub const PASS_ETHERTYPES_MAX: usize = 8;
@@ -67,7 +67,8 @@ pub mod names {
     pub const RULES: &str = "segc_rules";
     pub const PORTS: &str = "segc_ports";
     pub const PAIRS: &str = "segc_pairs";
-    pub const ZONE_CACHE: &str = "segc_zone_cache";
+    pub const VERDICTS: &str = "segc_verdicts";
+    pub const CLOCK: &str = "segc_clock";
     pub const CONFIG: &str = "segc_config";
     pub const CONNS: &str = "segc_conns";
     pub const COUNTERS: &str = "segc_counters";
@@ -79,6 +80,7 @@ pub mod names {
     pub const TC_L3_INGRESS: &str = "segc_tc_l3_ingress";
     pub const TC_L3_EGRESS: &str = "segc_tc_l3_egress";
     pub const XDP_EMPTY: &str = "segc_xdp_empty";
+    pub const XDP_CLOCK: &str = "segc_xdp_clock";
 }
 
 /// The data part of an IPv4 zone key (after the LPM prefix length).
@@ -139,6 +141,8 @@ pub const ZONE_FIXED_BITS: u32 = 0;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub gen: u32,
+    /// Jiffies per second (connection times are jiffies), measured by the loader.
+    pub hz: u32,
     pub flags: u32,
     pub sample_every: u32,
     pub n_pass: u32,
@@ -151,7 +155,8 @@ pub struct Config {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Conn {
-    pub seen_ns: u64,
+    /// The last packet, in jiffies.
+    pub seen: u64,
     pub epoch: u32,
     pub state: u8,
     pub pad: [u8; 3],

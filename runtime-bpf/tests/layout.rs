@@ -40,6 +40,7 @@ fn rust_and_c_layouts_agree() {
         "SEGC_PORTS_MAX" => PORTS_MAX as usize;
         "SEGC_PAIRS_MAX" => PAIRS_MAX as usize;
         "sizeof(struct segc_config)" => size_of::<Config>();
+        "offsetof(struct segc_config, hz)" => offset_of!(Config, hz);
         "offsetof(struct segc_config, flags)" => offset_of!(Config, flags);
         "offsetof(struct segc_config, sample_every)" => offset_of!(Config, sample_every);
         "offsetof(struct segc_config, n_pass)" => offset_of!(Config, n_pass);
@@ -71,6 +72,7 @@ fn rust_and_c_layouts_agree() {
         "offsetof(struct segc_event, saddr)" => offset_of!(Event, saddr);
         "offsetof(struct segc_event, daddr)" => offset_of!(Event, daddr);
         "SEGC_ZONES4_MAX" => ZONES4_MAX as usize;
+        "SEGC_VERDICTS_MAX" => VERDICTS_MAX as usize;
         "SEGC_RULES_MAX" => RULES_MAX as usize;
         "SEGC_CONNS_MAX" => CONNS_MAX as usize;
         "SEGC_CLASS_OTHER" => CLASS_OTHER as usize;

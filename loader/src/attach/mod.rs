@@ -283,7 +283,7 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         f.maps.set_link_options(&opts.pass_ethertypes, opts.timeouts)?;
         let swap = f.install(t)?;
         f.maps.pin(&dir)?;
-        for name in [rt::names::ZONE_CACHE, rt::names::CONNS, rt::names::COUNTERS, rt::names::PAIR_COUNTERS, rt::names::EVENTS] {
+        for name in [rt::names::VERDICTS, rt::names::CONNS, rt::names::COUNTERS, rt::names::PAIR_COUNTERS, rt::names::EVENTS] {
             f.ebpf
                 .map(name)
                 .ok_or(Error::Missing("map"))?
