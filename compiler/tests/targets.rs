@@ -45,6 +45,17 @@ proptest! {
         match aws::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| matches!(d.code.as_str(), "T002" | "T001")), "{:?}", d),
             Ok(out) => {
+                // What real EC2 refuses: a second rule with the same protocol,
+                // ports and peer; a description too long or with other characters.
+                for g in &out.security_groups {
+                    for rules in [&g.ingress, &g.egress] {
+                        let keys: std::collections::BTreeSet<_> = rules.iter().map(|r| (&r.protocol, r.from_port, r.to_port, &r.peer)).collect();
+                        prop_assert_eq!(keys.len(), rules.len(), "duplicate rules in {}", g.name);
+                        for r in rules.iter() {
+                            prop_assert!(r.description.len() <= aws::DESCRIPTION_MAX && r.description.chars().all(aws::allowed_char), "{:?}", r.description);
+                        }
+                    }
+                }
                 let member = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.aws_security_group.clone());
                 for (s, d, p) in packets {
                     if let Some(got) = aws::eval(&out, &member, s, d, p) {

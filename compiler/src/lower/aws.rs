@@ -4,16 +4,19 @@
 //! egress rules on the source's, so that their conjunction is exactly the
 //! policy; the default allow-all egress is not part of a managed group.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use super::cloud::{self, Grant, Peer, Plan};
 use crate::diag::{Code, Diagnostic};
-use crate::ir::{Family, Model, Prefix, Proto, ZoneId};
+use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
 
-pub const ASSUMPTION: &str = "each instance of a zone carries only that zone's group; ingress rules from zones addressed by CIDR also cover the bound zones' addresses, whose own egress rules decide";
+pub const ASSUMPTION: &str = "each instance of a zone carries only that zone's group; an ingress rule from a zone addressed by CIDR may also cover bound zones' addresses where that saves rules (the rule's `covers` names them), and those zones' own egress rules decide";
+
+/// The longest description EC2 stores.
+pub const DESCRIPTION_MAX: usize = 255;
 
 /// Quotas, per group and direction, counted per address family.
 pub const RULES_PER_DIRECTION: usize = 60;
@@ -34,8 +37,13 @@ pub struct SgRule {
     /// A port, or -1 for all ICMP codes.
     pub to_port: i32,
     pub peer: SgPeer,
-    /// The zones and services the rule comes from.
+    /// The zone pairs the rule serves (`internet to web; partners to web`),
+    /// in the characters EC2 accepts, at most 255 of them.
     pub description: String,
+    /// Bound zones whose addresses the rule's CIDR also covers, because that
+    /// saved rules: their members' own egress rules decide.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,28 +64,16 @@ pub struct Output {
     pub security_groups: Vec<SecurityGroup>,
 }
 
-fn rules_for(model: &Model, plan: &Plan, g: &Grant, from: ZoneId, to: ZoneId, diags: &mut Vec<Diagnostic>) -> Vec<SgRule> {
-    let peers: Vec<(SgPeer, Option<Family>)> = match &g.peer {
-        Peer::Bound(z) => vec![(SgPeer::Group(binding(model, *z)), None)],
-        Peer::Prefixes(ps) => ps.iter().map(|p| (SgPeer::Cidr(p.to_string()), Some(p.family))).collect(),
-    };
-    let _ = plan;
-    let description = format!("{} on {}", model.pair_text(from, to), g.set);
-    let mut out = Vec::new();
-    let mut push = |protocol: &str, from_port: i32, to_port: i32, fam: Option<Family>| {
-        for (peer, pf) in &peers {
-            if fam.is_some() && pf.is_some() && fam != *pf {
-                continue;
-            }
-            out.push(SgRule { protocol: protocol.into(), from_port, to_port, peer: peer.clone(), description: description.clone() });
-        }
-    };
-    let s = &g.set;
-    if s.is_any() {
-        push("-1", -1, -1, None);
-        return out;
+/// A rule before its peer: protocol, ports, and the one address family it
+/// is limited to (ICMP types are per family).
+type Shape = (&'static str, i32, i32, Option<Family>);
+
+/// The rule shapes of a service set, or T002 for what a group rule cannot say.
+fn shapes(model: &Model, set: &ServiceSet, from: ZoneId, to: ZoneId, diags: &mut Vec<Diagnostic>) -> Vec<Shape> {
+    if set.is_any() {
+        return vec![("-1", -1, -1, None)];
     }
-    if s.other {
+    if set.other {
         diags.push(cloud::inexpressible(
             model,
             "AWS security groups",
@@ -85,26 +81,115 @@ fn rules_for(model: &Model, plan: &Plan, g: &Grant, from: ZoneId, to: ZoneId, di
             to,
             "other IP protocols are allowed, but not all of TCP, UDP and ICMP; a group rule is one protocol or all of them",
         ));
-        return out;
+        return Vec::new();
     }
-    for &(lo, hi) in s.tcp.ranges() {
-        push("tcp", i32::from(lo), i32::from(hi), None);
+    let mut out = Vec::new();
+    for &(lo, hi) in set.tcp.ranges() {
+        out.push(("tcp", i32::from(lo), i32::from(hi), None));
     }
-    for &(lo, hi) in s.udp.ranges() {
-        push("udp", i32::from(lo), i32::from(hi), None);
+    for &(lo, hi) in set.udp.ranges() {
+        out.push(("udp", i32::from(lo), i32::from(hi), None));
     }
-    if s.icmp.ranges() == [(0, 255)] {
-        push("icmp", -1, -1, Some(Family::V4));
-        push("icmpv6", -1, -1, Some(Family::V6));
+    if set.icmp.ranges() == [(0, 255)] {
+        out.push(("icmp", -1, -1, Some(Family::V4)));
+        out.push(("icmpv6", -1, -1, Some(Family::V6)));
     } else {
-        for &(lo, hi) in s.icmp.ranges() {
+        for &(lo, hi) in set.icmp.ranges() {
             for t in lo..=hi {
-                push("icmp", i32::from(t), -1, Some(Family::V4));
-                push("icmpv6", i32::from(t), -1, Some(Family::V6));
+                out.push(("icmp", i32::from(t), -1, Some(Family::V4)));
+                out.push(("icmpv6", i32::from(t), -1, Some(Family::V6)));
             }
         }
     }
     out
+}
+
+/// What one direction of a group allows for one shape: the groups it names
+/// (with the zone pairs each serves) and the zones it reaches by address.
+#[derive(Default)]
+struct Wanted {
+    groups: BTreeMap<String, BTreeSet<String>>,
+    by_address: BTreeSet<ZoneId>,
+}
+
+/// One direction of a bound zone's group. Each rule appears once (EC2
+/// refuses a second rule with the same protocol, ports and peer, whatever its
+/// description). Zones reached by address on the same shape share their
+/// rules: the fewest CIDRs covering all of them, exactly (egress), or with
+/// bound zones' addresses as don't-cares where that saves rules (ingress;
+/// the rule's `covers` names those zones).
+fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress: bool, diags: &mut Vec<Diagnostic>) -> Vec<SgRule> {
+    let pair = |other: ZoneId| {
+        let (from, to) = if ingress { (other, zone) } else { (zone, other) };
+        format!("{} to {}", model.zone(from).name, model.zone(to).name)
+    };
+    let mut per: BTreeMap<Shape, Wanted> = BTreeMap::new();
+    for g in grants {
+        let (from, to) = if ingress { (g.other, zone) } else { (zone, g.other) };
+        for shape in shapes(model, &g.set, from, to, diags) {
+            let w = per.entry(shape).or_default();
+            match &g.peer {
+                Peer::Bound(z) => {
+                    w.groups.entry(binding(model, *z)).or_default().insert(pair(g.other));
+                }
+                Peer::Prefixes(_) => {
+                    w.by_address.insert(g.other);
+                }
+            }
+        }
+    }
+    let spare = if ingress { plan.spare_prefixes() } else { Vec::new() };
+    let mut out = Vec::new();
+    for ((protocol, from_port, to_port, fam), w) in per {
+        let rule = |peer: SgPeer, pairs: Vec<String>, covers: Vec<String>| {
+            let suffix = if covers.is_empty() {
+                String::new()
+            } else {
+                format!(" (also covers bound zones {}: their egress decides)", covers.join(", "))
+            };
+            SgRule { protocol: protocol.into(), from_port, to_port, peer, description: description(&pairs, &suffix), covers }
+        };
+        for (group, pairs) in w.groups {
+            out.push(rule(SgPeer::Group(group), pairs.into_iter().collect(), Vec::new()));
+        }
+        let atoms = |z: &ZoneId| plan.prefixes.get(z).into_iter().flatten().filter(|p| fam.is_none_or(|f| p.family == f)).copied();
+        let own: Vec<Prefix> = w.by_address.iter().flat_map(atoms).collect();
+        for p in cloud::cover(&own, &spare) {
+            let pairs: Vec<String> = w.by_address.iter().filter(|z| atoms(z).any(|a| p.covers(&a) || a.covers(&p))).map(|&z| pair(z)).collect();
+            let covers: Vec<String> = if ingress { plan.bound_within(&p).into_iter().map(|z| model.zone(z).name.clone()).collect() } else { Vec::new() };
+            out.push(rule(SgPeer::Cidr(p.to_string()), pairs, covers));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `items` joined with `; `, then `suffix`, in EC2's description characters
+/// and at most [`DESCRIPTION_MAX`] long: what does not fit is counted (`+3 more`).
+pub fn description(items: &[String], suffix: &str) -> String {
+    let clean = |t: &str| -> String { t.chars().map(|c| if allowed_char(c) { c } else { '_' }).collect() };
+    let suffix = clean(suffix);
+    let mut text = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let item = clean(item);
+        let sep = if i == 0 { "" } else { "; " };
+        let left = items.len() - i - 1;
+        let more = if left > 0 { format!("; +{left} more") } else { String::new() };
+        if text.len() + sep.len() + item.len() + more.len() + suffix.len() > DESCRIPTION_MAX {
+            let rest = format!("{sep}+{} more", items.len() - i);
+            text.push_str(if i == 0 { rest.trim_start_matches("; ") } else { &rest });
+            break;
+        }
+        text.push_str(sep);
+        text.push_str(&item);
+    }
+    text.push_str(&suffix);
+    text.chars().take(DESCRIPTION_MAX).collect()
+}
+
+/// The characters EC2 accepts in a rule description.
+pub fn allowed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c)
 }
 
 fn binding(model: &Model, z: ZoneId) -> String {
@@ -126,18 +211,8 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut groups = Vec::new();
     for b in &plan.bound {
-        let mut ingress = Vec::new();
-        for g in &b.ingress {
-            ingress.extend(rules_for(model, &plan, g, g.other, b.zone, &mut diags));
-        }
-        let mut egress = Vec::new();
-        for g in &b.egress {
-            egress.extend(rules_for(model, &plan, g, b.zone, g.other, &mut diags));
-        }
-        ingress.sort();
-        ingress.dedup();
-        egress.sort();
-        egress.dedup();
+        let ingress = direction(model, &plan, b.zone, &b.ingress, true, &mut diags);
+        let egress = direction(model, &plan, b.zone, &b.egress, false, &mut diags);
         for (dir, rules) in [("inbound", &ingress), ("outbound", &egress)] {
             let (v4, v6) = per_family(rules);
             for (fam, n) in [("IPv4", v4), ("IPv6", v6)] {

@@ -44,6 +44,21 @@ pub struct BoundZone {
 pub struct Plan {
     pub bound: Vec<BoundZone>,
     pub prefixes: BTreeMap<ZoneId, Vec<Prefix>>,
+    /// The atoms of the bound zones, which ingress prefixes may also cover
+    /// where that saves prefixes (empty when the target does not widen).
+    pub spare: Vec<(ZoneId, Vec<Prefix>)>,
+}
+
+impl Plan {
+    /// The bound zones with addresses inside `p` (a widened ingress prefix).
+    pub fn bound_within(&self, p: &Prefix) -> Vec<ZoneId> {
+        self.spare.iter().filter(|(_, atoms)| atoms.iter().any(|a| p.covers(a) || a.covers(p))).map(|(z, _)| *z).collect()
+    }
+
+    /// Every bound zone's atoms, as one list.
+    pub fn spare_prefixes(&self) -> Vec<Prefix> {
+        self.spare.iter().flat_map(|(_, ps)| ps.iter().copied()).collect()
+    }
 }
 
 pub fn span(model: &Model) -> Span {
@@ -111,22 +126,22 @@ pub fn plan_by(
             ident(z).map(|b| (id, BoundZone { zone: id, binding: b, ingress: Vec::new(), egress: Vec::new() }))
         })
         .collect();
-    // Ingress from an unbound zone may also name the bound zones' addresses:
-    // those sources are members, whose own egress (always exact) still has to
-    // allow the packet. Fewer, larger prefixes fit the quotas better.
-    let bound_atoms: Vec<Prefix> = model
+    // Ingress from an unbound zone may also name bound zones' addresses where
+    // that takes fewer prefixes (the fewest prefixes covering the source's
+    // atoms, with bound zones' atoms as don't-cares): those sources are
+    // members, whose own egress (always exact) still has to allow the packet.
+    // A prefix is widened only when that saves one, so a group never names a
+    // bound zone's subnet on its own.
+    let spare: Vec<(ZoneId, Vec<Prefix>)> = model
         .zones
         .iter()
         .enumerate()
         .filter(|(_, z)| widen && ident(z).is_some())
-        .flat_map(|(i, _)| prefixes.get(&ZoneId(i as u32)).cloned().unwrap_or_default())
+        .map(|(i, _)| (ZoneId(i as u32), prefixes.get(&ZoneId(i as u32)).cloned().unwrap_or_default()))
         .collect();
+    let spare_prefixes: Vec<Prefix> = spare.iter().flat_map(|(_, ps)| ps.iter().copied()).collect();
     let ingress_peer = |z: ZoneId| match peer(z) {
-        Peer::Prefixes(own) => {
-            let mut all = own;
-            all.extend(bound_atoms.iter().copied());
-            Peer::Prefixes(merge(&all))
-        }
+        Peer::Prefixes(own) => Peer::Prefixes(cover(&own, &spare_prefixes)),
         p => p,
     };
     for (from, to) in ev.pairs() {
@@ -141,7 +156,7 @@ pub fn plan_by(
             b.egress.push(Grant { other: to, peer: peer(to), set });
         }
     }
-    Ok(Plan { bound: bound.into_values().collect(), prefixes })
+    Ok(Plan { bound: bound.into_values().collect(), prefixes, spare })
 }
 
 /// T002 for a service set the target cannot express exactly.
@@ -179,4 +194,122 @@ pub fn merge(ps: &[Prefix]) -> Vec<Prefix> {
         }
     }
     out
+}
+
+/// The fewest prefixes that cover every address of `own` and nothing outside
+/// `own` and `spare` (addresses that may be covered or not). On a tie the
+/// narrower prefixes win, so a spare address is covered only to save a prefix.
+pub fn cover(own: &[Prefix], spare: &[Prefix]) -> Vec<Prefix> {
+    let mut out = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        let own = ranges(own, fam);
+        if own.is_empty() {
+            continue;
+        }
+        let mut allowed_set: Vec<Prefix> = spare.iter().filter(|p| p.family == fam).copied().collect();
+        allowed_set.extend(own.iter().flat_map(|&(lo, hi)| super::atoms::range_to_prefixes(fam, lo, hi)));
+        let allowed = ranges(&allowed_set, fam);
+        out.extend(cover_node(fam, 0, 0, &own, &allowed).1);
+    }
+    out
+}
+
+/// Sorted, merged address ranges of the prefixes of one family.
+fn ranges(ps: &[Prefix], fam: Family) -> Vec<(u128, u128)> {
+    let mut r: Vec<(u128, u128)> = ps.iter().filter(|p| p.family == fam).map(|p| (p.addr, crate::ir::addr::addr_bits(p.last()).1)).collect();
+    r.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (lo, hi) in r {
+        match merged.last_mut() {
+            Some(last) if last.1.checked_add(1).is_none_or(|n| lo <= n) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
+fn intersects(rs: &[(u128, u128)], lo: u128, hi: u128) -> bool {
+    rs.iter().any(|&(a, b)| a <= hi && lo <= b)
+}
+
+fn within(rs: &[(u128, u128)], lo: u128, hi: u128) -> bool {
+    rs.iter().any(|&(a, b)| a <= lo && hi <= b)
+}
+
+/// The cover of the prefix `addr/len` (its cost, its prefixes); only nodes
+/// on a boundary of `own` are split, so the work is boundaries times bits.
+fn cover_node(fam: Family, addr: u128, len: u8, own: &[(u128, u128)], allowed: &[(u128, u128)]) -> (usize, Vec<Prefix>) {
+    let bits = fam.max_len();
+    let host = if bits - len >= 128 { u128::MAX } else { (1u128 << (bits - len)) - 1 };
+    let (lo, hi) = (addr, addr | host);
+    if !intersects(own, lo, hi) {
+        return (0, Vec::new());
+    }
+    let this = Prefix { family: fam, addr, len };
+    if within(own, lo, hi) || len == bits {
+        return (1, vec![this]);
+    }
+    let half = 1u128 << (bits - len - 1);
+    let (lc, mut lp) = cover_node(fam, addr, len + 1, own, allowed);
+    let (rc, rp) = cover_node(fam, addr | half, len + 1, own, allowed);
+    if lc + rc > 1 && within(allowed, lo, hi) {
+        return (1, vec![this]);
+    }
+    lp.extend(rp);
+    (lc + rc, lp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(s: &str) -> Prefix {
+        Prefix::parse(s).expect("prefix")
+    }
+
+    fn count_in(ps: &[Prefix], fam: Family, lo: u128, hi: u128) -> bool {
+        ranges(ps, fam).iter().any(|&(a, b)| a <= lo && hi <= b)
+    }
+
+    #[test]
+    fn spare_addresses_are_covered_only_to_save_prefixes() {
+        // The internet around one bound /24: one prefix instead of 24.
+        let own = merge(&[p("0.0.0.0/5"), p("8.0.0.0/7"), p("11.0.0.0/8"), p("12.0.0.0/6"), p("16.0.0.0/4"), p("32.0.0.0/3"), p("64.0.0.0/2"), p("128.0.0.0/1")]);
+        assert_eq!(cover(&own, &[p("10.0.0.0/8")]), vec![p("0.0.0.0/0")]);
+        // A neighbour's /24 next to a bound /24: a tie, so the exact prefix.
+        assert_eq!(cover(&[p("10.9.1.0/24")], &[p("10.9.0.0/24")]), vec![p("10.9.1.0/24")]);
+        // Two halves of a /23 around nothing: merged without any spare.
+        assert_eq!(cover(&[p("10.9.0.0/24"), p("10.9.1.0/24")], &[]), vec![p("10.9.0.0/23")]);
+        // Spare space that saves nothing is left alone.
+        assert_eq!(cover(&[p("192.168.0.0/24")], &[p("10.0.0.0/8")]), vec![p("192.168.0.0/24")]);
+    }
+
+    fn prefix4() -> impl Strategy<Value = Prefix> {
+        (any::<u32>(), 8u8..=32).prop_map(|(a, len)| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            Prefix { family: Family::V4, addr: u128::from(a & mask), len }
+        })
+    }
+
+    proptest! {
+        /// The cover holds every own address, nothing outside own and spare,
+        /// and never more prefixes than the own addresses merged alone.
+        #[test]
+        fn cover_is_exact_up_to_spare_and_never_larger(own in prop::collection::vec(prefix4(), 1..6), spare in prop::collection::vec(prefix4(), 0..6)) {
+            let spare: Vec<Prefix> = spare.into_iter().filter(|s| !own.iter().any(|o| o.covers(s) || s.covers(o))).collect();
+            let c = cover(&own, &spare);
+            for o in &own {
+                let (lo, hi) = (o.addr, crate::ir::addr::addr_bits(o.last()).1);
+                prop_assert!(count_in(&c, Family::V4, lo, hi), "{} not covered by {:?}", o, c);
+            }
+            let mut allowed = own.clone();
+            allowed.extend(spare.iter().copied());
+            for w in &c {
+                let (lo, hi) = (w.addr, crate::ir::addr::addr_bits(w.last()).1);
+                prop_assert!(count_in(&allowed, Family::V4, lo, hi), "{} is outside own and spare", w);
+            }
+            prop_assert!(c.len() <= merge(&own).len());
+        }
+    }
 }
