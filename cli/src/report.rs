@@ -112,21 +112,61 @@ fn tables(c: &Compilation, today: Date) -> Tables {
         .into_iter()
         .map(|p| vec![format!("must {}", p.expect), p.from_zone, p.to_zone, p.src.to_string(), p.dst.to_string(), p.proto])
         .collect();
+    // AWS ingress rules widened over bound zones' addresses (DECISIONS 27):
+    // exact only because those zones' own egress decides, which a reviewer
+    // must be told rather than find.
+    let widened: Vec<Vec<String>> = segc_compiler::lower::aws::lower(m)
+        .map(|out| {
+            out.security_groups
+                .iter()
+                .flat_map(|g| {
+                    g.ingress.iter().filter(|r| !r.covers.is_empty()).map(|r| {
+                        let ports = match (r.protocol.as_str(), r.from_port, r.to_port) {
+                            ("-1", _, _) => "all traffic".to_string(),
+                            (p, -1, _) => p.to_string(),
+                            (p, a, b) if a == b || b == -1 => format!("{p}/{a}"),
+                            (p, a, b) => format!("{p}/{a}-{b}"),
+                        };
+                        let peer = match &r.peer {
+                            segc_compiler::lower::aws::SgPeer::Cidr(c) | segc_compiler::lower::aws::SgPeer::Group(c) => c.clone(),
+                        };
+                        vec![g.name.clone(), format!("{ports} from {peer}"), r.description.clone(), r.covers.join(", ")]
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !widened.is_empty() {
+        intro.push(format!(
+            "AWS: {} ingress rules from zones addressed by CIDR also cover bound zones' addresses, because one wider CIDR replaces several \
+             narrower ones (security groups allow 60 rules per direction). A packet from such an address is a member of its zone's group, \
+             whose own egress rules (always exact) must also allow it; this holds while each instance carries only its zone's group.",
+            widened.len()
+        ));
+    }
     let h = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    let mut sections = vec![
+        ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner"]), zones),
+        (
+            "Flows (PCI DSS 1.2.5, 1.2.7)".into(),
+            h(&["from", "to", "services", "justification", "reviewed", "review status", "where"]),
+            flows,
+        ),
+        ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
+        ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
+        ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
+    ];
+    if !widened.is_empty() {
+        sections.push((
+            "AWS rules that rely on the source group's egress".into(),
+            h(&["group", "rule", "serves", "also covers bound zones"]),
+            widened,
+        ));
+    }
     Tables {
         title: format!("Segmentation report: {name}"),
         intro,
-        sections: vec![
-            ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner"]), zones),
-            (
-                "Flows (PCI DSS 1.2.5, 1.2.7)".into(),
-                h(&["from", "to", "services", "justification", "reviewed", "review status", "where"]),
-                flows,
-            ),
-            ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
-            ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
-            ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
-        ],
+        sections,
         dot: crate::graph::dot(m, &graph),
         svg: crate::graph::svg(m, &graph),
     }
