@@ -51,6 +51,8 @@ pub enum FindingKind {
     Changed,
     /// A segc interface whose filter is not attached in the kernel.
     NotAttached,
+    /// A group or NSG segc manages whose zone has left the policy.
+    Orphan,
 }
 
 impl FindingKind {
@@ -60,25 +62,106 @@ impl FindingKind {
             FindingKind::Extra => "extra",
             FindingKind::Changed => "changed",
             FindingKind::NotAttached => "not attached",
+            FindingKind::Orphan => "orphan",
         }
     }
 }
 
-/// One drift finding: its kind and the entry, as a person reads it.
+/// One drift finding: its kind and the entry, as a person reads it, and for
+/// a cloud rule what it lets through.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Finding {
     pub kind: FindingKind,
     pub entry: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleDetail>,
+}
+
+/// A cloud rule as a reviewer needs it: where it is and what it lets through.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RuleDetail {
+    /// The security group or NSG.
+    pub resource: String,
+    /// Its zone, where segc knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `allow` or `deny`.
+    pub access: String,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `all`, or an IP protocol number.
+    pub protocol: String,
+    /// `443`, `1000-2000`, `80,443`, `all`; for ICMP `type 8` or `all`.
+    pub ports: String,
+    /// Sources (inbound) or destinations (outbound): CIDRs, `sg-…`, `pl-…`,
+    /// service tags, application security groups.
+    pub peers: Vec<String>,
+    /// Azure: the source side of an outbound rule, the destination side of an
+    /// inbound one (the NSG's own members, usually `*`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// The rule's name (Azure) or stored description (AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for RuleDetail {
+    /// `inbound on web (zone web): allow tcp/22 from 0.0.0.0/0, priority 100 (rogue)`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.direction, self.resource)?;
+        if let Some(z) = &self.zone {
+            write!(f, " (zone {z})")?;
+        }
+        let service = match (self.protocol.as_str(), self.ports.as_str()) {
+            ("all", _) => "all traffic".to_string(),
+            (p, "all") => format!("{p} (all ports)"),
+            (p, ports) if ports.starts_with("type") => format!("{p} {ports}"),
+            (p, ports) => format!("{p}/{ports}"),
+        };
+        let way = if self.direction == "outbound" { "to" } else { "from" };
+        let peers = if self.peers.is_empty() { "-".to_string() } else { self.peers.join(", ") };
+        write!(f, ": {} {service} {way} {peers}", self.access)?;
+        if !self.local.is_empty() && self.local != ["*"] {
+            write!(f, " ({} {})", if way == "to" { "from" } else { "to" }, self.local.join(", "))?;
+        }
+        if let Some(p) = self.priority {
+            write!(f, ", priority {p}")?;
+        }
+        if let Some(n) = &self.name {
+            if !n.is_empty() {
+                write!(f, " ({n})")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Finding {
     pub fn new(kind: FindingKind, entry: impl Into<String>) -> Finding {
-        Finding { kind, entry: entry.into() }
+        Finding { kind, entry: entry.into(), rule: None }
+    }
+
+    /// A finding about one rule: the entry is the rule as a person reads it,
+    /// with `note` after it.
+    pub fn rule(kind: FindingKind, rule: RuleDetail, note: &str) -> Finding {
+        let entry = if note.is_empty() { rule.to_string() } else { format!("{rule} [{note}]") };
+        Finding { kind, entry, rule: Some(rule) }
     }
 }
 
 /// Findings as JSON, for the output and the audit event alike:
-/// `[{"kind": "missing"|"extra"|"changed"|"not attached", "entry": ...}]`.
+/// `[{"kind": "missing"|"extra"|"changed"|"not attached"|"orphan", "entry": ...,
+/// "rule": {...}}]` (`rule` for cloud rules: see [`RuleDetail`]).
 pub fn findings_json(f: &[Finding]) -> serde_json::Value {
-    f.iter().map(|f| serde_json::json!({"kind": f.kind.as_str(), "entry": f.entry})).collect()
+    f.iter()
+        .map(|f| {
+            let mut v = serde_json::json!({"kind": f.kind.as_str(), "entry": f.entry});
+            if let Some(r) = &f.rule {
+                v["rule"] = serde_json::to_value(r).unwrap_or_default();
+            }
+            v
+        })
+        .collect()
 }

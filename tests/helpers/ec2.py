@@ -4,7 +4,10 @@ against the moto server at $AWS_ENDPOINT_URL.
 
     ec2.py create-vpc                         # prints the VPC id
     ec2.py groups VPC                         # JSON: name -> {id, tags, ingress, egress}
-    ec2.py add-ingress GROUP_ID PROTO FROM TO CIDR
+    ec2.py add-ingress GROUP_ID PROTO FROM TO PEER        # PEER: a CIDR, sg-... or pl-...
+    ec2.py add-ingress-pair GROUP_ID PROTO FROM TO PEER_GROUP VPC ACCOUNT  # another VPC's group
+    ec2.py create-prefix-list CIDR...         # a managed prefix list; prints its id
+    ec2.py create-eni VPC GROUP_ID            # a network interface in the group; prints its id
     ec2.py revoke-ingress GROUP_ID PROTO FROM TO PEER   # PEER: a CIDR or sg-...
     ec2.py create-group VPC NAME              # an unmanaged group
 """
@@ -24,11 +27,17 @@ def flat(perms):
             out.append([proto, frm, to, r["CidrIpv6"]])
         for g in p.get("UserIdGroupPairs", []):
             out.append([proto, frm, to, g["GroupId"]])
+        for g in p.get("PrefixListIds", []):
+            out.append([proto, frm, to, g["PrefixListId"]])
     return sorted(out)
 
 def perm(proto, frm, to, peer):
-    p = {"IpProtocol": proto, "FromPort": int(frm), "ToPort": int(to)}
-    if peer.startswith("sg-"):
+    p = {"IpProtocol": proto}
+    if proto != "-1":
+        p.update({"FromPort": int(frm), "ToPort": int(to)})
+    if peer.startswith("pl-"):
+        p["PrefixListIds"] = [{"PrefixListId": peer}]
+    elif peer.startswith("sg-"):
         p["UserIdGroupPairs"] = [{"GroupId": peer}]
     elif ":" in peer:
         p["Ipv6Ranges"] = [{"CidrIpv6": peer}]
@@ -46,6 +55,18 @@ elif cmd == "groups":
                       for g in res}, sort_keys=True))
 elif cmd == "add-ingress":
     ec2.authorize_security_group_ingress(GroupId=sys.argv[2], IpPermissions=[perm(*sys.argv[3:7])])
+elif cmd == "add-ingress-pair":
+    gid, proto, frm, to, peer, vpc, account = sys.argv[2:9]
+    p = {"IpProtocol": proto, "FromPort": int(frm), "ToPort": int(to),
+         "UserIdGroupPairs": [{"GroupId": peer, "VpcId": vpc, "UserId": account}]}
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[p])
+elif cmd == "create-prefix-list":
+    print(ec2.create_managed_prefix_list(PrefixListName="hand-made", MaxEntries=10, AddressFamily="IPv4",
+                                         Entries=[{"Cidr": c} for c in sys.argv[2:]])["PrefixList"]["PrefixListId"])
+elif cmd == "create-eni":
+    vpc, gid = sys.argv[2:4]
+    sub = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.200.0/24")["Subnet"]["SubnetId"]
+    print(ec2.create_network_interface(SubnetId=sub, Groups=[gid])["NetworkInterface"]["NetworkInterfaceId"])
 elif cmd == "revoke-ingress":
     # Revoke the rule exactly as EC2 describes it (descriptions included).
     gid, proto, frm, to, peer = sys.argv[2:7]

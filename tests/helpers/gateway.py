@@ -22,7 +22,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def forward(self, base, body, keep):
         """Sends this request to `base` (headers as received, Host included)
-        and relays the status, the body and the response headers named in `keep`."""
+        and relays the status, the body and the response headers named in `keep`;
+        returns the status."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         req = urllib.request.Request(base + self.path, method=self.command, data=body if body else None, headers=headers)
         try:
@@ -31,6 +32,7 @@ class Handler(BaseHTTPRequestHandler):
         except urllib.error.HTTPError as e:
             status, rh, data = e.code, e.headers, e.read()
         self.send(status, data, [(k, v) for k, v in rh.items() if k.lower() in keep])
+        return status
 
     def do_GET(self): self.route()
     do_PUT = do_DELETE = do_POST = do_GET

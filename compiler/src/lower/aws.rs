@@ -155,8 +155,10 @@ fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress
         let atoms = |z: &ZoneId| plan.prefixes.get(z).into_iter().flatten().filter(|p| fam.is_none_or(|f| p.family == f)).copied();
         let own: Vec<Prefix> = w.by_address.iter().flat_map(atoms).collect();
         for p in cloud::cover(&own, &spare) {
-            let pairs: Vec<String> = w.by_address.iter().filter(|z| atoms(z).any(|a| p.covers(&a) || a.covers(&p))).map(|&z| pair(z)).collect();
-            let covers: Vec<String> = if ingress { plan.bound_within(&p).into_iter().map(|z| model.zone(z).name.clone()).collect() } else { Vec::new() };
+            let pairs: Vec<String> =
+                w.by_address.iter().filter(|z| atoms(z).any(|a| p.covers(&a) || a.covers(&p))).map(|&z| pair(z)).collect();
+            let covers: Vec<String> =
+                if ingress { plan.bound_within(&p).into_iter().map(|z| model.zone(z).name.clone()).collect() } else { Vec::new() };
             out.push(rule(SgPeer::Cidr(p.to_string()), pairs, covers));
         }
     }

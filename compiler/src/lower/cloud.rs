@@ -216,7 +216,8 @@ pub fn cover(own: &[Prefix], spare: &[Prefix]) -> Vec<Prefix> {
 
 /// Sorted, merged address ranges of the prefixes of one family.
 fn ranges(ps: &[Prefix], fam: Family) -> Vec<(u128, u128)> {
-    let mut r: Vec<(u128, u128)> = ps.iter().filter(|p| p.family == fam).map(|p| (p.addr, crate::ir::addr::addr_bits(p.last()).1)).collect();
+    let mut r: Vec<(u128, u128)> =
+        ps.iter().filter(|p| p.family == fam).map(|p| (p.addr, crate::ir::addr::addr_bits(p.last()).1)).collect();
     r.sort();
     let mut merged: Vec<(u128, u128)> = Vec::new();
     for (lo, hi) in r {
@@ -275,7 +276,16 @@ mod tests {
     #[test]
     fn spare_addresses_are_covered_only_to_save_prefixes() {
         // The internet around one bound /24: one prefix instead of 24.
-        let own = merge(&[p("0.0.0.0/5"), p("8.0.0.0/7"), p("11.0.0.0/8"), p("12.0.0.0/6"), p("16.0.0.0/4"), p("32.0.0.0/3"), p("64.0.0.0/2"), p("128.0.0.0/1")]);
+        let own = merge(&[
+            p("0.0.0.0/5"),
+            p("8.0.0.0/7"),
+            p("11.0.0.0/8"),
+            p("12.0.0.0/6"),
+            p("16.0.0.0/4"),
+            p("32.0.0.0/3"),
+            p("64.0.0.0/2"),
+            p("128.0.0.0/1"),
+        ]);
         assert_eq!(cover(&own, &[p("10.0.0.0/8")]), vec![p("0.0.0.0/0")]);
         // A neighbour's /24 next to a bound /24: a tie, so the exact prefix.
         assert_eq!(cover(&[p("10.9.1.0/24")], &[p("10.9.0.0/24")]), vec![p("10.9.1.0/24")]);
