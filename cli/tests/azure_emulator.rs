@@ -180,7 +180,8 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     let o = drift(&p1);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains(&format!("changed  rule {https} on web-nsg")) && text(&o).contains(&format!("changed  rule {out} on web-nsg")),
+        text(&o).contains(&format!("changed  inbound on web-nsg (zone web): allow tcp/1-65535 from 0.0.0.0/0, priority {} ({https}) [the policy has: inbound on web-nsg (zone web): allow tcp/443 from 0.0.0.0/0", widened["priority"]))
+            && text(&o).contains(&format!("changed  outbound on web-nsg (zone web): allow tcp/5432 to 10.0.2.0/24, asg:any, priority {} ({out})", grouped["priority"])),
         "{}",
         text(&o)
     );
@@ -202,8 +203,9 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     let o = drift(&p1);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o).contains("extra    rule ssh-from-anywhere on db-nsg (zone db; no flow: not in the policy)")
-            && text(&o).contains("missing  rule segc-deny-all-outbound on web-nsg"),
+        text(&o).contains(
+            "extra    inbound on db-nsg (zone db): allow tcp/22 from *, priority 200 (ssh-from-anywhere) [live, not in the policy]"
+        ) && text(&o).contains("missing  outbound on web-nsg (zone web): deny all traffic to *, priority 4096 (segc-deny-all-outbound)"),
         "{}",
         text(&o)
     );
@@ -270,8 +272,8 @@ fn deploy_drift_and_faults_against_the_arm_emulator() {
     let o = deploy(&moved, true);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    let put = out.find("rule segc-in-web-cache").and_then(|i| out[..i].rfind("add")).expect("put on cache-nsg");
-    let delete = out.find("delete rule segc-in-web-db").expect("deleted from db-nsg");
+    let put = out.find("add inbound on cache-nsg (zone cache): allow tcp/7005").expect("put on cache-nsg");
+    let delete = out.find("delete inbound on db-nsg (zone db): allow tcp/7005").expect("deleted from db-nsg");
     assert!(put < delete, "put before delete: {out}");
     let allows = |nsg: &str| -> Vec<String> {
         let v: Value = serde_json::from_str(&arm(&e, &["get", nsg])).expect("json");

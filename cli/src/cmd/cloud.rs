@@ -108,7 +108,7 @@ pub fn deploy_azure(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<D
     let place = format!("resource group {rg}");
     runtime()?.block_on(async {
         if !apply {
-            let changes: Vec<String> = arm.plan(&nsgs).await?.iter().map(|c| c.to_string()).collect();
+            let changes: Vec<String> = arm.plan(&nsgs, Some(&name)).await?.iter().map(|c| c.to_string()).collect();
             let mut a = audit.clone();
             a["changes"] = serde_json::json!(changes);
             return report_plan(&name, &place, &changes, a);
@@ -127,8 +127,8 @@ pub fn drift_azure(path: &Path, cloud: &CloudArgs, format: Format) -> Result<u8>
     let location = cloud.azure_location.as_deref().unwrap_or("eastus");
     let Some((c, nsgs)) = azure_nsgs(path, None)? else { return Ok(exit::FINDINGS) };
     let arm = crate::cloud::azure::Arm::from_env(rg, location)?;
-    let diffs = runtime()?.block_on(arm.drift(&nsgs))?;
     let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    let diffs = runtime()?.block_on(arm.drift(&nsgs, Some(name)))?;
     record(
         Kind::Drift,
         serde_json::json!({"policy": name, "target": "azure", "resource_group": rg, "differences": diffs.len(), "findings": findings_json(&diffs)}),

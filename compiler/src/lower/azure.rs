@@ -119,6 +119,21 @@ fn assign_priorities(rules: &mut [Rule]) {
     }
 }
 
+/// The deny-all rule of one direction (`Inbound`, `Outbound`), at 4096: below
+/// every segc rule, above the NSG's own default allow rules.
+pub fn deny_all(direction: &'static str) -> Rule {
+    Rule {
+        name: format!("segc-deny-all-{}", direction.to_lowercase()),
+        direction,
+        priority: DENY_PRIORITY,
+        access: "Deny",
+        protocol: "*",
+        peer: vec!["*".into()],
+        ports: vec!["*".into()],
+        description: "default deny, above the NSG's own allow rules".into(),
+    }
+}
+
 pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "azure.nsg", "Azure")?;
     let mut diags = Vec::new();
@@ -149,16 +164,7 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
         }
         assign_priorities(&mut rules);
         for dir in ["Inbound", "Outbound"] {
-            rules.push(Rule {
-                name: format!("segc-deny-all-{}", dir.to_lowercase()),
-                direction: dir,
-                priority: DENY_PRIORITY,
-                access: "Deny",
-                protocol: "*",
-                peer: vec!["*".into()],
-                ports: vec!["*".into()],
-                description: "default deny, above the NSG's own allow rules".into(),
-            });
+            rules.push(deny_all(dir));
         }
         rules.sort_by(|a, b| (a.direction, a.priority).cmp(&(b.direction, b.priority)));
         nsgs.push(Nsg { name: b.binding.clone(), zone: model.zone(b.zone).name.clone(), rules });
