@@ -300,11 +300,19 @@ fn order(nsg: &str, zone: Option<&str>, live: &BTreeMap<String, Value>, want: &B
         let i = match ready {
             Some(i) => i,
             None => {
-                // Every pending put waits for another: move the first one's
-                // current holder aside, to a priority nobody uses.
+                // Every pending put waits for another (a cycle of kept rules
+                // swapping priorities; stale holders were deleted above):
+                // move the first one's holder aside, to a priority nobody
+                // uses. Among segc's allow rules order does not matter.
                 let p = &want[pending[0]];
                 let key = (direction(p).to_string(), priority(p));
                 let h = held[&key].clone();
+                if !want.contains_key(&h) {
+                    // Never move a stale rule: that would change what it shadows.
+                    out.push(delete(&h));
+                    held.remove(&key);
+                    continue;
+                }
                 let used: BTreeSet<u32> = held
                     .keys()
                     .filter(|(d, _)| *d == key.0)
