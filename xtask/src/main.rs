@@ -7,6 +7,10 @@
 //!   generator on the same 1000-zone, 20000-flow policy; needs `pip install aerleon`.
 //! - `bench-net`: TCP throughput over a veth pair (iperf3), with and without the
 //!   deployed filter, alternating runs; needs root and iperf3.
+//! - `bench-flood`: the agent's audit log growth and reload latency under a
+//!   flood of 100k denied packets per second; needs root.
+
+mod flood;
 
 use std::process::{Command, ExitCode};
 
@@ -23,6 +27,8 @@ fn main() -> ExitCode {
         "ci" => cargo(&["test", "--workspace", "--locked"]),
         "bpf" => rebuild_bpf(),
         "bench-net" => bench_net(),
+        "bench-flood" => flood::bench(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
+        "flood-send" => flood::send(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench-aerleon" => {
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             cargo(&["build", "--release", "-p", "segc"])
@@ -33,7 +39,7 @@ fn main() -> ExitCode {
                     .is_ok_and(|s| s.success())
         }
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-aerleon>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-flood|bench-aerleon>");
             return ExitCode::from(2);
         }
     };
