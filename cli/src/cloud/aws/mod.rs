@@ -112,7 +112,7 @@ pub async fn client() -> Client {
     Client::new(&conf)
 }
 
-/// Rules per address family (IPv4, IPv6): a CIDR in its family, a group or
+/// The change set: groups to create, rule changes in a safe order, orphans
 /// emptied and deleted.
 pub async fn plan(client: &Client, vpc: &str, out: &Output) -> Result<Vec<Change>> {
     let live = live(client, vpc).await?;

@@ -201,6 +201,7 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// Rules per address family (IPv4, IPv6): a CIDR in its family, a group or
 /// prefix-list reference in both, as EC2 counts them against the quota.
 fn count<'a>(rules: impl Iterator<Item = &'a Atom>) -> [usize; 2] {
     let mut n = [0, 0];
@@ -257,8 +258,6 @@ pub(super) fn order(group: &str, zone: Option<&str>, egress: bool, want: &Rules,
     }
     (before, removes.map(revoke).collect())
 }
-
-/// The change set: groups to create, rule changes in a safe order, orphans
 
 #[cfg(test)]
 mod tests {

@@ -146,7 +146,7 @@ impl std::fmt::Display for Change {
     }
 }
 
-/// The changes of one managed NSG, in a safe order (see the module docs).
+/// The changes of one managed NSG, in a safe order (see the parent module).
 pub(super) fn order(nsg: &str, zone: Option<&str>, live: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>) -> Vec<Change> {
     let z = zone.map(str::to_string);
     let put = |name: &String, props: &Value| Change::Put {
