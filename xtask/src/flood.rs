@@ -60,6 +60,16 @@ impl Log {
         self.lines().iter().filter(|l| l.contains(&needle)).count()
     }
 
+    /// The denied packets the deny.sample events account for.
+    fn sampled(&self) -> u64 {
+        self.lines()
+            .iter()
+            .filter(|l| l.contains("\"kind\":\"deny.sample\""))
+            .flat_map(|l| l.match_indices("\"sampled\":").map(move |(i, _)| &l[i + 10..]).collect::<Vec<_>>())
+            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<u64>().ok()))
+            .sum()
+    }
+
     fn bytes(&self) -> u64 {
         std::fs::read_dir(self.0.join("segments")).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
     }
@@ -137,9 +147,9 @@ pub fn bench(root: &Path) -> bool {
 }
 
 fn measure(log: &Log, dir: &Path, xtask: &Path) -> bool {
-    // Attached: the first swap is in the log.
+    // Attached: the agent recorded its start.
     let start = Instant::now();
-    while log.count("swap") == 0 {
+    while log.count("agent.start") == 0 {
         if start.elapsed() > Duration::from_secs(30) {
             eprintln!("the agent did not deploy within 30 s");
             return false;
@@ -150,6 +160,7 @@ fn measure(log: &Log, dir: &Path, xtask: &Path) -> bool {
     let (pps, secs) = (100_000u64, 12u64);
     let bytes0 = log.bytes();
     let samples0 = log.count("deny.sample");
+    let sampled0 = log.sampled();
     let sender = Command::new("ip")
         .args(["netns", "exec", A])
         .arg(xtask)
@@ -169,12 +180,13 @@ fn measure(log: &Log, dir: &Path, xtask: &Path) -> bool {
     std::thread::sleep(Duration::from_secs(6));
     let grown = log.bytes().saturating_sub(bytes0);
     let events = log.count("deny.sample") - samples0;
+    let sampled = log.sampled() - sampled0;
     if idle.is_empty() || flooded.is_empty() {
         eprintln!("no reload was seen (idle {idle:?}, under flood {flooded:?})");
         return false;
     }
     println!(
-        "agent under a flood of denied UDP (every packet sampled): {} packets in {flood_secs:.1} s ({:.0} pps asked {pps}); audit log grew {grown} bytes ({:.0} bytes per flood second) in {events} deny.sample events",
+        "agent under a flood of denied UDP (every packet sampled): {} packets in {flood_secs:.1} s ({:.0} pps asked {pps}); audit log grew {grown} bytes ({:.0} bytes per flood second) in {events} deny.sample events accounting for {sampled} packets",
         out,
         out as f64 / secs as f64,
         grown as f64 / secs as f64
