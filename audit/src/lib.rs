@@ -66,6 +66,14 @@ pub enum Kind {
     Migrate,
     /// `segc probes --run`: what the probes observed.
     ProbeRun,
+    /// A policy revision published to a fleet.
+    FleetPublish,
+    /// An earlier revision published again.
+    FleetRollback,
+    /// A controller became the fleet's leader.
+    FleetLeader,
+    /// The leader marked an agent whose heartbeats stopped.
+    FleetAgentSilent,
 }
 
 impl Kind {
@@ -84,6 +92,10 @@ impl Kind {
         Kind::Reattach,
         Kind::Migrate,
         Kind::ProbeRun,
+        Kind::FleetPublish,
+        Kind::FleetRollback,
+        Kind::FleetLeader,
+        Kind::FleetAgentSilent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +114,10 @@ impl Kind {
             Kind::Reattach => "agent.reattach",
             Kind::Migrate => "audit.migrate",
             Kind::ProbeRun => "probes.run",
+            Kind::FleetPublish => "fleet.publish",
+            Kind::FleetRollback => "fleet.rollback",
+            Kind::FleetLeader => "fleet.leader",
+            Kind::FleetAgentSilent => "fleet.agent_silent",
         }
     }
 
@@ -111,7 +127,7 @@ impl Kind {
 
     /// Whether a SIEM should see the event as a warning (denied traffic, drift).
     pub fn is_warning(self) -> bool {
-        matches!(self, Kind::DenySample | Kind::Drift | Kind::PolicyRefused | Kind::DeployFailed | Kind::Reattach)
+        matches!(self, Kind::DenySample | Kind::Drift | Kind::PolicyRefused | Kind::DeployFailed | Kind::Reattach | Kind::FleetAgentSilent)
     }
 }
 

@@ -46,6 +46,48 @@ pub enum GraphFormat {
     Svg,
 }
 
+/// How to reach etcd, as etcdctl takes it (SPEC §6).
+#[derive(Args, Debug, Clone, Default)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`, or `https://` with TLS).
+    #[arg(long = "etcd", env = "SEGC_ETCD", value_name = "URL,URL", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// CA certificate (PEM) that signed the etcd members' certificates.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// The fleet: keys live under `/segc/<fleet>/`.
+    #[arg(long, default_value = "default")]
+    pub fleet: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetAction {
+    /// Check and build (refused on any error), then publish as the fleet's new revision.
+    Publish { path: PathBuf },
+    /// The leader, the current revision and hash, and every agent.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Publish an earlier revision again.
+    Rollback { revision: u64 },
+}
+
+/// What the fleet's leader does with the clouds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReconcileArg {
+    /// Report drift (audit events, metrics).
+    Drift,
+    /// Apply the fleet's policy.
+    Apply,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
     /// Check the chain, every event's MAC and the head; exit 1 naming the first bad event.
@@ -348,10 +390,60 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// A fleet on etcd: publish a policy revision, roll back, see every agent.
+    Fleet {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(subcommand)]
+        action: FleetAction,
+    },
+    /// One of several fleet controllers: one leads (etcd election), reconciles the clouds, marks silent agents.
+    Controller {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// This controller's id (default: host name and process id).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        cloud: CloudArgs,
+        /// Reconcile the clouds the policy binds: report drift, or apply.
+        #[arg(long, value_enum)]
+        reconcile: Option<ReconcileArg>,
+        /// Seconds between reconciles.
+        #[arg(long, default_value_t = 30)]
+        interval_s: u64,
+        /// An agent is silent once its heartbeat is this many seconds old.
+        #[arg(long, default_value_t = 10)]
+        silent_after_s: u64,
+        /// The election lease's TTL in seconds: a dead leader is replaced within about this.
+        #[arg(long, default_value_t = 2)]
+        lease_ttl: i64,
+        /// Loopback address for the Prometheus endpoint (`/metrics`).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// Exit after this many seconds (for tests); default: until SIGTERM.
+        #[arg(long, hide = true)]
+        run_for: Option<u64>,
+    },
     /// Host daemon: keeps the policy deployed, reloads it atomically, metrics, audit.
     Agent {
+        /// The policy to enforce (a root `.seg` file or folder); or take it from a fleet.
+        #[arg(long, required_unless_present = "fleet_name", conflicts_with = "fleet_name")]
+        policy: Option<PathBuf>,
+        /// Take the policy from this fleet on etcd (with --etcd).
+        #[arg(long = "fleet", id = "fleet_name", value_name = "NAME")]
+        fleet: Option<String>,
+        #[arg(long = "etcd", env = "SEGC_ETCD", value_name = "URL,URL", value_delimiter = ',')]
+        etcd: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        etcd_cacert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        etcd_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        etcd_key: Option<PathBuf>,
+        /// This host's id in the fleet (default: the host name).
         #[arg(long)]
-        policy: PathBuf,
+        host_id: Option<String>,
         #[arg(long = "iface", value_name = "NAME", required = true)]
         ifaces: Vec<String>,
         #[arg(long)]

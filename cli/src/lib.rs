@@ -13,6 +13,8 @@ pub mod agent;
 mod args;
 pub mod cloud;
 pub mod cmd;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod graph;
 pub mod journal;
 pub mod policy;

@@ -3,16 +3,28 @@
 
 use anyhow::{bail, Context, Result};
 
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_BPF: u32 = 39;
+
 /// Keeps CAP_BPF and CAP_NET_ADMIN, drops every other capability (effective,
-/// permitted, inheritable and the bounding set) and sets no_new_privs.
+/// permitted, inheritable and the bounding set) and sets no_new_privs, for
+/// the calling thread and the threads it spawns from now on.
 pub fn drop_privileges() -> Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_BPF: u32 = 39;
+    keep_only(&[CAP_NET_ADMIN, CAP_BPF])
+}
+
+/// Drops every capability of the calling thread (a thread that only talks
+/// to the network, such as the fleet's etcd client) and sets no_new_privs.
+pub fn drop_all_privileges() -> Result<()> {
+    keep_only(&[])
+}
+
+fn keep_only(keep: &[u32]) -> Result<()> {
     // SAFETY: prctl calls with constant arguments.
     unsafe {
-        for cap in 0..64u64 {
-            if cap != u64::from(CAP_NET_ADMIN) && cap != u64::from(CAP_BPF) {
-                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        for cap in 0..64u32 {
+            if !keep.contains(&cap) {
+                libc::prctl(libc::PR_CAPBSET_DROP, u64::from(cap), 0, 0, 0);
             }
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
@@ -31,8 +43,8 @@ pub fn drop_privileges() -> Result<()> {
         permitted: u32,
         inheritable: u32,
     }
-    let keep_lo = 1u32 << CAP_NET_ADMIN;
-    let keep_hi = 1u32 << (CAP_BPF - 32);
+    let keep_lo: u32 = keep.iter().filter(|&&c| c < 32).map(|&c| 1u32 << c).sum();
+    let keep_hi: u32 = keep.iter().filter(|&&c| c >= 32).map(|&c| 1u32 << (c - 32)).sum();
     let header = Header { version: 0x2008_0522, pid: 0 };
     let data =
         [Data { effective: keep_lo, permitted: keep_lo, inheritable: 0 }, Data { effective: keep_hi, permitted: keep_hi, inheritable: 0 }];
@@ -134,8 +146,13 @@ const ALLOWED_SYSCALLS: &[libc::c_long] = &[
     // waits overlap); namespaces cannot be made without the capabilities dropped.
     libc::SYS_clone,
     libc::SYS_clone3,
-    // Netlink for interface changes, and epoll/poll waits.
+    // Netlink for interface changes, and epoll/poll waits; the fleet's etcd
+    // client (tonic over tokio) connects, and wakes its runtime by eventfd.
     libc::SYS_bind,
+    libc::SYS_connect,
+    libc::SYS_getpeername,
+    libc::SYS_eventfd2,
+    libc::SYS_pipe2,
     libc::SYS_ppoll,
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,

@@ -8,12 +8,12 @@
 //! seccomp allow-list covers every thread (`lockdown`).
 
 mod lockdown;
-mod metrics;
+pub(crate) mod metrics;
 mod samples;
+mod source;
 mod watch;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,17 +21,26 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
 use segc_audit::Kind;
-use segc_compiler::{Compilation, Options};
+use segc_compiler::lower::bpf::Tables;
 use segc_loader::attach;
 
-pub use lockdown::{capabilities, drop_privileges, install_seccomp};
+pub use lockdown::{capabilities, drop_all_privileges, drop_privileges, install_seccomp};
 use metrics::{Metrics, Stats, ZoneNames};
-use watch::{Snapshot, Watch};
+pub use source::{source, PolicySource};
 
 pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGTERM or SIGINT arrived (for the controller, which shares them).
+pub fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+pub fn install_stop_signals() {
+    install_signals();
 }
 
 fn install_signals() {
@@ -43,7 +52,8 @@ fn install_signals() {
 }
 
 pub struct Config {
-    pub policy: PathBuf,
+    /// A policy's files, or a fleet on etcd.
+    pub source: PolicySource,
     pub ifaces: Vec<String>,
     pub netns: Option<String>,
     pub choice: attach::XdpChoice,
@@ -84,20 +94,18 @@ impl Agent<'_> {
         }
     }
 
-    /// Installs a compiled policy (attaching where needed) and updates the stats.
-    fn deploy(&self, c: &Compilation) -> Result<segc_loader::Swap> {
-        let t = segc_compiler::lower::bpf::tables(&c.model);
-        let over = segc_compiler::lower::bpf::check_capacity(&c.model, &t);
-        if !over.is_empty() {
-            bail!("the policy does not fit the eBPF maps: {}", over[0].message);
+    /// Installs a policy's tables (attaching where needed) and updates the stats.
+    fn deploy(&self, t: &Tables) -> Result<segc_loader::Swap> {
+        if let Some((map, used, cap)) = segc_compiler::lower::bpf::usage(t).into_iter().find(|(_, used, cap)| used > cap) {
+            bail!("the policy does not fit the eBPF maps: `{map}` needs {used} entries but holds {cap}");
         }
-        let r = attach::deploy(&t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice, &self.cfg.link)?;
+        let r = attach::deploy(t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice, &self.cfg.link)?;
         if let Ok(mut s) = self.stats.lock() {
-            s.zones = ZoneNames(c.model.zones.iter().map(|z| z.name.clone()).collect());
+            s.zones = ZoneNames(t.zones.clone());
             s.epoch = u64::from(r.swap.generation);
             s.swaps += 1;
             s.last_swap_seconds = (r.swap.prepare + r.swap.flip).as_secs_f64();
-            s.fill = segc_compiler::lower::bpf::usage(&t).to_vec();
+            s.fill = segc_compiler::lower::bpf::usage(t).to_vec();
         }
         Ok(r.swap)
     }
@@ -119,36 +127,6 @@ impl Agent<'_> {
             Err(e) => self.record(Kind::Reattach, serde_json::json!({"error": e.to_string(), "netns": self.cfg.netns})),
         }
     }
-
-    /// One poll: when a file of the policy changed, compile exactly what is
-    /// now there and swap it in, or refuse it (the old policy stays).
-    fn reload(&self, watch: &Watch, known: &mut Snapshot) {
-        if !watch.changed(known) {
-            return;
-        }
-        let (now, snapshot) = match watch.compile(&Options { today: Some(segc_fsio::clock::today()) }) {
-            Ok(r) => r,
-            Err(e) => {
-                self.refused(serde_json::json!({"error": e.to_string()}));
-                return;
-            }
-        };
-        *known = snapshot;
-        if now.has_errors() {
-            let errors: Vec<String> =
-                now.diagnostics.iter().filter(|d| d.is_error()).take(10).map(|d| format!("{}: {}", d.code, d.message)).collect();
-            eprintln!("segc agent: the new policy has errors; keeping the old one");
-            self.refused(serde_json::json!({"errors": errors}));
-            return;
-        }
-        match self.deploy(&now) {
-            Ok(swap) => self.record(
-                Kind::Swap,
-                serde_json::json!({"policy": now.model.policy.name, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
-            ),
-            Err(e) => self.refused(serde_json::json!({"error": e.to_string()})),
-        }
-    }
 }
 
 pub fn run(cfg: Config) -> Result<u8> {
@@ -159,26 +137,24 @@ pub fn run(cfg: Config) -> Result<u8> {
     // the agent drops, happens first: paths resolved, the endpoint bound (on
     // the host's loopback, before entering the namespace), the policy
     // compiled and deployed, the audit log and its key opened.
-    let watch = Watch::new(&cfg.policy)?;
+    // A fleet's etcd thread starts here, in the host's namespace.
+    let mut mode = source::Mode::start(&cfg)?;
     let listener = TcpListener::bind(cfg.metrics).with_context(|| format!("cannot listen on {}", cfg.metrics))?;
     if let Some(ns) = &cfg.netns {
         attach::enter_netns(ns)?;
     }
-    let (first, mut known) = watch.compile(&Options { today: Some(segc_fsio::clock::today()) })?;
-    if first.has_errors() {
-        crate::render::human(first.sources(), &first.diagnostics, false, &mut std::io::stderr().lock())?;
-        bail!("the policy has errors; the agent does not start on a broken policy");
-    }
     let audit = segc_audit::Log::open(&segc_audit::default_dir()).context("the agent needs its audit log")?;
     let audit = Arc::new(audit.with_segment_limit(cfg.audit_segment_bytes));
     let agent = Agent { cfg: &cfg, stats: Arc::new(Mutex::new(Stats::default())), audit };
+    let first = mode.first(&agent)?;
     let swap = agent.deploy(&first)?;
+    mode.applied(&agent, &first);
     let dir = attach::pin_dir(cfg.netns.as_deref());
     let mut maps = segc_loader::PolicyMaps::from_pins(&dir)?;
     maps.set_options(0, cfg.sample_every)?;
     agent.record(
         Kind::AgentStart,
-        serde_json::json!({"policy": first.model.policy.name, "ifaces": cfg.ifaces, "netns": cfg.netns, "epoch": swap.generation}),
+        serde_json::json!({"policy": first.policy, "ifaces": cfg.ifaces, "netns": cfg.netns, "epoch": swap.generation, "source": mode.describe()}),
     );
     let events = segc_loader::events(&dir)?;
 
@@ -204,7 +180,7 @@ pub fn run(cfg: Config) -> Result<u8> {
     install_signals();
     eprintln!(
         "segc agent: enforcing `{}` on {}; metrics on http://{}/metrics",
-        first.model.policy.name.as_deref().unwrap_or("policy"),
+        first.policy.as_deref().unwrap_or("policy"),
         cfg.ifaces.join(", "),
         cfg.metrics
     );
@@ -215,7 +191,7 @@ pub fn run(cfg: Config) -> Result<u8> {
     while !STOP.load(Ordering::SeqCst) && cfg.run_for.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(cfg.interval);
         agent.reattach();
-        agent.reload(&watch, &mut known);
+        mode.poll(&agent);
     }
     STOP.store(true, Ordering::SeqCst);
     let _ = sampler.join();

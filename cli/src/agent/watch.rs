@@ -45,6 +45,11 @@ impl Watch {
         Ok(Watch { root, file })
     }
 
+    /// The policy's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Compiles the policy, and returns the exact bytes it was compiled from.
     pub fn compile(&self, opts: &Options) -> Result<(Compilation, Snapshot)> {
         let rec = Recording { inner: FsLoader::new(&self.root)?, reads: RefCell::new(Vec::new()) };

@@ -6,3 +6,21 @@
 pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
+
+/// What an apply reports as it goes, and whether it may still act (a fleet
+/// controller stops the moment it may no longer lead).
+pub struct Hooks<'a> {
+    pub progress: &'a dyn Fn(&str),
+    pub may_act: &'a dyn Fn() -> bool,
+}
+
+impl Hooks<'_> {
+    /// Before each change: an error once acting is no longer allowed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if (self.may_act)() {
+            Ok(())
+        } else {
+            anyhow::bail!("stopped before the next change: this controller no longer leads the fleet")
+        }
+    }
+}

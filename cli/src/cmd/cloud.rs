@@ -60,7 +60,14 @@ pub fn deploy_aws(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<Dat
         }
         crate::journal::ensure_writable()?;
         let progress = Progress::start();
-        let result = crate::cloud::aws::apply(&client, vpc, &out, &name, &|m: &str| progress.tick(m)).await;
+        let result = crate::cloud::aws::apply(
+            &client,
+            vpc,
+            &out,
+            &name,
+            &crate::cloud::Hooks { progress: &|m: &str| progress.tick(m), may_act: &|| true },
+        )
+        .await;
         progress.finish();
         report_apply(&name, &place, result, audit)
     })
@@ -115,7 +122,7 @@ pub fn deploy_azure(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<D
         }
         crate::journal::ensure_writable()?;
         let progress = Progress::start();
-        let result = arm.apply(&nsgs, &name, &|m: &str| progress.tick(m)).await;
+        let result = arm.apply(&nsgs, &name, &crate::cloud::Hooks { progress: &|m: &str| progress.tick(m), may_act: &|| true }).await;
         progress.finish();
         report_apply(&name, &place, result, audit)
     })

@@ -10,6 +10,7 @@ mod diff;
 mod docs;
 mod evidence;
 mod explain;
+pub mod fleet;
 mod fmt;
 mod host;
 mod test;
@@ -41,8 +42,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Undeploy { target, netns, ifaces } => host::undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit::audit(action),
+        Command::Fleet { etcd, action } => fleet::fleet(etcd, action),
+        #[cfg(feature = "fleet")]
+        Command::Controller { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for } => {
+            fleet::controller(fleet::ControllerArgs { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for })
+        }
+        #[cfg(not(feature = "fleet"))]
+        Command::Controller { .. } => fleet::fleet(crate::EtcdArgs::default(), crate::FleetAction::Status { format: crate::Format::Human }),
         Command::Agent {
             policy,
+            fleet,
+            etcd,
+            etcd_cacert,
+            etcd_cert,
+            etcd_key,
+            host_id,
             ifaces,
             netns,
             xdp_mode,
@@ -55,7 +69,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             seccomp_selftest,
             audit_segment_bytes,
         } => crate::agent::run(crate::agent::Config {
-            policy,
+            source: crate::agent::source(
+                policy,
+                fleet,
+                crate::EtcdArgs { endpoints: etcd, etcd_cacert, etcd_cert, etcd_key, fleet: String::new() },
+                host_id,
+            )?,
             ifaces,
             netns,
             choice: xdp_mode.into(),

@@ -187,7 +187,7 @@ pub async fn apply(
     vpc: &str,
     out: &Output,
     policy: &str,
-    progress: &dyn Fn(&str),
+    hooks: &super::Hooks<'_>,
 ) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
     let mut done: Vec<String> = Vec::new();
     let changes = plan(client, vpc, out).await.map_err(|e| (Vec::new(), e))?;
@@ -196,6 +196,7 @@ pub async fn apply(
         live(client, vpc).await.map_err(|e| fail(&done, e))?.into_iter().map(|(n, l)| (n, l.id)).collect();
     for c in &changes {
         if let Change::Create { group, zone } = c {
+            hooks.check().map_err(|e| fail(&done, e))?;
             let tags = TagSpecification::builder()
                 .resource_type(ResourceType::SecurityGroup)
                 .tags(Tag::builder().key(MANAGED_KEY).value("segc").build())
@@ -213,19 +214,20 @@ pub async fn apply(
                 .map_err(|e| anyhow::anyhow!("CreateSecurityGroup {group}: {}", aws_sdk_ec2::error::DisplayErrorContext(e)))
                 .map_err(|e| fail(&done, e))?;
             ids.insert(group.clone(), r.group_id().unwrap_or_default().to_string());
-            progress(&c.to_string());
+            (hooks.progress)(&c.to_string());
             done.push(c.to_string());
         }
     }
     // Peers named by group are known now: plan again with real ids.
     let changes = plan(client, vpc, out).await.map_err(|e| fail(&done, e))?;
     for c in changes.iter().filter(|c| !matches!(c, Change::Create { .. })) {
+        hooks.check().map_err(|e| fail(&done, e))?;
         let line = match c {
             Change::Delete { group, .. } => delete_orphan(client, vpc, &ids, group).await.map(|kept| kept.unwrap_or_else(|| c.to_string())),
             _ => change_rule(client, &ids, c).await.map(|()| c.to_string()),
         };
         let line = line.with_context(|| c.to_string()).map_err(|e| fail(&done, e))?;
-        progress(&line);
+        (hooks.progress)(&line);
         done.push(line);
     }
     Ok(done)

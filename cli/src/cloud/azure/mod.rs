@@ -263,15 +263,23 @@ impl Arm {
 
     /// Applies the plan in its order: NSGs created first, then each NSG's
     /// rule changes, orphans last.
-    pub async fn apply(&self, nsgs: &[Nsg], policy: &str, progress: &dyn Fn(&str)) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
+    pub async fn apply(
+        &self,
+        nsgs: &[Nsg],
+        policy: &str,
+        hooks: &crate::cloud::Hooks<'_>,
+    ) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
         let changes = self.plan(nsgs, Some(policy)).await.map_err(|e| (Vec::new(), e))?;
         let mut done = Vec::new();
         let creates = changes.iter().filter(|c| matches!(c, Change::Create { .. }));
         for c in creates.chain(changes.iter().filter(|c| !matches!(c, Change::Create { .. }))) {
+            if let Err(e) = hooks.check() {
+                return Err((done, e));
+            }
             if let Err(e) = self.execute(c, policy).await {
                 return Err((done, e.context(c.to_string())));
             }
-            progress(&c.to_string());
+            (hooks.progress)(&c.to_string());
             done.push(c.to_string());
         }
         Ok(done)

@@ -1,0 +1,62 @@
+//! `segc fleet publish|status|rollback` and `segc controller` (SPEC §6); the
+//! work is in `crate::fleet`, behind the `fleet` cargo feature.
+
+use anyhow::Result;
+
+#[cfg(feature = "fleet")]
+use crate::{CloudArgs, ReconcileArg};
+use crate::{EtcdArgs, FleetAction};
+
+#[cfg(feature = "fleet")]
+pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
+    crate::fleet::Etcd { endpoints: a.endpoints, cacert: a.etcd_cacert, cert: a.etcd_cert, key: a.etcd_key, fleet: a.fleet }
+}
+
+#[cfg(feature = "fleet")]
+pub fn fleet(etcd_args: EtcdArgs, action: FleetAction) -> Result<u8> {
+    let e = etcd(etcd_args);
+    match action {
+        FleetAction::Publish { path } => crate::fleet::publish(&path, &e),
+        FleetAction::Status { format } => crate::fleet::status(&e, format),
+        FleetAction::Rollback { revision } => crate::fleet::rollback(revision, &e),
+    }
+}
+
+/// The controller's options, as the command line gives them.
+#[cfg(feature = "fleet")]
+pub struct ControllerArgs {
+    pub etcd: EtcdArgs,
+    pub id: Option<String>,
+    pub cloud: CloudArgs,
+    pub reconcile: Option<ReconcileArg>,
+    pub interval_s: u64,
+    pub silent_after_s: u64,
+    pub lease_ttl: i64,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub run_for: Option<u64>,
+}
+
+#[cfg(feature = "fleet")]
+pub fn controller(a: ControllerArgs) -> Result<u8> {
+    use crate::fleet::controller::{Config, Reconcile};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    crate::fleet::controller::run(Config {
+        etcd: etcd(a.etcd),
+        id: a.id.unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
+        cloud: a.cloud,
+        reconcile: a.reconcile.map(|r| match r {
+            ReconcileArg::Drift => Reconcile::Drift,
+            ReconcileArg::Apply => Reconcile::Apply,
+        }),
+        interval: std::time::Duration::from_secs(a.interval_s.max(1)),
+        silent_after: std::time::Duration::from_secs(a.silent_after_s.max(1)),
+        lease_ttl: a.lease_ttl.max(1),
+        metrics: a.metrics,
+        run_for: a.run_for.map(std::time::Duration::from_secs),
+    })
+}
+
+#[cfg(not(feature = "fleet"))]
+pub fn fleet(_: EtcdArgs, _: FleetAction) -> Result<u8> {
+    anyhow::bail!("this segc was built without the `fleet` feature: rebuild with `--features fleet` to use a fleet on etcd")
+}
