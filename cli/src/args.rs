@@ -69,14 +69,24 @@ pub struct EtcdArgs {
 #[derive(Subcommand, Debug)]
 pub enum FleetAction {
     /// Check and build (refused on any error), then publish as the fleet's new revision.
-    Publish { path: PathBuf },
+    Publish {
+        path: PathBuf,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
     /// The leader, the current revision and hash, and every agent.
     Status {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        #[command(flatten)]
+        etcd: EtcdArgs,
     },
     /// Publish an earlier revision again.
-    Rollback { revision: u64 },
+    Rollback {
+        revision: u64,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
 }
 
 /// What the fleet's leader does with the clouds.
@@ -392,8 +402,6 @@ pub enum Command {
     },
     /// A fleet on etcd: publish a policy revision, roll back, see every agent.
     Fleet {
-        #[command(flatten)]
-        etcd: EtcdArgs,
         #[command(subcommand)]
         action: FleetAction,
     },

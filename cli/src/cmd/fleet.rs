@@ -5,7 +5,9 @@ use anyhow::Result;
 
 #[cfg(feature = "fleet")]
 use crate::{CloudArgs, ReconcileArg};
-use crate::{EtcdArgs, FleetAction};
+use crate::FleetAction;
+#[cfg(feature = "fleet")]
+use crate::EtcdArgs;
 
 #[cfg(feature = "fleet")]
 pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
@@ -13,12 +15,11 @@ pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
 }
 
 #[cfg(feature = "fleet")]
-pub fn fleet(etcd_args: EtcdArgs, action: FleetAction) -> Result<u8> {
-    let e = etcd(etcd_args);
+pub fn fleet(action: FleetAction) -> Result<u8> {
     match action {
-        FleetAction::Publish { path } => crate::fleet::publish(&path, &e),
-        FleetAction::Status { format } => crate::fleet::status(&e, format),
-        FleetAction::Rollback { revision } => crate::fleet::rollback(revision, &e),
+        FleetAction::Publish { path, etcd: e } => crate::fleet::publish(&path, &etcd(e)),
+        FleetAction::Status { format, etcd: e } => crate::fleet::status(&etcd(e), format),
+        FleetAction::Rollback { revision, etcd: e } => crate::fleet::rollback(revision, &etcd(e)),
     }
 }
 
@@ -57,6 +58,6 @@ pub fn controller(a: ControllerArgs) -> Result<u8> {
 }
 
 #[cfg(not(feature = "fleet"))]
-pub fn fleet(_: EtcdArgs, _: FleetAction) -> Result<u8> {
+pub fn fleet(_: FleetAction) -> Result<u8> {
     anyhow::bail!("this segc was built without the `fleet` feature: rebuild with `--features fleet` to use a fleet on etcd")
 }

@@ -42,13 +42,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Undeploy { target, netns, ifaces } => host::undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit::audit(action),
-        Command::Fleet { etcd, action } => fleet::fleet(etcd, action),
+        Command::Fleet { action } => fleet::fleet(action),
         #[cfg(feature = "fleet")]
         Command::Controller { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for } => {
             fleet::controller(fleet::ControllerArgs { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for })
         }
         #[cfg(not(feature = "fleet"))]
-        Command::Controller { .. } => fleet::fleet(crate::EtcdArgs::default(), crate::FleetAction::Status { format: crate::Format::Human }),
+        Command::Controller { .. } => fleet::fleet(crate::FleetAction::Status { format: crate::Format::Human, etcd: crate::EtcdArgs::default() }),
         Command::Agent {
             policy,
             fleet,
