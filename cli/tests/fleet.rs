@@ -31,7 +31,10 @@ fn tmp(tag: &str) -> PathBuf {
 /// segc with an audit log (and its key) of its own under `home`.
 fn segc(home: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_segc"));
-    c.args(args).env("SEGC_AUDIT_DIR", home.join("audit")).env("SEGC_AUDIT_KEY_FILE", home.join("audit.key")).env("SEGC_STATE_DIR", home.join("state"));
+    c.args(args)
+        .env("SEGC_AUDIT_DIR", home.join("audit"))
+        .env("SEGC_AUDIT_KEY_FILE", home.join("audit.key"))
+        .env("SEGC_STATE_DIR", home.join("state"));
     c
 }
 
@@ -81,7 +84,11 @@ fn agent(home: &Path, endpoints: &str, fleet: &str, host: &str, ns: &str) -> Pro
 
 fn controller(home: &Path, endpoints: &str, fleet: &str, id: &str) -> Proc {
     let log = std::fs::File::create(home.join(format!("{id}.log"))).expect("log");
-    let child = segc(home, &["controller", "--fleet", fleet, "--etcd", endpoints, "--id", id, "--lease-ttl", "2"]).stdout(Stdio::null()).stderr(log).spawn().expect("controller");
+    let child = segc(home, &["controller", "--fleet", fleet, "--etcd", endpoints, "--id", id, "--lease-ttl", "2"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("controller");
     Proc(child)
 }
 
@@ -168,7 +175,9 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     // Rollback: revision 1 published again as revision 4.
     let o = segc(&home, &["fleet", "rollback", "--etcd", &e, "--fleet", fleet, "1"]).output().expect("rollback");
     assert!(o.status.success() && text(&o).contains("as revision 4"), "{}", text(&o));
-    wait_for("revision 4 everywhere", Duration::from_secs(5), || all_current(&status(&home, &e, fleet), 3) && status(&home, &e, fleet)["revision"] == 4);
+    wait_for("revision 4 everywhere", Duration::from_secs(5), || {
+        all_current(&status(&home, &e, fleet), 3) && status(&home, &e, fleet)["revision"] == 4
+    });
     assert_eq!((tcp(8080), tcp(9090)), ([true; 3].to_vec(), [false; 3].to_vec()));
 
     // etcd gone entirely: agents keep enforcing; one restarts meanwhile and
@@ -246,7 +255,9 @@ fn a_dead_leader_is_replaced_within_5s_and_a_paused_one_stops_acting() {
     let new = leader().expect("leader");
     ctl[i].1.signal("-CONT");
     let log = home.join(format!("{old}.log"));
-    wait_for("the paused leader notices", Duration::from_secs(8), || std::fs::read_to_string(&log).unwrap_or_default().contains("stopped acting"));
+    wait_for("the paused leader notices", Duration::from_secs(8), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("stopped acting")
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(leader().as_deref(), Some(new.as_str()), "the new leader keeps leading");
     // Leader changes are audit events.

@@ -4,10 +4,10 @@
 use anyhow::Result;
 
 #[cfg(feature = "fleet")]
-use crate::{CloudArgs, ReconcileArg};
+use crate::EtcdArgs;
 use crate::FleetAction;
 #[cfg(feature = "fleet")]
-use crate::EtcdArgs;
+use crate::{CloudArgs, ReconcileArg};
 
 #[cfg(feature = "fleet")]
 pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {

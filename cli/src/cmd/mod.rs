@@ -48,7 +48,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             fleet::controller(fleet::ControllerArgs { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for })
         }
         #[cfg(not(feature = "fleet"))]
-        Command::Controller { .. } => fleet::fleet(crate::FleetAction::Status { format: crate::Format::Human, etcd: crate::EtcdArgs::default() }),
+        Command::Controller { .. } => {
+            fleet::fleet(crate::FleetAction::Status { format: crate::Format::Human, etcd: crate::EtcdArgs::default() })
+        }
         Command::Agent {
             policy,
             fleet,

@@ -50,7 +50,9 @@ impl Etcd {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            // A member cut off from the others refuses, rather than serving stale data.
+            .with_require_leader(true);
         if self.cacert.is_some() || self.cert.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &self.cacert {
@@ -68,10 +70,63 @@ impl Etcd {
             }
             opts = opts.with_tls(tls);
         }
-        Client::connect(&self.endpoints, Some(opts))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach etcd at {}: {e}", self.endpoints.join(",")))
+        // One member at a time, from a rotating start, until one answers:
+        // etcd-client's own balancing kept sending requests to a dead member.
+        // When the member in use dies, the caller's next operation fails and
+        // it connects again (to another).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = self.endpoints.len();
+        let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + std::process::id() as usize;
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let ep = &self.endpoints[(start + k) % n];
+            let attempt = async {
+                let mut c = Client::connect([ep.as_str()], Some(opts.clone())).await?;
+                c.status().await?;
+                Ok::<Client, etcd_client::Error>(c)
+            };
+            match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => errors.push(format!("{ep}: {e}")),
+                Err(_) => errors.push(format!("{ep}: no answer within 3 s")),
+            }
+        }
+        bail!("cannot reach etcd: {}", errors.join("; "))
     }
+}
+
+/// Runs `op` on a fresh connection, again (up to 8 times in about 5 s) when
+/// etcd is in transition: a member gone, an election under way ("leader
+/// changed", "no leader", unavailable). Publishing is idempotent per
+/// attempt: a revision is committed by one compare-and-swap.
+pub async fn retrying<T, F, Fut>(etcd: &Etcd, mut op: F) -> Result<T>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut last = None;
+    for attempt in 0..8u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(150 * attempt)).await;
+        }
+        let result = match etcd.connect().await {
+            Ok(c) => op(c).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("etcd did not answer")))
+}
+
+fn transient(e: &anyhow::Error) -> bool {
+    let t = format!("{e:#}");
+    ["unavailable", "leader changed", "no leader", "cannot reach etcd", "timed out", "deadline", "transport error", "connect error"]
+        .iter()
+        .any(|k| t.to_lowercase().contains(k))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -114,10 +169,11 @@ pub fn publish(path: &Path, etcd: &Etcd) -> Result<u8> {
         rollback_of: None,
     };
     crate::journal::ensure_writable()?;
-    let cur = runtime()?.block_on(async {
-        let mut client = etcd.connect().await?;
-        store::publish(&mut client, &etcd.keys(), meta, &bundle, &sources_of(&c)).await
-    })?;
+    let sources = sources_of(&c);
+    let cur = runtime()?.block_on(retrying(etcd, |mut client| {
+        let (meta, bundle, sources, keys) = (meta.clone(), &bundle, &sources, etcd.keys());
+        async move { store::publish(&mut client, &keys, meta, bundle, sources).await }
+    }))?;
     record(
         Kind::FleetPublish,
         json!({"fleet": etcd.fleet, "revision": cur.revision, "sha256": cur.sha256, "policy": cur.policy, "source_sha256": c.sources().digest(), "bytes": bundle.len()}),
@@ -138,14 +194,16 @@ pub fn publish(path: &Path, etcd: &Etcd) -> Result<u8> {
 pub fn rollback(revision: u64, etcd: &Etcd) -> Result<u8> {
     crate::journal::ensure_writable()?;
     let keys = etcd.keys();
-    let cur = runtime()?.block_on(async {
-        let mut client = etcd.connect().await?;
-        let old = store::meta(&mut client, &keys, revision).await?;
-        let bundle = store::bundle(&mut client, &keys, &old).await?;
-        let sources = store::sources(&mut client, &keys, &old).await?;
-        let meta = Meta { published_at: store::now() as u64, publisher: publisher(), rollback_of: Some(revision), ..old };
-        store::publish(&mut client, &keys, meta, &bundle, &sources).await
-    })?;
+    let cur = runtime()?.block_on(retrying(etcd, |mut client| {
+        let keys = keys.clone();
+        async move {
+            let old = store::meta(&mut client, &keys, revision).await?;
+            let bundle = store::bundle(&mut client, &keys, &old).await?;
+            let sources = store::sources(&mut client, &keys, &old).await?;
+            let meta = Meta { published_at: store::now() as u64, publisher: publisher(), rollback_of: Some(revision), ..old };
+            store::publish(&mut client, &keys, meta, &bundle, &sources).await
+        }
+    }))?;
     record(
         Kind::FleetRollback,
         json!({"fleet": etcd.fleet, "revision": cur.revision, "rollback_of": revision, "sha256": cur.sha256}),
@@ -158,13 +216,15 @@ pub fn rollback(revision: u64, etcd: &Etcd) -> Result<u8> {
 /// `segc fleet status`: the leader, the current revision, every agent.
 pub fn status(etcd: &Etcd, format: Format) -> Result<u8> {
     let keys = etcd.keys();
-    let (leader, current, agents) = runtime()?.block_on(async {
-        let mut client = etcd.connect().await?;
-        let leader = store::leader(&mut client, &keys).await?;
-        let current = store::current(&mut client, &keys).await?.map(|(c, _)| c);
-        let agents = store::agents(&mut client, &keys).await?;
-        anyhow::Ok((leader, current, agents))
-    })?;
+    let (leader, current, agents) = runtime()?.block_on(retrying(etcd, |mut client| {
+        let keys = keys.clone();
+        async move {
+            let leader = store::leader(&mut client, &keys).await?;
+            let current = store::current(&mut client, &keys).await?.map(|(c, _)| c);
+            let agents = store::agents(&mut client, &keys).await?;
+            anyhow::Ok((leader, current, agents))
+        }
+    }))?;
     let now = store::now();
     let rows: Vec<serde_json::Value> = agents
         .iter()

@@ -28,12 +28,53 @@ impl Tls {
             let o = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
             assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         };
-        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=segc-test-ca"]);
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=segc-test-ca",
+        ]);
         std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").expect("ext");
         std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
         for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
-            run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN=segc-{name}")]);
-            run(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "2", "-extfile", ext]);
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN=segc-{name}"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ]);
         }
         Tls {
             ca: dir.join("ca.pem"),
@@ -73,7 +114,8 @@ impl Cluster {
     fn start_with(dir: &std::path::Path, n: usize, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Cluster {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("dir");
-        let members: Vec<Member> = (0..n).map(|i| Member { name: format!("m{i}"), client: free_port(), peer: free_port(), child: None }).collect();
+        let members: Vec<Member> =
+            (0..n).map(|i| Member { name: format!("m{i}"), client: free_port(), peer: free_port(), child: None }).collect();
         let initial = members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer)).collect::<Vec<_>>().join(",");
         let mut c = Cluster { dir: dir.to_path_buf(), members, initial, tls };
         for i in 0..n {
@@ -141,7 +183,12 @@ impl Cluster {
 
     /// etcdctl against the cluster (plain endpoints only).
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("etcdctl").env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoints())).args(args).output().expect("etcdctl")
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints()))
+            .args(args)
+            .output()
+            .expect("etcdctl")
     }
 
     pub fn wait_healthy(&self, within: Duration) {
