@@ -199,11 +199,16 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     // One member down at a time: publishing and enforcing go on.
     for i in 0..3 {
         cluster.kill_member(i);
-        let p = policy(&home.join(format!("m{i}")), 7000 + i as u16);
+        let (open, shut) = if i % 2 == 0 { (8080, 9090) } else { (9090, 8080) };
+        let p = policy(&home.join(format!("m{i}")), open);
         let o = publish(&home, &e, fleet, &p);
         assert!(o.status.success(), "member {i} down: {}", text(&o));
-        wait_for("the revision everywhere with a member down", Duration::from_secs(10), || all_current(&status(&home, &e, fleet), 3));
-        assert_eq!(tcp(7000 + i as u16), [true; 3]);
+        let want = 6 + i as u64;
+        wait_for("the revision everywhere with a member down", Duration::from_secs(10), || {
+            let s = status(&home, &e, fleet);
+            s["revision"] == want && all_current(&s, 3)
+        });
+        assert_eq!((tcp(open), tcp(shut)), ([true; 3].to_vec(), [false; 3].to_vec()), "member {i} down");
         cluster.start_member(i);
         cluster.wait_healthy(Duration::from_secs(30));
     }
