@@ -71,6 +71,9 @@ pub enum FleetAction {
     /// Check and build (refused on any error), then publish as the fleet's new revision.
     Publish {
         path: PathBuf,
+        /// Revisions kept for rollback; older ones are deleted.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
         #[command(flatten)]
         etcd: EtcdArgs,
     },
@@ -84,6 +87,9 @@ pub enum FleetAction {
     /// Publish an earlier revision again.
     Rollback {
         revision: u64,
+        /// Revisions kept for rollback; older ones are deleted.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
         #[command(flatten)]
         etcd: EtcdArgs,
     },

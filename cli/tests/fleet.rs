@@ -74,7 +74,7 @@ impl Proc {
 fn agent(home: &Path, endpoints: &str, fleet: &str, host: &str, ns: &str) -> Proc {
     let log = std::fs::File::create(home.join(format!("{host}.log"))).expect("log");
     let child = segc(home, &["agent", "--fleet", fleet, "--etcd", endpoints, "--iface", "vb", "--netns", ns, "--host-id", host])
-        .args(["--metrics", "127.0.0.1:0", "--interval-ms", "100"])
+        .args(["--metrics", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -302,5 +302,35 @@ fn tls_with_client_certificates() {
     let key = std::fs::read_to_string(&tls.client_key).expect("key");
     let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     assert!(!String::from_utf8_lossy(&log.stdout).contains(&body[..40]));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn old_revisions_are_pruned_and_named_when_asked_for() {
+    if !ready("old_revisions_are_pruned_and_named_when_asked_for") {
+        return;
+    }
+    let home = tmp("prune");
+    let cluster = Cluster::start(&home.join("etcd"), 1);
+    let e = cluster.endpoints();
+    for i in 0..4u16 {
+        let p = policy(&home.join(format!("p{i}")), 8000 + i);
+        let o = segc(&home, &["fleet", "publish", "--keep", "2", "--etcd", &e, "--fleet", "p"]).arg(&p).output().expect("publish");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let keys = cluster.etcdctl(&["get", "--prefix", "--keys-only", "/segc/p/revisions/"]);
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    let revisions: std::collections::BTreeSet<&str> =
+        keys.lines().filter_map(|k| k.strip_prefix("/segc/p/revisions/")).filter_map(|k| k.split('/').next()).collect();
+    assert_eq!(revisions.into_iter().collect::<Vec<_>>(), ["0000000003", "0000000004"], "{keys}");
+    // A pruned revision: a clear refusal, nothing published.
+    let o = segc(&home, &["fleet", "rollback", "--etcd", &e, "--fleet", "p", "1"]).output().expect("rollback");
+    assert!(!o.status.success() && text(&o).contains("revision 1 does not exist"), "{}", text(&o));
+    assert_eq!(status(&home, &e, "p")["revision"], 4);
+    // A kept one rolls back, and the window moves on.
+    let o = segc(&home, &["fleet", "rollback", "--keep", "2", "--etcd", &e, "--fleet", "p", "3"]).output().expect("rollback");
+    assert!(o.status.success() && text(&o).contains("as revision 5"), "{}", text(&o));
+    let meta = cluster.etcdctl(&["get", "--print-value-only", "/segc/p/revisions/0000000003/meta"]);
+    assert!(meta.stdout.is_empty(), "revision 3 pruned after revision 5");
     let _ = std::fs::remove_dir_all(&home);
 }

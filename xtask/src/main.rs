@@ -9,7 +9,10 @@
 //!   deployed filter, alternating runs; needs root and iperf3.
 //! - `bench-flood`: the agent's audit log growth and reload latency under a
 //!   flood of 100k denied packets per second; needs root.
+//! - `bench-fleet`: publish to enforced on 20 agents in namespaces, on a
+//!   three-member etcd cluster on loopback; needs root and etcd-server.
 
+mod fleet;
 mod flood;
 
 use std::process::{Command, ExitCode};
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
         "bpf" => rebuild_bpf(),
         "bench-net" => bench_net(),
         "bench-flood" => flood::bench(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
+        "bench-fleet" => fleet::bench(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
         "flood-send" => flood::send(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench-aerleon" => {
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -39,7 +43,7 @@ fn main() -> ExitCode {
                     .is_ok_and(|s| s.success())
         }
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-flood|bench-aerleon>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-flood|bench-fleet|bench-aerleon>");
             return ExitCode::from(2);
         }
     };

@@ -189,7 +189,7 @@ pub fn run(cfg: Config) -> Result<u8> {
     }
     let started = Instant::now();
     while !STOP.load(Ordering::SeqCst) && cfg.run_for.is_none_or(|d| started.elapsed() < d) {
-        std::thread::sleep(cfg.interval);
+        mode.wait(cfg.interval);
         agent.reattach();
         mode.poll(&agent);
     }

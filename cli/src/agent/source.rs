@@ -64,6 +64,8 @@ pub struct Fleet {
     enforced: Option<(u64, String)>,
     /// The first revision, waiting to be applied (and saved).
     pending: Option<(crate::fleet::store::Meta, Vec<u8>)>,
+    /// A delivery received while waiting, handled by the next poll.
+    early: Option<crate::fleet::agent::Delivery>,
 }
 
 impl Mode {
@@ -76,7 +78,7 @@ impl Mode {
             PolicySource::Fleet { etcd, host_id } => {
                 let src = crate::fleet::agent::start(etcd.clone(), host_id.clone(), cfg.ifaces.clone(), &super::STOP);
                 let dir = crate::fleet::agent::local_dir(&etcd.fleet, host_id);
-                Ok(Mode::Fleet(Box::new(Fleet { src, fleet: etcd.fleet.clone(), dir, enforced: None, pending: None })))
+                Ok(Mode::Fleet(Box::new(Fleet { src, fleet: etcd.fleet.clone(), dir, enforced: None, pending: None, early: None })))
             }
         }
     }
@@ -118,6 +120,20 @@ impl Mode {
             f.applied(agent);
         }
         let _ = agent;
+    }
+
+    /// Waits for the next poll: `interval` for files; for a fleet, until a
+    /// revision arrives or `interval` passes, so a publish is applied at once.
+    pub fn wait(&mut self, interval: std::time::Duration) {
+        match self {
+            Mode::Files { .. } => std::thread::sleep(interval),
+            #[cfg(feature = "fleet")]
+            Mode::Fleet(f) => {
+                if f.early.is_none() {
+                    f.early = f.src.deliveries.recv_timeout(interval).ok();
+                }
+            }
+        }
     }
 
     /// One poll of the loop: a changed policy swapped in, or refused.
@@ -191,7 +207,7 @@ impl Fleet {
             self.saved(agent, &meta, &bundle);
         }
         if let Some((revision, sha256)) = self.enforced.clone() {
-            let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied { revision, sha256 });
+            let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied { revision, sha256, at: crate::fleet::store::now() });
         }
     }
 
@@ -213,14 +229,18 @@ impl Fleet {
     }
 
     fn poll(&mut self, agent: &Agent<'_>) {
-        while let Ok(d) = self.src.deliveries.try_recv() {
+        while let Some(d) = self.early.take().or_else(|| self.src.deliveries.try_recv().ok()) {
             match d {
                 crate::fleet::agent::Delivery::Broken { revision, sha256, error } => self.refuse(agent, revision, &sha256, &error),
                 crate::fleet::agent::Delivery::Revision(r) => {
                     let crate::fleet::agent::Revision { meta, tables, bundle } = *r;
                     let key = (meta.revision, meta.sha256.clone());
                     if self.enforced.as_ref() == Some(&key) {
-                        let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied { revision: key.0, sha256: key.1 });
+                        let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied {
+                            revision: key.0,
+                            sha256: key.1,
+                            at: crate::fleet::store::now(),
+                        });
                         continue;
                     }
                     match agent.deploy(&tables) {
@@ -231,7 +251,11 @@ impl Fleet {
                                 json!({"policy": meta.policy, "fleet": self.fleet, "revision": meta.revision, "sha256": meta.sha256, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
                             );
                             self.enforced = Some(key.clone());
-                            let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied { revision: key.0, sha256: key.1 });
+                            let _ = self.src.outcomes.send(crate::fleet::agent::Outcome::Applied {
+                                revision: key.0,
+                                sha256: key.1,
+                                at: crate::fleet::store::now(),
+                            });
                         }
                         Err(e) => self.refuse(agent, meta.revision, &meta.sha256, &format!("{e:#}")),
                     }

@@ -17,9 +17,9 @@ pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
 #[cfg(feature = "fleet")]
 pub fn fleet(action: FleetAction) -> Result<u8> {
     match action {
-        FleetAction::Publish { path, etcd: e } => crate::fleet::publish(&path, &etcd(e)),
+        FleetAction::Publish { path, keep, etcd: e } => crate::fleet::publish(&path, keep, &etcd(e)),
         FleetAction::Status { format, etcd: e } => crate::fleet::status(&etcd(e), format),
-        FleetAction::Rollback { revision, etcd: e } => crate::fleet::rollback(revision, &etcd(e)),
+        FleetAction::Rollback { revision, keep, etcd: e } => crate::fleet::rollback(revision, keep, &etcd(e)),
     }
 }
 

@@ -10,7 +10,9 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
+
 use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use anyhow::{Context, Result};
 use etcd_client::Client;
@@ -39,27 +41,46 @@ pub enum Delivery {
 
 /// What the agent's loop tells the thread.
 pub enum Outcome {
-    Applied { revision: u64, sha256: String },
-    Refused { revision: u64, sha256: String, error: String },
+    /// `at`: Unix time, in seconds, the revision began to be enforced.
+    Applied {
+        revision: u64,
+        sha256: String,
+        at: f64,
+    },
+    Refused {
+        revision: u64,
+        sha256: String,
+        error: String,
+    },
 }
 
 /// The agent's end of the fleet thread.
 pub struct Source {
     pub deliveries: Receiver<Delivery>,
-    pub outcomes: Sender<Outcome>,
+    pub outcomes: UnboundedSender<Outcome>,
 }
 
 /// Starts the fleet thread; the agent's loop tells it what it enforces.
 pub fn start(etcd: Etcd, host_id: String, ifaces: Vec<String>, stop: &'static std::sync::atomic::AtomicBool) -> Source {
     let (dtx, drx) = std::sync::mpsc::channel();
-    let (otx, orx) = std::sync::mpsc::channel();
+    let (otx, orx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         if let Err(e) = crate::agent::drop_all_privileges() {
             eprintln!("segc agent: the fleet thread cannot drop its capabilities ({e}); it does not start");
             return;
         }
         let Ok(rt) = super::runtime() else { return };
-        let mut state = State { etcd, keys: Keys::new(""), host_id, ifaces, enforced: None, refused: None, deliveries: dtx, outcomes: orx };
+        let mut state = State {
+            etcd,
+            keys: Keys::new(""),
+            host_id,
+            ifaces,
+            enforced: None,
+            applied_at: None,
+            refused: None,
+            deliveries: dtx,
+            outcomes: orx,
+        };
         state.keys = state.etcd.keys();
         rt.block_on(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -84,9 +105,10 @@ struct State {
     host_id: String,
     ifaces: Vec<String>,
     enforced: Option<(u64, String)>,
+    applied_at: Option<f64>,
     refused: Option<Refusal>,
     deliveries: Sender<Delivery>,
-    outcomes: Receiver<Outcome>,
+    outcomes: UnboundedReceiver<Outcome>,
 }
 
 /// Heartbeats, and the lease that keeps `alive/<host>`: gone 5 s after the
@@ -109,6 +131,11 @@ impl State {
                     m.context("watch")?.context("the watch ended")?;
                     self.check(&mut client).await?;
                 }
+                // What the agent applied or refused is reported at once.
+                Some(o) = self.outcomes.recv() => {
+                    self.take(o);
+                    self.beat(&mut client, lease).await?;
+                }
                 _ = tick.tick() => {
                     self.collect();
                     keeper.keep_alive().await.context("lease keep-alive")?;
@@ -124,10 +151,20 @@ impl State {
     /// What the agent's loop reported since the last heartbeat.
     fn collect(&mut self) {
         while let Ok(o) = self.outcomes.try_recv() {
-            match o {
-                Outcome::Applied { revision, sha256 } => self.enforced = Some((revision, sha256)),
-                Outcome::Refused { revision, sha256, error } => self.refused = Some(Refusal { revision, sha256, error }),
+            self.take(o);
+        }
+    }
+
+    fn take(&mut self, o: Outcome) {
+        match o {
+            Outcome::Applied { revision, sha256, at } => {
+                let key = Some((revision, sha256));
+                if self.enforced != key {
+                    self.enforced = key;
+                    self.applied_at = Some(at);
+                }
             }
+            Outcome::Refused { revision, sha256, error } => self.refused = Some(Refusal { revision, sha256, error }),
         }
     }
 
@@ -139,6 +176,7 @@ impl State {
             policy_sha256: self.enforced.as_ref().map(|e| e.1.clone()),
             ifaces: self.ifaces.clone(),
             heartbeat: store::now(),
+            applied_at: self.applied_at,
             refused: self.refused.clone(),
             silent: false,
         };

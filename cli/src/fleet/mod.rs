@@ -148,7 +148,7 @@ fn sources_of(c: &segc_compiler::Compilation) -> Sources {
 }
 
 /// `segc fleet publish PATH`: refused on any error, nothing published.
-pub fn publish(path: &Path, etcd: &Etcd) -> Result<u8> {
+pub fn publish(path: &Path, keep: u64, etcd: &Etcd) -> Result<u8> {
     let Some(c) = crate::policy::load_error_free(path, None, "published")? else { return Ok(exit::FINDINGS) };
     let t = segc_compiler::lower::bpf::tables(&c.model);
     let over = segc_compiler::lower::bpf::check_capacity(&c.model, &t);
@@ -172,7 +172,7 @@ pub fn publish(path: &Path, etcd: &Etcd) -> Result<u8> {
     let sources = sources_of(&c);
     let cur = runtime()?.block_on(retrying(etcd, |mut client| {
         let (meta, bundle, sources, keys) = (meta.clone(), &bundle, &sources, etcd.keys());
-        async move { store::publish(&mut client, &keys, meta, bundle, sources).await }
+        async move { store::publish(&mut client, &keys, meta, bundle, sources, keep).await }
     }))?;
     record(
         Kind::FleetPublish,
@@ -191,7 +191,7 @@ pub fn publish(path: &Path, etcd: &Etcd) -> Result<u8> {
 
 /// `segc fleet rollback REVISION`: that revision's bundle and sources,
 /// checked against its hash, published again as the next revision.
-pub fn rollback(revision: u64, etcd: &Etcd) -> Result<u8> {
+pub fn rollback(revision: u64, keep: u64, etcd: &Etcd) -> Result<u8> {
     crate::journal::ensure_writable()?;
     let keys = etcd.keys();
     let cur = runtime()?.block_on(retrying(etcd, |mut client| {
@@ -201,7 +201,7 @@ pub fn rollback(revision: u64, etcd: &Etcd) -> Result<u8> {
             let bundle = store::bundle(&mut client, &keys, &old).await?;
             let sources = store::sources(&mut client, &keys, &old).await?;
             let meta = Meta { published_at: store::now() as u64, publisher: publisher(), rollback_of: Some(revision), ..old };
-            store::publish(&mut client, &keys, meta, &bundle, &sources).await
+            store::publish(&mut client, &keys, meta, &bundle, &sources, keep).await
         }
     }))?;
     record(
@@ -234,6 +234,7 @@ pub fn status(etcd: &Etcd, format: Format) -> Result<u8> {
                 "policy_sha256": a.policy_sha256,
                 "revision": a.revision,
                 "heartbeat_age_s": ((now - a.heartbeat).max(0.0) * 10.0).round() / 10.0,
+                "applied_at": a.applied_at,
                 "ifaces": a.ifaces,
                 "state": if *alive && !a.silent { "live" } else { "silent" },
                 "refused": a.refused,

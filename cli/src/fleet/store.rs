@@ -102,6 +102,9 @@ pub struct AgentRecord {
     pub ifaces: Vec<String>,
     /// Unix time of the heartbeat, in seconds.
     pub heartbeat: f64,
+    /// Unix time the enforced revision began to be enforced here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<f64>,
     /// The last revision it refused, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
@@ -140,7 +143,10 @@ pub async fn current(client: &mut Client, keys: &Keys) -> Result<Option<(Current
 
 pub async fn meta(client: &mut Client, keys: &Keys, revision: u64) -> Result<Meta> {
     let r = client.get(keys.meta(revision), None).await.map_err(etcd)?;
-    let kv = r.kvs().first().ok_or_else(|| anyhow!("revision {revision} does not exist"))?;
+    let kv = r
+        .kvs()
+        .first()
+        .ok_or_else(|| anyhow!("revision {revision} does not exist (or was pruned: publish keeps the last `--keep` revisions)"))?;
     serde_json::from_slice(kv.value()).with_context(|| format!("revision {revision}: its meta is not segc's"))
 }
 
@@ -174,7 +180,7 @@ pub async fn sources(client: &mut Client, keys: &Keys, m: &Meta) -> Result<Sourc
 /// Stores a new revision: the chunks, the meta, then `current` in one
 /// transaction that fails when another publish got there first (then the
 /// next number is tried, a few times).
-pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &[u8], sources: &Sources) -> Result<Current> {
+pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &[u8], sources: &Sources, keep: u64) -> Result<Current> {
     let sources = serde_json::to_vec(sources)?;
     meta.bundle_chunks = bundle.len().div_ceil(CHUNK).max(1);
     meta.sources_chunks = sources.len().div_ceil(CHUNK).max(1);
@@ -199,10 +205,23 @@ pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &
         };
         let txn = Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(keys.current(), serde_json::to_vec(&cur)?, None)]);
         if client.txn(txn).await.map_err(etcd)?.succeeded() {
+            prune(client, keys, revision, keep).await?;
             return Ok(cur);
         }
     }
     bail!("another publish kept winning the race for the next revision; try again")
+}
+
+/// Deletes the revisions older than the newest `keep` (`fleet publish
+/// --keep`); etcd's own history is the operator's to compact (docs/FLEET.md).
+async fn prune(client: &mut Client, keys: &Keys, newest: u64, keep: u64) -> Result<()> {
+    if newest <= keep {
+        return Ok(());
+    }
+    let from = format!("{}revisions/", keys.prefix);
+    let to = format!("{}revisions/{:010}", keys.prefix, newest - keep + 1);
+    client.delete(from, Some(etcd_client::DeleteOptions::new().with_range(to))).await.map_err(etcd)?;
+    Ok(())
 }
 
 /// Every agent record, with whether its lease-bound key is still there.
