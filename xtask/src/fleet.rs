@@ -7,7 +7,10 @@
 //! agent's latency is the Unix time it began enforcing (`applied_at` in its
 //! record, taken right after its swap) minus the time the publish command
 //! was started. Printed: p50, p99 and max over every agent of every round,
-//! the slowest agent per round, and the publish command alone.
+//! the slowest agent per round, and the publish command alone. Then the
+//! figures docs/FLEET.md's sizing rests on: etcd writes per second per idle
+//! agent (heartbeats), and a 100k-flow policy published to the 20 agents
+//! (its bundle's bytes and chunks, publish to enforced).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,8 +76,11 @@ fn etcd(dir: &Path, procs: &mut Procs) -> Option<String> {
     Some(ports.iter().map(|p| format!("http://127.0.0.1:{}", p.0)).collect::<Vec<_>>().join(","))
 }
 
-/// `fleet status --format json`: (revision, [(host, revision, applied_at)]).
-fn status(segc: &Path, endpoints: &str) -> Option<(u64, Vec<(String, Option<u64>, Option<f64>)>)> {
+/// An agent as `fleet status` reports it: host, revision, applied_at.
+type Row = (String, Option<u64>, Option<f64>);
+
+/// `fleet status --format json`: the fleet's revision and its agents.
+fn status(segc: &Path, endpoints: &str) -> Option<(u64, Vec<Row>)> {
     let o = Command::new(segc).args(["fleet", "status", "--format", "json", "--etcd", endpoints, "--fleet", FLEET]).output().ok()?;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
     let agents = v["agents"]
@@ -83,6 +89,22 @@ fn status(segc: &Path, endpoints: &str) -> Option<(u64, Vec<(String, Option<u64>
         .map(|a| (a["host_id"].as_str().unwrap_or("").to_string(), a["revision"].as_u64(), a["applied_at"].as_f64()))
         .collect();
     Some((v["revision"].as_u64()?, agents))
+}
+
+fn quiet(args: &[&str]) {
+    let _ = Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// etcd's store revision (one per write) and database size, from etcdctl.
+fn etcd_status(endpoints: &str) -> Option<(u64, u64)> {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={}", endpoints.split(',').next()?), "endpoint", "status", "-w", "json"])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    let s = &v[0]["Status"];
+    Some((s["header"]["revision"].as_u64()?, s["dbSize"].as_u64()?))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -98,7 +120,7 @@ pub fn bench(root: &Path) -> bool {
     let _ = std::fs::remove_dir_all(&tmp);
     let mut procs = Procs(Vec::new());
     for i in 0..AGENTS {
-        let _ = sh(&["ip", "netns", "del", &ns(i)]);
+        quiet(&["ip", "netns", "del", &ns(i)]);
         let n = ns(i);
         let ok = sh(&["ip", "netns", "add", &n])
             && sh(&["ip", "-n", &n, "link", "add", "va", "type", "veth", "peer", "name", "vb"])
@@ -117,7 +139,7 @@ pub fn bench(root: &Path) -> bool {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = sh(&["ip", "netns", "del", &ns(i)]);
+        quiet(&["ip", "netns", "del", &ns(i)]);
     }
     result
 }
@@ -195,6 +217,11 @@ fn run(segc: &Path, tmp: &Path, procs: &mut Procs) -> bool {
         all.extend(lat);
         std::thread::sleep(Duration::from_millis(300));
     }
+    let heartbeats = etcd_status(&endpoints).and_then(|(r0, _)| {
+        std::thread::sleep(Duration::from_secs(10));
+        etcd_status(&endpoints).map(|(r1, db)| ((r1 - r0) as f64 / 10.0, db))
+    });
+    let big = big_policy(segc, &endpoints, &tmp.join("big"), &publish);
     all.sort_by(f64::total_cmp);
     slowest.sort_by(f64::total_cmp);
     publish_s.sort_by(f64::total_cmp);
@@ -208,7 +235,49 @@ fn run(segc: &Path, tmp: &Path, procs: &mut Procs) -> bool {
         slowest[slowest.len() - 1] * 1e3,
         percentile(&publish_s, 0.5) * 1e3,
     );
+    if let Some((writes, db)) = heartbeats {
+        println!(
+            "idle fleet: {writes:.1} etcd writes/s for {AGENTS} agents ({:.2} per agent per second); etcd database {:.1} MiB after {} revisions",
+            writes / AGENTS as f64,
+            db as f64 / 1048576.0,
+            ROUNDS + 1
+        );
+    }
+    match big {
+        Some((bytes, chunks, publish, enforced)) => println!(
+            "100k flows (1000 zones): bundle {:.1} MiB in {chunks} chunks; `fleet publish` {publish:.1} s; publish to enforced on all {AGENTS} agents {enforced:.1} s",
+            bytes as f64 / 1048576.0
+        ),
+        None => {
+            eprintln!("the 100k-flow revision did not reach every agent");
+            return false;
+        }
+    }
     true
+}
+
+/// Publishes a generated 100k-flow policy: (bundle bytes, chunks, publish
+/// seconds, publish to enforced everywhere in seconds).
+fn big_policy(segc: &Path, endpoints: &str, dir: &Path, publish: &dyn Fn(&PathBuf) -> bool) -> Option<(u64, u64, f64, f64)> {
+    std::fs::create_dir_all(dir).ok()?;
+    std::fs::write(dir.join("main.seg"), crate::generate::generate(1000, 100_000)).ok()?;
+    let revision = 2 + ROUNDS as u64;
+    let t0 = Instant::now();
+    if !publish(&dir.to_path_buf()) {
+        return None;
+    }
+    let published = t0.elapsed().as_secs_f64();
+    if !wait_all(segc, endpoints, revision, Duration::from_secs(120)) {
+        return None;
+    }
+    let enforced = t0.elapsed().as_secs_f64();
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={endpoints}"), "get", "--print-value-only", &format!("/segc/{FLEET}/revisions/{revision:010}/meta")])
+        .output()
+        .ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    Some((meta["bytes"].as_u64().unwrap_or(0), meta["bundle_chunks"].as_u64()?, published, enforced))
 }
 
 fn wait_all(segc: &Path, endpoints: &str, revision: u64, within: Duration) -> bool {

@@ -14,6 +14,8 @@
 
 mod fleet;
 mod flood;
+#[path = "../../compiler/benches/support/generate.rs"]
+mod generate;
 
 use std::process::{Command, ExitCode};
 

@@ -166,6 +166,7 @@ pub fn publish(path: &Path, keep: u64, etcd: &Etcd) -> Result<u8> {
         publisher: publisher(),
         bundle_chunks: 0,
         sources_chunks: 0,
+        bytes: 0,
         rollback_of: None,
     };
     crate::journal::ensure_writable()?;

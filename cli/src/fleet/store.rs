@@ -79,6 +79,9 @@ pub struct Meta {
     pub publisher: String,
     pub bundle_chunks: usize,
     pub sources_chunks: usize,
+    /// The bundle's length in bytes.
+    #[serde(default)]
+    pub bytes: u64,
     /// The revision this one publishes again (`fleet rollback`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
@@ -183,6 +186,7 @@ pub async fn sources(client: &mut Client, keys: &Keys, m: &Meta) -> Result<Sourc
 pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &[u8], sources: &Sources, keep: u64) -> Result<Current> {
     let sources = serde_json::to_vec(sources)?;
     meta.bundle_chunks = bundle.len().div_ceil(CHUNK).max(1);
+    meta.bytes = bundle.len() as u64;
     meta.sources_chunks = sources.len().div_ceil(CHUNK).max(1);
     for _ in 0..5 {
         let found = current(client, keys).await?;
