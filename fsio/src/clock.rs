@@ -8,6 +8,11 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Seconds since the Unix epoch, with the fraction (heartbeats, latencies).
+pub fn unix_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Today's date in UTC.
 pub fn today() -> Date {
     Date::from_days((unix_now() / 86_400) as i64)

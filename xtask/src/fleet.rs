@@ -97,14 +97,19 @@ fn quiet(args: &[&str]) {
 
 /// etcd's store revision (one per write) and database size, from etcdctl.
 fn etcd_status(endpoints: &str) -> Option<(u64, u64)> {
+    let first = endpoints.split(',').next()?;
     let o = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args([&format!("--endpoints={}", endpoints.split(',').next()?), "endpoint", "status", "-w", "json"])
+        .args([&format!("--endpoints={first}"), "endpoint", "status", "-w", "json"])
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
     let s = &v[0]["Status"];
-    Some((s["header"]["revision"].as_u64()?, s["dbSize"].as_u64()?))
+    let found = s["header"]["revision"].as_u64().zip(s["dbSize"].as_u64());
+    if found.is_none() {
+        eprintln!("etcdctl endpoint status: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+    found
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

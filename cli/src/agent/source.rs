@@ -30,7 +30,7 @@ pub fn source(policy: Option<PathBuf>, fleet: Option<String>, etcd: crate::EtcdA
         #[cfg(feature = "fleet")]
         (None, Some(name)) => {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-            let etcd = crate::cmd::fleet::etcd(crate::EtcdArgs { fleet: name, ..etcd });
+            let etcd = crate::fleet::Etcd::from(crate::EtcdArgs { fleet: name, ..etcd });
             if etcd.endpoints.is_empty() {
                 bail!("--fleet needs --etcd URL[,URL...] (or SEGC_ETCD)");
             }

@@ -10,8 +10,8 @@ use crate::FleetAction;
 use crate::{CloudArgs, ReconcileArg};
 
 #[cfg(feature = "fleet")]
-pub fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
-    crate::fleet::Etcd { endpoints: a.endpoints, cacert: a.etcd_cacert, cert: a.etcd_cert, key: a.etcd_key, fleet: a.fleet }
+fn etcd(a: EtcdArgs) -> crate::fleet::Etcd {
+    crate::fleet::Etcd::from(a)
 }
 
 #[cfg(feature = "fleet")]

@@ -35,6 +35,12 @@ pub struct Etcd {
     pub fleet: String,
 }
 
+impl From<crate::EtcdArgs> for Etcd {
+    fn from(a: crate::EtcdArgs) -> Etcd {
+        Etcd { endpoints: a.endpoints, cacert: a.etcd_cacert, cert: a.etcd_cert, key: a.etcd_key, fleet: a.fleet }
+    }
+}
+
 impl Etcd {
     pub fn keys(&self) -> Keys {
         Keys::new(&self.fleet)

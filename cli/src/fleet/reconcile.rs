@@ -11,6 +11,7 @@ use super::controller::Config;
 use crate::journal::{findings_json, record};
 
 /// Drift findings per target (after the apply, with `apply`).
+#[cfg_attr(not(all(feature = "aws", feature = "azure")), allow(unused_mut, unused_variables, reason = "a cloud feature left out"))]
 pub async fn clouds(cfg: &Config, c: &segc_compiler::Compilation, apply: bool, may_act: &dyn Fn() -> bool) -> Result<Vec<(String, usize)>> {
     let mut out = Vec::new();
     let policy = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());

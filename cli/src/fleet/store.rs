@@ -124,7 +124,7 @@ pub struct Refusal {
 }
 
 pub fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    segc_fsio::clock::unix_seconds()
 }
 
 fn etcd(e: etcd_client::Error) -> anyhow::Error {

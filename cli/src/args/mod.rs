@@ -7,8 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use segc_compiler::ir::Date;
 use segc_compiler::lower::Target;
 
+mod audit;
+mod fleet;
+pub use audit::*;
+pub use fleet::*;
+
 /// `--today DATE`: `YYYY-MM-DD`.
-fn date_arg(s: &str) -> Result<Date, String> {
+pub(crate) fn date_arg(s: &str) -> Result<Date, String> {
     Date::parse(s).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
@@ -44,108 +49,6 @@ pub enum ReportFormat {
 pub enum GraphFormat {
     Dot,
     Svg,
-}
-
-/// How to reach etcd, as etcdctl takes it (SPEC §6).
-#[derive(Args, Debug, Clone, Default)]
-pub struct EtcdArgs {
-    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`, or `https://` with TLS).
-    #[arg(long = "etcd", env = "SEGC_ETCD", value_name = "URL,URL", value_delimiter = ',')]
-    pub endpoints: Vec<String>,
-    /// CA certificate (PEM) that signed the etcd members' certificates.
-    #[arg(long, value_name = "FILE")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// Client certificate (PEM) for etcd.
-    #[arg(long, value_name = "FILE")]
-    pub etcd_cert: Option<PathBuf>,
-    /// The client certificate's key (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub etcd_key: Option<PathBuf>,
-    /// The fleet: keys live under `/segc/<fleet>/`.
-    #[arg(long, default_value = "default")]
-    pub fleet: String,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum FleetAction {
-    /// Check and build (refused on any error), then publish as the fleet's new revision.
-    Publish {
-        path: PathBuf,
-        /// Revisions kept for rollback; older ones are deleted.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-        keep: u64,
-        #[command(flatten)]
-        etcd: EtcdArgs,
-    },
-    /// The leader, the current revision and hash, and every agent.
-    Status {
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-        #[command(flatten)]
-        etcd: EtcdArgs,
-    },
-    /// Publish an earlier revision again.
-    Rollback {
-        revision: u64,
-        /// Revisions kept for rollback; older ones are deleted.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-        keep: u64,
-        #[command(flatten)]
-        etcd: EtcdArgs,
-    },
-}
-
-/// What the fleet's leader does with the clouds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReconcileArg {
-    /// Report drift (audit events, metrics).
-    Drift,
-    /// Apply the fleet's policy.
-    Apply,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AuditAction {
-    /// Check the chain, every event's MAC and the head; exit 1 naming the first bad event.
-    Verify {
-        /// Also prove the log still holds everything up to the newest checkpoint in FILE
-        /// (a file `audit checkpoint` wrote, or a SIEM export).
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<PathBuf>,
-    },
-    /// Print the current checkpoint (sequence, hash, MAC) as one JSON line, to keep outside the log.
-    Checkpoint,
-    /// Convert a log of the first format (key in its folder, no per-event MACs), once.
-    Migrate,
-    /// List events.
-    Show {
-        /// Only events of this kind (`build`, `deploy.apply`, ...).
-        #[arg(long)]
-        kind: Option<String>,
-        /// Only events on or after this date (YYYY-MM-DD, UTC).
-        #[arg(long, value_name = "DATE", value_parser = date_arg)]
-        since: Option<Date>,
-        /// Only events before this date (YYYY-MM-DD, UTC).
-        #[arg(long, value_name = "DATE", value_parser = date_arg)]
-        until: Option<Date>,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-    },
-    /// Export events for a SIEM, to stdout or to a syslog server over TCP.
-    Export {
-        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
-        format: ExportFormat,
-        /// Send to this syslog server (HOST:PORT, TCP, octet-counted frames).
-        #[arg(long, value_name = "HOST:PORT")]
-        syslog: Option<String>,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Rfc5424,
-    Cef,
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
