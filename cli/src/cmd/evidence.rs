@@ -14,6 +14,10 @@ use crate::policy::{load, load_complete, print_human, today_or_now};
 use crate::{exit, Format, GraphFormat, ReportFormat};
 
 pub fn probes(path: &Path, format: Format) -> Result<u8> {
+    if format == Format::Sarif {
+        eprintln!("error: probes are a test plan, not findings: there is no SARIF form of them (use --format json)");
+        return Ok(exit::USAGE);
+    }
     let Some(c) = load_complete(path)? else { return Ok(exit::FINDINGS) };
     let probes = segc_compiler::analysis::probes::matrix(&c.model);
     let mut out = io::stdout().lock();

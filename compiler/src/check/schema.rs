@@ -57,6 +57,7 @@ pub const ZONE: &[AttrSpec] = &[
     opt("kind", Ty::Enum(ZoneKind::NAMES), "wired (default), wireless, vpn or cloud"),
     opt("owner", Ty::Str, "the team that owns the zone"),
     opt("description", Ty::Str, "what lives in the zone"),
+    opt("probe_hosts", Ty::PrefixList, "hosts inside the zone that segmentation probes target and send from"),
     opt("aws.security_group", Ty::Str, "the AWS security group that stands for this zone"),
     opt("azure.nsg", Ty::Str, "the Azure network security group that stands for this zone"),
     opt("gcp.tag", Ty::Str, "the GCP network tag that stands for this zone"),

@@ -27,6 +27,7 @@ pub fn build(tree: &Tree, names: &Names, model: &mut Model, diags: &mut Vec<Diag
         model.zones.push(zone(z, def.std, diags));
     }
     duplicate_prefixes(model, diags);
+    probe_hosts_inside(model, diags);
     zone_ids
 }
 
@@ -49,6 +50,7 @@ fn zone(z: &ast::Zone, std: bool, diags: &mut Vec<Diagnostic>) -> ir::Zone {
             );
         }
     }
+    let probe_hosts = probe_hosts(&attrs, diags);
     ir::Zone {
         name: z.name.name.clone(),
         scope: attrs.word("scope").and_then(Scope::parse).unwrap_or(Scope::Untrusted),
@@ -56,6 +58,7 @@ fn zone(z: &ast::Zone, std: bool, diags: &mut Vec<Diagnostic>) -> ir::Zone {
         prefixes,
         owner: attrs.str("owner"),
         description: attrs.str("description"),
+        probe_hosts,
         bindings: bindings(z, &attrs, diags),
         span: z.name.span,
         std,
@@ -173,6 +176,51 @@ fn bindings(z: &ast::Zone, attrs: &Attrs<'_>, diags: &mut Vec<Diagnostic>) -> Bi
 /// E301: a prefix listed by two zones (or twice by one) makes membership
 /// ambiguous. The first listing in the source is "first listed"; later ones
 /// are "listed again".
+/// `probe_hosts`: single addresses (E202 names a prefix).
+fn probe_hosts(attrs: &Attrs<'_>, diags: &mut Vec<Diagnostic>) -> Vec<ZonePrefix> {
+    let Some(Value { kind: ValueKind::List(items), .. }) = attrs.values.get("probe_hosts") else { return Vec::new() };
+    let mut hosts = Vec::new();
+    for item in items {
+        let ValueKind::Addr(text) = &item.kind else { continue };
+        let Ok(prefix) = Prefix::parse(text) else { continue };
+        if prefix.len != prefix.family.max_len() {
+            diags.push(
+                Diagnostic::new(Code::E202, item.span, format!("`probe_hosts` lists hosts, and `{text}` is a prefix"))
+                    .with_label(item.span, "a prefix")
+                    .with_help(format!("name one host inside it, such as `{}`", prefix.ip(prefix.addr + 1))),
+            );
+            continue;
+        }
+        hosts.push(ZonePrefix { prefix, span: item.span });
+    }
+    hosts
+}
+
+/// Every probe host belongs to its zone: the most specific prefix that holds
+/// it is the zone's own (E202 names the zone it is in instead).
+fn probe_hosts_inside(model: &Model, diags: &mut Vec<Diagnostic>) {
+    for z in &model.zones {
+        for h in &z.probe_hosts {
+            let owner = model
+                .zones
+                .iter()
+                .flat_map(|o| o.prefixes.iter().map(move |p| (p.prefix, o)))
+                .filter(|(p, _)| p.covers(&h.prefix))
+                .max_by_key(|(p, _)| p.len)
+                .map(|(_, o)| o);
+            if owner.is_some_and(|o| o.name == z.name) {
+                continue;
+            }
+            let place = owner.map_or("in no zone".to_string(), |o| format!("in zone `{}`", o.name));
+            diags.push(
+                Diagnostic::new(Code::E202, h.span, format!("probe host `{}` of zone `{}` is {place}", h.prefix.first(), z.name))
+                    .with_label(h.span, place.clone())
+                    .with_help(format!("name an address of `{}`'s own prefixes", z.name)),
+            );
+        }
+    }
+}
+
 fn duplicate_prefixes(model: &Model, diags: &mut Vec<Diagnostic>) {
     let mut all: Vec<(Span, &str, Prefix)> =
         model.zones.iter().flat_map(|z| z.prefixes.iter().map(move |p| (p.span, z.name.as_str(), p.prefix))).collect();

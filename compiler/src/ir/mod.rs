@@ -94,6 +94,9 @@ pub struct Zone {
     pub prefixes: Vec<ZonePrefix>,
     pub owner: Option<String>,
     pub description: Option<String>,
+    /// Hosts inside the zone that probes target and send from (`probe_hosts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probe_hosts: Vec<ZonePrefix>,
     /// How targets address the zone (`aws.security_group` ...).
     pub bindings: Bindings,
     /// The zone's name where it is defined.
