@@ -1,6 +1,6 @@
 //! What a user meets: groups through check, test and explain; explain with a
 //! service name; every bad line of `--packets` reported; `diff --fail-on`;
-//! man pages that refer only to pages that exist.
+//! man pages that refer only to pages that exist; probes refuse SARIF.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -145,4 +145,12 @@ fn man_pages_refer_only_to_pages_that_exist() {
         }
     }
     assert!(referred >= 10, "segc.1 lists the command pages ({referred})");
+}
+
+#[test]
+fn probes_have_no_sarif_form() {
+    let shop = repo().join("examples/online-shop");
+    let o = segc(&["probes", "--format", "sarif", path(&shop)], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(out(&o).is_empty() && err(&o).contains("no SARIF form"), "{}", err(&o));
 }
