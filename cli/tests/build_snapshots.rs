@@ -1,4 +1,5 @@
-//! `segc build` on the examples and on a policy binding every cloud target:
+//! `segc build` on the examples (retail-pos with its Windows POS terminals
+//! and back office) and on a policy binding every cloud target:
 //! every artifact, as text, in a snapshot (the bpf bundle through its JSON
 //! twin). Same input, same bytes: the build runs twice and must not differ.
 
@@ -71,14 +72,14 @@ flow web -> db on tcp/5432 {
     .expect("policy");
     for (name, policy, targets) in [
         ("online-shop", repo().join("examples/online-shop"), "bpf,nft,aws"),
-        ("retail-pos", repo().join("examples/retail-pos"), "bpf,nft"),
+        ("retail-pos", repo().join("examples/retail-pos"), "bpf,nft,windows"),
         ("cloud", cloud.clone(), "bpf,nft,aws,azure,gcp,k8s"),
     ] {
         let a = build(&policy, &tmp.join(format!("{name}-1")), targets);
         let b = build(&policy, &tmp.join(format!("{name}-2")), targets);
         assert_eq!(a, b, "{name}: two builds differ");
         for (file, text) in a {
-            insta::assert_snapshot!(format!("{name}__{}", file.replace('/', "_")), text);
+            insta::assert_snapshot!(format!("{name}__{}", file.replace(['/', ' '], "_")), text);
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

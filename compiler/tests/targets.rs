@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use segc_compiler::ir::eval::Evaluator;
-use segc_compiler::lower::{aws, azure, bpf, gcp, k8s, nft};
+use segc_compiler::lower::{aws, azure, bpf, gcp, k8s, nft, windows};
 use segc_compiler::{compile_str, Options};
 
 proptest! {
@@ -135,13 +135,40 @@ proptest! {
         }
     }
 
+    /// Windows Defender Firewall: the scripts, read back as text with
+    /// Windows' semantics (no order, Block beats Allow, both hosts' sides),
+    /// give every packet touching a Windows-bound zone the reference verdict.
+    #[test]
+    fn windows_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(0u8..3, 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        // 0: not Windows; 1: a group of its own; 2: a group shared with other zones.
+        let text = pol.text_with(&|i| match bound[i % 6] {
+            1 => vec![format!("windows.group = \"g{i}\"")],
+            2 => vec!["windows.group = \"shared\"".to_string()],
+            _ => vec![],
+        });
+        let c = compile_str(&text, &Options::default());
+        prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let ev = Evaluator::new(&c.model);
+        let scripts = windows::lower(&c.model).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
+        let parsed: std::collections::BTreeMap<String, windows::eval::Parsed> = scripts
+            .iter()
+            .map(|s| (s.group.clone(), windows::eval::parse(&windows::render(&c.model, s)).expect("the script reads back")))
+            .collect();
+        let group_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.windows_group.clone());
+        for (s, d, p) in packets {
+            if let Some(got) = windows::eval::eval(&parsed, &group_of, s, d, p) {
+                prop_assert_eq!(got, ev.verdict(s, d, p).allow, "{} -> {} {}\n{}", s, d, p, text);
+            }
+        }
+    }
+
     /// Same policy, items in another order: the same bytes.
     #[test]
     fn output_does_not_depend_on_item_order(pol in policy(), seed in any::<u64>()) {
         // Every target bound on the first zones, so all of them produce output.
         let text = pol.text_with(&|i| match i {
-            0 => vec!["aws.security_group = \"a\"".into(), "azure.nsg = \"a\"".into(), "gcp.tag = \"a\"".into(), "k8s.namespace = \"a\"".into()],
-            1 => vec!["aws.security_group = \"b\"".into(), "azure.nsg = \"b\"".into(), "gcp.tag = \"b\"".into(), "k8s.namespace = \"b\"".into()],
+            0 => ["aws.security_group", "azure.nsg", "gcp.tag", "k8s.namespace", "windows.group"].iter().map(|k| format!("{k} = \"a\"")).collect(),
+            1 => ["aws.security_group", "azure.nsg", "gcp.tag", "k8s.namespace", "windows.group"].iter().map(|k| format!("{k} = \"b\"")).collect(),
             _ => vec![],
         });
         let mut items: Vec<String> = Vec::new();
@@ -186,6 +213,7 @@ zone web {
   azure.nsg = "web"
   gcp.tag = "web"
   k8s.namespace = "web"
+  windows.group = "web"
 }
 zone db {
   cidrs = [10.0.2.0/24]
@@ -194,6 +222,7 @@ zone db {
   azure.nsg = "db"
   gcp.tag = "db"
   k8s.namespace = "db"
+  windows.group = "db"
 }
 flow internet -> web on tcp/443
 flow web -> db on tcp/5432
@@ -221,6 +250,11 @@ deny web -> internet on udp/53
     let nsg = azure::lower(&c.model).expect("azure");
     let fw = gcp::lower(&c.model).expect("gcp");
     let np = k8s::lower(&c.model).expect("k8s");
+    let win: std::collections::BTreeMap<String, windows::eval::Parsed> = windows::lower(&c.model)
+        .expect("windows")
+        .iter()
+        .map(|s| (s.group.clone(), windows::eval::parse(&windows::render(&c.model, s)).expect("reads back")))
+        .collect();
     for (s, d, p, want) in cases {
         let (s, d) = (ip(s), ip(d));
         assert_eq!(ev.verdict(s, d, p).allow, want, "reference {s} -> {d} {p}");
@@ -229,5 +263,6 @@ deny web -> internet on udp/53
         assert_eq!(gcp::eval(&fw, &|a| zone(a, "gcp.tag"), s, d, p), Some(want), "gcp {s} -> {d} {p}");
         let pod = |a: std::net::IpAddr| zone(a, "k8s.namespace").map(|ns| (ns, std::collections::BTreeMap::new()));
         assert_eq!(k8s::eval(&np, &pod, s, d, p), Some(want), "k8s {s} -> {d} {p}");
+        assert_eq!(windows::eval::eval(&win, &|a| zone(a, "windows.group"), s, d, p), Some(want), "windows {s} -> {d} {p}");
     }
 }

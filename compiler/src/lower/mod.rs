@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod gcp;
 pub mod k8s;
 pub mod nft;
+pub mod windows;
 
 use std::collections::BTreeSet;
 
@@ -26,10 +27,11 @@ pub enum Target {
     Azure,
     K8s,
     Gcp,
+    Windows,
 }
 
 impl Target {
-    pub const ALL: &'static [Target] = &[Target::Bpf, Target::Nft, Target::Aws, Target::Azure, Target::K8s, Target::Gcp];
+    pub const ALL: &'static [Target] = &[Target::Bpf, Target::Nft, Target::Aws, Target::Azure, Target::K8s, Target::Gcp, Target::Windows];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Target {
             Target::Azure => "azure",
             Target::K8s => "k8s",
             Target::Gcp => "gcp",
+            Target::Windows => "windows",
         }
     }
 
@@ -54,6 +57,7 @@ impl Target {
             Target::Azure => Some("azure."),
             Target::K8s => Some("k8s."),
             Target::Gcp => Some("gcp."),
+            Target::Windows => Some("windows."),
         }
     }
 }
@@ -112,6 +116,14 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
             },
             Target::Azure => match azure::lower(model) {
                 Ok(n) => out.push(Artifact { path: "azure/nsg.json".into(), bytes: azure::render(model, &n) }),
+                Err(d) => diags.extend(d),
+            },
+            Target::Windows => match windows::lower(model) {
+                Ok(scripts) => out.extend(
+                    scripts
+                        .iter()
+                        .map(|s| Artifact { path: format!("windows/{}.ps1", s.group), bytes: windows::render(model, s).into_bytes() }),
+                ),
                 Err(d) => diags.extend(d),
             },
         }
