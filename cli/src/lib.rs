@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod graph;
 pub mod journal;
 pub mod policy;
+pub mod probe_run;
 pub mod render;
 pub mod report;
 

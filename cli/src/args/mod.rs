@@ -247,6 +247,21 @@ pub enum Command {
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Send the probes whose source is `--from` from this host, compare what answers with what the policy expects, and record the run in the audit log.
+        #[arg(long, requires = "from")]
+        run: bool,
+        /// The zone this host is in (with `--run`).
+        #[arg(long, value_name = "ZONE", requires = "run")]
+        from: Option<String>,
+        /// Probe from inside this network namespace (with `--run`).
+        #[arg(long, value_name = "NS", requires = "run")]
+        netns: Option<String>,
+        /// How long to wait for an answer, per probe.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        timeout_ms: u64,
+        /// At most this many probes a second.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        rate: u32,
     },
     /// Compliance report: diagram, flows with justification and review status, findings, probe matrix.
     Report {

@@ -35,6 +35,70 @@ pub fn probes(path: &Path, format: Format) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `segc probes --run --from ZONE`: the zone's probes from this host.
+pub fn probe_run(path: &Path, zone: &str, netns: Option<&str>, format: Format, timeout_ms: u64, rate: u32) -> Result<u8> {
+    if format == Format::Sarif {
+        eprintln!("error: a probe run is evidence, not findings: there is no SARIF form of it (use --format json)");
+        return Ok(exit::USAGE);
+    }
+    let Some(c) = load_complete(path)? else { return Ok(exit::FINDINGS) };
+    if !c.model.zones.iter().any(|z| z.name == zone) {
+        let names: Vec<&str> = c.model.zones.iter().map(|z| z.name.as_str()).collect();
+        eprintln!("error: no zone `{zone}` in this policy (zones: {})", names.join(", "));
+        return Ok(exit::USAGE);
+    }
+    let probes: Vec<_> = segc_compiler::analysis::probes::matrix(&c.model).into_iter().filter(|p| p.from_zone == zone).collect();
+    if let Some(ns) = netns {
+        // This thread only; the audit log is written from here all the same.
+        segc_loader::attach::enter_netns(ns).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let results = crate::probe_run::run(&probes, std::time::Duration::from_millis(timeout_ms), rate);
+    let mismatches = results.iter().filter(|r| r.as_expected == Some(false)).count();
+    let skipped = results.iter().filter(|r| r.as_expected.is_none()).count();
+    let summary = serde_json::json!({
+        "policy": c.model.policy.name,
+        "source_sha256": c.sources().digest(),
+        "from": zone,
+        "netns": netns,
+        "probes": results.len(),
+        "as_expected": results.len() - mismatches - skipped,
+        "mismatches": mismatches,
+        "skipped": skipped,
+        "results": results,
+    });
+    crate::journal::record(segc_audit::Kind::ProbeRun, summary.clone(), true)?;
+    let mut out = io::stdout().lock();
+    match format {
+        Format::Human => {
+            for r in &results {
+                let verdict = match r.as_expected {
+                    Some(true) => "ok",
+                    Some(false) => "MISMATCH",
+                    None => "skipped",
+                };
+                let p = &r.probe;
+                write!(
+                    out,
+                    "{verdict:<8} must-{:<5} {} -> {} {} ({} -> {}): {:?}",
+                    p.expect, p.src, p.dst, p.proto, p.from_zone, p.to_zone, r.observed
+                )?;
+                match &r.note {
+                    Some(n) => writeln!(out, " ({n})")?,
+                    None => writeln!(out)?,
+                }
+            }
+            writeln!(
+                out,
+                "{} probes from `{zone}`: {} as expected, {mismatches} mismatches, {skipped} skipped",
+                results.len(),
+                results.len() - mismatches - skipped
+            )?;
+        }
+        _ => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,
+    }
+    Ok(if mismatches > 0 { exit::FINDINGS } else { exit::OK })
+}
+
 pub fn report(path: &Path, format: ReportFormat, today: Option<Date>) -> Result<u8> {
     let today = today_or_now(today);
     let c = load(path, &Options { today: Some(today) })?;

@@ -27,7 +27,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fmt { path, check } => fmt::fmt(&path, check),
         Command::Explain { path, src, dst, service, packets, engine } => explain::explain(&path, src, dst, service, packets, engine),
         Command::Diff { old, new, format, fail_on } => diff::diff(&old, &new, format, fail_on),
-        Command::Probes { path, format } => evidence::probes(&path, format),
+        Command::Probes { path, format, run, from, netns, timeout_ms, rate } => match (run, from) {
+            (true, Some(zone)) => evidence::probe_run(&path, &zone, netns.as_deref(), format, timeout_ms, rate),
+            _ => evidence::probes(&path, format),
+        },
         Command::Report { path, format, today } => evidence::report(&path, format, today),
         Command::Graph { path, format } => evidence::graph(&path, format),
         Command::Deploy { path, target, host, cloud, apply, today, .. } => match target {

@@ -133,10 +133,18 @@ pub fn matrix(model: &Model) -> Vec<Probe> {
         for z in (0..n as u32).map(ZoneId).filter(|&z| z != c) {
             for (from, to) in [(z, c), (c, z)] {
                 let allowed = ev.allowed(from, to);
-                let mut protos: Vec<(Proto, bool)> = samples(&allowed).into_iter().map(|p| (p, true)).collect();
-                let denied = COMMON.iter().chain(if to == c { &into_cde[..] } else { &[] });
-                protos.extend(denied.filter(|p| !allowed.contains(**p)).map(|&p| (p, false)));
+                let protos: Vec<(Proto, bool)> = samples(&allowed).into_iter().map(|p| (p, true)).collect();
                 for fam in [Family::V4, Family::V6] {
+                    // The scanner's ICMP probe is an echo request: type 8, or 128 in ICMPv6.
+                    let echo = |p: &Proto| if fam == Family::V6 && *p == Proto::Icmp(8) { Proto::Icmp(128) } else { *p };
+                    let denied = COMMON.iter().map(echo).chain(if to == c { into_cde.clone() } else { vec![] });
+                    // An allowed ICMP range is probed with the echo request where it holds one.
+                    let ping = echo(&Proto::Icmp(8));
+                    let mut protos: Vec<(Proto, bool)> = protos
+                        .iter()
+                        .map(|&(p, a)| if matches!(p, Proto::Icmp(_)) && allowed.contains(ping) { (ping, a) } else { (p, a) })
+                        .collect();
+                    protos.extend(denied.filter(|p| !allowed.contains(*p)).map(|p| (p, false)));
                     let (Some(srcs), Some(dsts)) = (addrs.get(&(from, fam)), addrs.get(&(to, fam))) else { continue };
                     let src = srcs[0];
                     for &dst in dsts {
