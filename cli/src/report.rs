@@ -32,7 +32,36 @@ struct Tables {
     svg: String,
 }
 
-fn tables(c: &Compilation, today: Date) -> Tables {
+/// The newest `segc probes --run` of this policy (same source hash) from
+/// each zone, as report rows, from the audit log; none when it cannot be read.
+pub fn probe_runs(c: &Compilation) -> Vec<Vec<String>> {
+    let digest = c.sources().digest();
+    let Ok(events) = segc_audit::Log::open_existing(&segc_audit::default_dir()).and_then(|l| l.events()) else { return vec![] };
+    let mut newest: std::collections::BTreeMap<String, &segc_audit::Event> = std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e.kind == "probes.run" && e.data["source_sha256"] == digest.as_str()) {
+        newest.insert(e.data["from"].as_str().unwrap_or("").to_string(), e);
+    }
+    newest
+        .into_iter()
+        .map(|(from, e)| {
+            let n = |k: &str| e.data[k].as_u64().unwrap_or(0);
+            let at = Date::from_days((e.ts / 86_400) as i64);
+            let (h, m) = ((e.ts % 86_400) / 3600, (e.ts % 3600) / 60);
+            vec![
+                format!("{at} {h:02}:{m:02} UTC"),
+                from,
+                n("probes").to_string(),
+                n("as_expected").to_string(),
+                n("mismatches").to_string(),
+                n("skipped").to_string(),
+                if n("mismatches") == 0 { "as the policy says".into() } else { "MISMATCHES".into() },
+                format!("audit event {}", e.seq),
+            ]
+        })
+        .collect()
+}
+
+fn tables(c: &Compilation, today: Date, runs: &[Vec<String>]) -> Tables {
     let m = &c.model;
     let name = m.policy.name.clone().unwrap_or_else(|| "policy".into());
     let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -155,7 +184,15 @@ fn tables(c: &Compilation, today: Date) -> Tables {
         ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
         ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
         ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
+        (
+            "Segmentation test runs (PCI DSS 11.4.5)".into(),
+            h(&["run", "from zone", "probes", "as expected", "mismatches", "skipped", "result", "record"]),
+            runs.to_vec(),
+        ),
     ];
+    if runs.is_empty() {
+        intro.push("No probe run of this policy is in the audit log: run `segc probes --run --from ZONE` from a host in each zone.".into());
+    }
     if !widened.is_empty() {
         sections.push((
             "AWS rules that rely on the source group's egress".into(),
@@ -176,8 +213,8 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn markdown(c: &Compilation, today: Date) -> String {
-    let t = tables(c, today);
+pub fn markdown(c: &Compilation, today: Date, runs: &[Vec<String>]) -> String {
+    let t = tables(c, today, runs);
     let mut s = format!("# {}\n\n", t.title);
     for line in &t.intro {
         let _ = writeln!(s, "{line}\n");
@@ -204,8 +241,8 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-pub fn html(c: &Compilation, today: Date) -> String {
-    let t = tables(c, today);
+pub fn html(c: &Compilation, today: Date, runs: &[Vec<String>]) -> String {
+    let t = tables(c, today, runs);
     let mut s = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
     let _ = writeln!(s, "<title>{}</title>", esc(&t.title));
     s.push_str("<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}th{background:#f3f3f3}td.bad{color:#b00;font-weight:bold}</style></head><body>\n");
@@ -240,8 +277,8 @@ pub fn html(c: &Compilation, today: Date) -> String {
 }
 
 /// A PDF of the Markdown text: Courier 8pt, 90 lines a page, long lines wrapped.
-pub fn pdf(c: &Compilation, today: Date) -> Vec<u8> {
-    let text = markdown(c, today);
+pub fn pdf(c: &Compilation, today: Date, runs: &[Vec<String>]) -> Vec<u8> {
+    let text = markdown(c, today, runs);
     let mut lines: Vec<String> = Vec::new();
     for l in text.lines() {
         let chars: Vec<char> = l.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();

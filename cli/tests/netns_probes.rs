@@ -1,7 +1,8 @@
 //! `segc probes --run --from ZONE --netns NS` in real namespaces: with the
 //! filter deployed every probe comes out as the policy expects (allowed
 //! services answer, denied ones are silent); with it removed the denied ones
-//! answer and each is a mismatch (exit 1). Every run is an audit event.
+//! answer and each is a mismatch (exit 1). Every run is an audit event, and
+//! the report shows the newest.
 
 mod common;
 
@@ -94,6 +95,12 @@ fn probe_runs_match_with_the_filter_and_find_mismatches_without_it() {
     assert_eq!(events.len(), 2, "{}", text(&o));
     assert_eq!(events[0]["data"]["mismatches"], 0);
     assert!(events[1]["data"]["mismatches"].as_u64().unwrap_or(0) > 0);
+
+    // The report carries the newest run from each zone (here: the mismatches).
+    let o = segc(&home, &["report", "--format", "md", p]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    let row = md.lines().find(|l| l.contains("| client |") && l.contains("UTC")).unwrap_or_else(|| panic!("no run row: {md}"));
+    assert!(row.contains("MISMATCHES") && row.contains(&format!("audit event {}", events[1]["seq"])), "{row}");
 
     // A zone the policy does not have, and SARIF: refused.
     let o = segc(&home, &["probes", "--run", "--from", "nowhere", p]);

@@ -107,10 +107,11 @@ pub fn report(path: &Path, format: ReportFormat, today: Option<Date>) -> Result<
         eprintln!("failed: the policy has errors; no report");
         return Ok(exit::FINDINGS);
     }
+    let runs = crate::report::probe_runs(&c);
     let bytes = match format {
-        ReportFormat::Md => crate::report::markdown(&c, today).into_bytes(),
-        ReportFormat::Html => crate::report::html(&c, today).into_bytes(),
-        ReportFormat::Pdf => crate::report::pdf(&c, today),
+        ReportFormat::Md => crate::report::markdown(&c, today, &runs).into_bytes(),
+        ReportFormat::Html => crate::report::html(&c, today, &runs).into_bytes(),
+        ReportFormat::Pdf => crate::report::pdf(&c, today, &runs),
     };
     io::stdout().lock().write_all(&bytes)?;
     Ok(exit::OK)
