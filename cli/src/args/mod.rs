@@ -38,6 +38,17 @@ pub enum Format {
     Sarif,
 }
 
+/// A compliance framework for `report --template`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// PCI DSS v4.0: 1.2-1.4, 10.5.1, 11.4.5.
+    Pci,
+    /// SOC 2: CC6.1, CC6.6, CC6.7, CC7.2.
+    Soc2,
+    /// GDPR: Art. 25 and 32.
+    Gdpr,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     Html,
@@ -271,6 +282,9 @@ pub enum Command {
         format: ReportFormat,
         #[arg(long, value_name = "DATE", value_parser = date_arg)]
         today: Option<Date>,
+        /// Arrange the facts by a framework's controls, each with what segc shows and what a person must add.
+        #[arg(long, value_enum)]
+        template: Option<Template>,
     },
     /// The zone graph, cde highlighted, edges labelled with what they allow.
     Graph {

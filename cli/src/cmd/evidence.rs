@@ -99,7 +99,7 @@ pub fn probe_run(path: &Path, zone: &str, netns: Option<&str>, format: Format, t
     Ok(if mismatches > 0 { exit::FINDINGS } else { exit::OK })
 }
 
-pub fn report(path: &Path, format: ReportFormat, today: Option<Date>) -> Result<u8> {
+pub fn report(path: &Path, format: ReportFormat, today: Option<Date>, template: Option<crate::Template>) -> Result<u8> {
     let today = today_or_now(today);
     let c = load(path, &Options { today: Some(today) })?;
     if !c.model_complete() {
@@ -107,11 +107,11 @@ pub fn report(path: &Path, format: ReportFormat, today: Option<Date>) -> Result<
         eprintln!("failed: the policy has errors; no report");
         return Ok(exit::FINDINGS);
     }
-    let runs = crate::report::probe_runs(&c);
+    let inputs = crate::report::Inputs { runs: crate::report::probe_runs(&c), template };
     let bytes = match format {
-        ReportFormat::Md => crate::report::markdown(&c, today, &runs).into_bytes(),
-        ReportFormat::Html => crate::report::html(&c, today, &runs).into_bytes(),
-        ReportFormat::Pdf => crate::report::pdf(&c, today, &runs),
+        ReportFormat::Md => crate::report::markdown(&c, today, &inputs).into_bytes(),
+        ReportFormat::Html => crate::report::html(&c, today, &inputs).into_bytes(),
+        ReportFormat::Pdf => crate::report::pdf(&c, today, &inputs),
     };
     io::stdout().lock().write_all(&bytes)?;
     Ok(exit::OK)

@@ -31,7 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             (true, Some(zone)) => evidence::probe_run(&path, &zone, netns.as_deref(), format, timeout_ms, rate),
             _ => evidence::probes(&path, format),
         },
-        Command::Report { path, format, today } => evidence::report(&path, format, today),
+        Command::Report { path, format, today, template } => evidence::report(&path, format, today, template),
         Command::Graph { path, format } => evidence::graph(&path, format),
         Command::Deploy { path, target, host, cloud, apply, today, .. } => match target {
             DeployTarget::Host => host::deploy(&path, &host, apply, today),
