@@ -111,16 +111,12 @@ pub fn probe_runs(c: &Compilation) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
-    let runs = &inputs.runs;
-    let facts = Facts::new(c, today, runs);
-    let (verdict, why) = facts.verdict();
+/// The summary lines at the top: verdict, provenance, counts, paths.
+fn intro(c: &Compilation, today: Date, facts: &Facts, graph: &ZoneGraph) -> Vec<String> {
     let m = &c.model;
-    let name = m.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let (verdict, why) = facts.verdict();
     let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
     let cde = m.zones.iter().filter(|z| z.is_cde()).count();
-    let ev = Evaluator::new(m);
-    let graph = ZoneGraph::new(&ev);
     let exposures: Vec<String> = graph
         .exposures(m)
         .iter()
@@ -153,8 +149,15 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
     } else {
         intro.push(format!("Paths from untrusted zones into the cde: {}.", exposures.join("; ")));
     }
-    let zones = m
-        .zones
+    intro.push(format!(
+        "Tests: {} cases, {} failing; {} of {} flows exercised by a test.",
+        facts.tests, facts.tests_failed, facts.flows_exercised, facts.flows
+    ));
+    intro
+}
+
+fn zone_rows(m: &Model) -> Vec<Vec<String>> {
+    m.zones
         .iter()
         .map(|z| {
             vec![
@@ -166,9 +169,12 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
                 z.description.clone().unwrap_or_default(),
             ]
         })
-        .collect();
-    let flows = m
-        .flows
+        .collect()
+}
+
+fn flow_rows(c: &Compilation, today: Date) -> Vec<Vec<String>> {
+    let m = &c.model;
+    m.flows
         .iter()
         .map(|f| {
             vec![
@@ -182,25 +188,14 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
                 c.sources().location(f.span),
             ]
         })
-        .collect();
-    let denies = m
-        .denies
-        .iter()
-        .map(|d| vec![m.zone(d.from).name.clone(), m.zone(d.to).name.clone(), d.services_text(), c.sources().location(d.span)])
-        .collect();
-    let findings = c
-        .diagnostics
-        .iter()
-        .map(|d| vec![d.code.to_string(), d.severity.as_str().into(), c.sources().location(d.span), d.message.clone()])
-        .collect();
-    let probes = segc_compiler::analysis::probes::matrix(m)
-        .into_iter()
-        .map(|p| vec![format!("must {}", p.expect), p.from_zone, p.to_zone, p.src.to_string(), p.dst.to_string(), p.proto])
-        .collect();
-    // AWS ingress rules widened over bound zones' addresses (DECISIONS 27):
-    // exact only because those zones' own egress decides, which a reviewer
-    // must be told rather than find.
-    let widened: Vec<Vec<String>> = segc_compiler::lower::aws::lower(m)
+        .collect()
+}
+
+/// AWS ingress rules widened over bound zones' addresses (DECISIONS 27):
+/// exact only because those zones' own egress decides, which a reviewer
+/// must be told rather than find.
+fn widened_rows(m: &Model) -> Vec<Vec<String>> {
+    segc_compiler::lower::aws::lower(m)
         .map(|out| {
             out.security_groups
                 .iter()
@@ -220,22 +215,37 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    if !widened.is_empty() {
-        intro.push(format!(
-            "AWS: {} ingress rules from zones addressed by CIDR also cover bound zones' addresses, because one wider CIDR replaces several \
-             narrower ones (security groups allow 60 rules per direction). A packet from such an address is a member of its zone's group, \
-             whose own egress rules (always exact) must also allow it; this holds while each instance carries only its zone's group.",
-            widened.len()
-        ));
-    }
+        .unwrap_or_default()
+}
+
+fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
+    let m = &c.model;
+    let runs = &inputs.runs;
+    let facts = Facts::new(c, today, runs);
+    let ev = Evaluator::new(m);
+    let graph = ZoneGraph::new(&ev);
+    let mut intro = intro(c, today, &facts, &graph);
+    let denies = m
+        .denies
+        .iter()
+        .map(|d| vec![m.zone(d.from).name.clone(), m.zone(d.to).name.clone(), d.services_text(), c.sources().location(d.span)])
+        .collect();
+    let findings = c
+        .diagnostics
+        .iter()
+        .map(|d| vec![d.code.to_string(), d.severity.as_str().into(), c.sources().location(d.span), d.message.clone()])
+        .collect();
+    let probes = segc_compiler::analysis::probes::matrix(m)
+        .into_iter()
+        .map(|p| vec![format!("must {}", p.expect), p.from_zone, p.to_zone, p.src.to_string(), p.dst.to_string(), p.proto])
+        .collect();
     let h = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     let mut sections = vec![
-        ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner", "description"]), zones),
+        ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner", "description"]), zone_rows(m)),
         (
             "Flows (PCI DSS 1.2.5, 1.2.7)".into(),
             h(&["from", "to", "services", "justification", "owner", "reviewed", "review status", "where"]),
-            flows,
+            flow_rows(c, today),
         ),
         ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
         ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
@@ -248,10 +258,6 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
             runs.to_vec(),
         ),
     ];
-    intro.push(format!(
-        "Tests: {} cases, {} failing; {} of {} flows exercised by a test.",
-        facts.tests, facts.tests_failed, facts.flows_exercised, facts.flows
-    ));
     if let Some(t) = inputs.template {
         let (title, rows) = controls::controls(t, &facts);
         sections.insert(0, (title, h(&["control", "requirement", "what segc shows", "status", "what a person must add"]), rows));
@@ -259,7 +265,14 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
     if runs.is_empty() {
         intro.push("No probe run of this policy is in the audit log: run `segc probes --run --from ZONE` from a host in each zone.".into());
     }
+    let widened = widened_rows(m);
     if !widened.is_empty() {
+        intro.push(format!(
+            "AWS: {} ingress rules from zones addressed by CIDR also cover bound zones' addresses, because one wider CIDR replaces several \
+             narrower ones (security groups allow 60 rules per direction). A packet from such an address is a member of its zone's group, \
+             whose own egress rules (always exact) must also allow it; this holds while each instance carries only its zone's group.",
+            widened.len()
+        ));
         sections.push((
             "AWS rules that rely on the source group's egress".into(),
             h(&["group", "rule", "serves", "also covers bound zones"]),
@@ -267,7 +280,7 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
         ));
     }
     Tables {
-        title: format!("Segmentation report: {name}"),
+        title: format!("Segmentation report: {}", m.policy.name.as_deref().unwrap_or("policy")),
         intro,
         sections,
         dot: crate::graph::dot(m, &graph),
