@@ -159,43 +159,61 @@ impl Log {
         for (name, line, parsed) in &lines {
             let at = |kind, msg: String| Problem::at(seq + 1, name, *line, kind, msg);
             let e = parsed.as_ref().map_err(|err| at(ProblemKind::Modified, format!("not a valid event: {err}")))?;
-            if e.seq <= seq {
-                return Err(at(ProblemKind::Reordered, format!("event {} comes after event {seq}", e.seq)));
-            }
-            if e.seq > seq + 1 {
-                let kind = if present.contains(&(seq + 1)) { ProblemKind::Reordered } else { ProblemKind::Removed };
-                let msg = if kind == ProblemKind::Reordered {
-                    format!("event {} comes before event {}", e.seq, seq + 1)
-                } else {
-                    format!("events {} to {} are missing", seq + 1, e.seq - 1)
-                };
-                return Err(at(kind, msg));
-            }
-            if event_hash(e.seq, e.ts, &e.kind, &e.actor, &e.data, &e.prev) != e.hash {
-                return Err(at(ProblemKind::Modified, format!("event {} does not match its hash", e.seq)));
-            }
-            if e.prev != prev {
-                return Err(at(ProblemKind::Modified, format!("event {} does not chain to event {seq}: replaced", e.seq)));
-            }
-            if !mac::check(&self.key, &mac::event(e.seq, &e.hash), &e.mac) {
-                let why = if e.mac.is_empty() { "carries no MAC" } else { "has a MAC that is not authentic" };
-                return Err(at(ProblemKind::Modified, format!("event {} {why}: it was not written with the log's key", e.seq)));
-            }
-            if e.kind == crate::Kind::Migrate.as_str() && migrated {
-                return Err(at(
-                    ProblemKind::Modified,
-                    format!("event {} migrates the log a second time: it was downgraded and rewritten", e.seq),
-                ));
-            }
+            self.check_event(e, seq, &prev, &present, migrated).map_err(|(kind, msg)| at(kind, msg))?;
             migrated |= e.kind == crate::Kind::Migrate.as_str();
             seq = e.seq;
             prev = e.hash.clone();
             by_seq.insert(e.seq, e.hash.clone());
             count += 1;
         }
+        self.check_head(anchor.as_ref(), count, seq, prev, &by_seq)
+    }
+
+    /// One event against the chain so far: its place, hash, link and MAC,
+    /// and no second migration.
+    fn check_event(&self, e: &Event, seq: u64, prev: &str, present: &HashSet<u64>, migrated: bool) -> Result<(), (ProblemKind, String)> {
+        if e.seq <= seq {
+            return Err((ProblemKind::Reordered, format!("event {} comes after event {seq}", e.seq)));
+        }
+        if e.seq > seq + 1 {
+            return Err(if present.contains(&(seq + 1)) {
+                (ProblemKind::Reordered, format!("event {} comes before event {}", e.seq, seq + 1))
+            } else {
+                (ProblemKind::Removed, format!("events {} to {} are missing", seq + 1, e.seq - 1))
+            });
+        }
+        if event_hash(e.seq, e.ts, &e.kind, &e.actor, &e.data, &e.prev) != e.hash {
+            return Err((ProblemKind::Modified, format!("event {} does not match its hash", e.seq)));
+        }
+        if e.prev != prev {
+            return Err((ProblemKind::Modified, format!("event {} does not chain to event {seq}: replaced", e.seq)));
+        }
+        if !mac::check(&self.key, &mac::event(e.seq, &e.hash), &e.mac) {
+            let why = if e.mac.is_empty() { "carries no MAC" } else { "has a MAC that is not authentic" };
+            return Err((ProblemKind::Modified, format!("event {} {why}: it was not written with the log's key", e.seq)));
+        }
+        if e.kind == crate::Kind::Migrate.as_str() && migrated {
+            return Err((
+                ProblemKind::Modified,
+                format!("event {} migrates the log a second time: it was downgraded and rewritten", e.seq),
+            ));
+        }
+        Ok(())
+    }
+
+    /// HEAD against the events read: authentic, not ahead of them, and
+    /// naming one of them (or the anchor's past).
+    fn check_head(
+        &self,
+        anchor: Option<&crate::Mark>,
+        count: u64,
+        seq: u64,
+        prev: String,
+        by_seq: &HashMap<u64, String>,
+    ) -> Result<(u64, u64, String), Problem> {
         let head = self.read_mark("HEAD");
         let Some(head) = head else {
-            return match (count, &anchor) {
+            return match (count, anchor) {
                 (0, None) => {
                     Err(Problem::at(0, "", 0, ProblemKind::Empty, "the log holds no events (deleted whole, or never written)".into()))
                 }
@@ -217,7 +235,7 @@ impl Log {
         }
         // HEAD may lag (a crash between an event and HEAD): every event is
         // authenticated on its own, so lag admits nothing.
-        let behind_anchor = anchor.as_ref().is_some_and(|a| head.seq <= a.seq);
+        let behind_anchor = anchor.is_some_and(|a| head.seq <= a.seq);
         if !behind_anchor && by_seq.get(&head.seq) != Some(&head.hash) && !(head.seq == seq && head.hash == prev) {
             return Err(Problem::at(head.seq, "HEAD", 0, ProblemKind::Modified, format!("HEAD does not match event {}", head.seq)));
         }

@@ -96,6 +96,59 @@ fn column(scope: Scope) -> usize {
     }
 }
 
+/// Four control points of a cubic curve from the box at `a` to the box at
+/// `b`, routed so that it does not run through the boxes between its ends.
+fn curve(same: bool, (ax, ay): (f64, f64), (bx, by): (f64, f64)) -> [(f64, f64); 4] {
+    if same {
+        let (x, y) = (ax + W * 0.7, ay);
+        [(x - 20.0, y), (x - 30.0, y - 44.0), (x + 30.0, y - 44.0), (x + 20.0, y)]
+    } else if (bx - ax).abs() < 1.0 {
+        // Same column: out of the right side and back in, further out the
+        // more rows it spans.
+        let out = 50.0 + 14.0 * ((by - ay).abs() / ROW);
+        let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
+        [(ax + W, sy), (ax + W + out, sy), (bx + W + out, ty), (bx + W, ty)]
+    } else if bx > ax {
+        let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
+        let lift = if (by - ay).abs() < 1.0 && bx - ax > COL + 1.0 { -ROW * 0.55 } else { 0.0 };
+        [(ax + W, sy), (ax + W + 90.0, sy + lift), (bx - 90.0, ty + lift), (bx, ty)]
+    } else {
+        // Backwards: leave from the bottom, arrive at the right side.
+        let dip = 40.0 + 10.0 * ((ax - bx) / COL);
+        let (sx, sy) = (ax + W / 2.0, ay + H);
+        [(sx, sy), (sx, sy + dip), (bx + W + 60.0, by + H / 2.0 + dip), (bx + W, by + H / 2.0)]
+    }
+}
+
+/// One zone's box: name, first prefixes, scope colours.
+fn zone_box(s: &mut String, z: &segc_compiler::ir::Zone, (x, y): (f64, f64)) {
+    let st = style(z.scope);
+    let pen = if z.is_cde() { 3 } else { 1 };
+    let _ = writeln!(
+        s,
+        "<g><title>{}</title><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{W}\" height=\"{H}\" rx=\"8\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{pen}\"/>",
+        xml(&format!("{} ({}, {})", z.name, z.scope.as_str(), z.kind.as_str())),
+        st.fill,
+        st.stroke
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>",
+        x + W / 2.0,
+        y + 22.0,
+        xml(&z.name)
+    );
+    let prefixes: Vec<String> = z.prefixes.iter().take(2).map(|p| p.prefix.to_string()).collect();
+    let more = if z.prefixes.len() > 2 { " ..." } else { "" };
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444444\">{}{more}</text></g>",
+        x + W / 2.0,
+        y + 40.0,
+        xml(&prefixes.join(", "))
+    );
+}
+
 pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     let mut pos: Vec<(f64, f64)> = vec![(0.0, 0.0); model.zones.len()];
     let mut rows = [0usize; 4];
@@ -127,29 +180,7 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     }
     for (a, b, label, cde) in edges(model, g) {
         let (color, marker) = if cde { ("#c0392b", "arrow-cde") } else { ("#555555", "arrow") };
-        let (ax, ay) = pos[a.0 as usize];
-        let (bx, by) = pos[b.0 as usize];
-        // Four control points of a cubic curve, routed so that it does not run
-        // through the boxes between its ends.
-        let pts: [(f64, f64); 4] = if a == b {
-            let (x, y) = (ax + W * 0.7, ay);
-            [(x - 20.0, y), (x - 30.0, y - 44.0), (x + 30.0, y - 44.0), (x + 20.0, y)]
-        } else if (bx - ax).abs() < 1.0 {
-            // Same column: out of the right side and back in, further out the
-            // more rows it spans.
-            let out = 50.0 + 14.0 * ((by - ay).abs() / ROW);
-            let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
-            [(ax + W, sy), (ax + W + out, sy), (bx + W + out, ty), (bx + W, ty)]
-        } else if bx > ax {
-            let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
-            let lift = if (by - ay).abs() < 1.0 && bx - ax > COL + 1.0 { -ROW * 0.55 } else { 0.0 };
-            [(ax + W, sy), (ax + W + 90.0, sy + lift), (bx - 90.0, ty + lift), (bx, ty)]
-        } else {
-            // Backwards: leave from the bottom, arrive at the right side.
-            let dip = 40.0 + 10.0 * ((ax - bx) / COL);
-            let (sx, sy) = (ax + W / 2.0, ay + H);
-            [(sx, sy), (sx, sy + dip), (bx + W + 60.0, by + H / 2.0 + dip), (bx + W, by + H / 2.0)]
-        };
+        let pts = curve(a == b, pos[a.0 as usize], pos[b.0 as usize]);
         let path = format!(
             "M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}",
             pts[0].0, pts[0].1, pts[1].0, pts[1].1, pts[2].0, pts[2].1, pts[3].0, pts[3].1
@@ -176,32 +207,7 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
         );
     }
     for (i, z) in model.zones.iter().enumerate() {
-        let (x, y) = pos[i];
-        let st = style(z.scope);
-        let pen = if z.is_cde() { 3 } else { 1 };
-        let _ = writeln!(
-            s,
-            "<g><title>{}</title><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{W}\" height=\"{H}\" rx=\"8\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{pen}\"/>",
-            xml(&format!("{} ({}, {})", z.name, z.scope.as_str(), z.kind.as_str())),
-            st.fill,
-            st.stroke
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>",
-            x + W / 2.0,
-            y + 22.0,
-            xml(&z.name)
-        );
-        let prefixes: Vec<String> = z.prefixes.iter().take(2).map(|p| p.prefix.to_string()).collect();
-        let more = if z.prefixes.len() > 2 { " ..." } else { "" };
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444444\">{}{more}</text></g>",
-            x + W / 2.0,
-            y + 40.0,
-            xml(&prefixes.join(", "))
-        );
+        zone_box(&mut s, z, pos[i]);
     }
     s.push_str("</svg>\n");
     s
