@@ -67,6 +67,7 @@ pub enum DeployTarget {
     Host,
     Aws,
     Azure,
+    Gcp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -164,6 +165,12 @@ pub struct CloudArgs {
     /// The location of NSGs segc creates (azure).
     #[arg(long, value_name = "LOC")]
     pub azure_location: Option<String>,
+    /// The project whose VPC firewall rules are managed (gcp).
+    #[arg(long, value_name = "PROJECT")]
+    pub gcp_project: Option<String>,
+    /// The VPC network the rules apply to (gcp).
+    #[arg(long, value_name = "NETWORK", default_value = "default")]
+    pub gcp_network: String,
 }
 
 /// When `diff` fails.

@@ -6,6 +6,8 @@
 pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 
 /// What an apply reports as it goes, and whether it may still act (a fleet
 /// controller stops the moment it may no longer lead).

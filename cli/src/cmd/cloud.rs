@@ -3,14 +3,14 @@
 //! and `crate::cloud::azure`, each behind a cargo feature of the same name (both on by
 //! default); a binary built without one says so instead of deploying.
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 
-#[cfg(not(all(feature = "aws", feature = "azure")))]
+#[cfg(not(all(feature = "aws", feature = "azure", feature = "gcp")))]
 use anyhow::bail;
 use anyhow::Result;
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 use {
     crate::exit,
     crate::journal::{findings_json, record, Finding},
@@ -37,7 +37,7 @@ fn aws_output(path: &Path, today: Option<Date>) -> Result<Option<(Compilation, s
     }
 }
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
@@ -144,11 +144,64 @@ pub fn drift_azure(path: &Path, cloud: &CloudArgs, format: Format) -> Result<u8>
     print_drift(&diffs, format, &format!("the NSGs in {rg} match `{name}`"), ("resource_group", rg))
 }
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(feature = "gcp")]
+fn gcp_output(path: &Path, today: Option<Date>) -> Result<Option<(Compilation, segc_compiler::lower::gcp::Output)>> {
+    let Some(c) = load_error_free(path, today, "deployed")? else { return Ok(None) };
+    match segc_compiler::lower::gcp::lower(&c.model) {
+        Ok(o) => Ok(Some((c, o))),
+        Err(diags) => {
+            print_diagnostics(&c, &diags)?;
+            eprintln!("failed: the policy cannot be expressed as GCP firewall rules; nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(feature = "gcp")]
+pub fn deploy_gcp(path: &Path, cloud: &CloudArgs, apply: bool, today: Option<Date>) -> Result<u8> {
+    let project = cloud.gcp_project.as_deref().context("deploy --target gcp needs --gcp-project PROJECT")?;
+    let Some((c, out)) = gcp_output(path, today)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
+    let audit = serde_json::json!({"policy": name, "target": "gcp", "project": project, "network": cloud.gcp_network});
+    let place = format!("project {project}, network {}", cloud.gcp_network);
+    runtime()?.block_on(async {
+        let gcp = crate::cloud::gcp::Gcp::connect(project, &cloud.gcp_network).await?;
+        if !apply {
+            let changes: Vec<String> = gcp.plan(&out, &name).await?.iter().map(|c| c.to_string()).collect();
+            let mut a = audit.clone();
+            a["changes"] = serde_json::json!(changes);
+            return report_plan(&name, &place, &changes, a);
+        }
+        crate::journal::ensure_writable()?;
+        let progress = Progress::start();
+        let result = gcp.apply(&out, &name, &crate::cloud::Hooks { progress: &|m: &str| progress.tick(m), may_act: &|| true }).await;
+        progress.finish();
+        report_apply(&name, &place, result, audit)
+    })
+}
+
+#[cfg(feature = "gcp")]
+pub fn drift_gcp(path: &Path, cloud: &CloudArgs, format: Format) -> Result<u8> {
+    let project = cloud.gcp_project.as_deref().context("drift --target gcp needs --gcp-project PROJECT")?;
+    let Some((c, out)) = gcp_output(path, None)? else { return Ok(exit::FINDINGS) };
+    let name = c.model.policy.name.as_deref().unwrap_or("policy");
+    let diffs = runtime()?.block_on(async {
+        let gcp = crate::cloud::gcp::Gcp::connect(project, &cloud.gcp_network).await?;
+        gcp.drift(&out, name).await
+    })?;
+    record(
+        Kind::Drift,
+        serde_json::json!({"policy": name, "target": "gcp", "project": project, "network": cloud.gcp_network, "differences": diffs.len(), "findings": findings_json(&diffs)}),
+        false,
+    )?;
+    print_drift(&diffs, format, &format!("the firewall rules of {project} match `{name}`"), ("project", project))
+}
+
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 /// A spinner counting applied cloud changes; silent when stderr is not a terminal.
 struct Progress(Option<indicatif::ProgressBar>);
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 impl Progress {
     fn start() -> Self {
         if !io::stderr().is_terminal() {
@@ -177,7 +230,7 @@ impl Progress {
     }
 }
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 /// Prints drift findings (`missing`, `extra`, `changed`) and returns the exit code.
 fn print_drift(diffs: &[Finding], format: Format, clean: &str, scope: (&str, &str)) -> Result<u8> {
     let mut o = io::stdout().lock();
@@ -198,7 +251,7 @@ fn print_drift(diffs: &[Finding], format: Format, clean: &str, scope: (&str, &st
 }
 
 /// Prints a plan, records it, and returns 0.
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::Value) -> Result<u8> {
     let mut out = io::stdout().lock();
     writeln!(out, "plan for `{name}` on {place}: {} changes", changes.len())?;
@@ -209,7 +262,7 @@ fn report_plan(name: &str, place: &str, changes: &[String], audit: serde_json::V
     Ok(exit::OK)
 }
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 /// Reports a cloud apply (what was applied, or what was before the failure),
 /// records it, and returns the exit code.
 fn report_apply(
@@ -261,4 +314,14 @@ pub fn deploy_azure(_: &Path, _: &CloudArgs, _: bool, _: Option<Date>) -> Result
 #[cfg(not(feature = "azure"))]
 pub fn drift_azure(_: &Path, _: &CloudArgs, _: Format) -> Result<u8> {
     bail!("this segc was built without the `azure` feature: rebuild with `--features azure` to read Azure")
+}
+
+#[cfg(not(feature = "gcp"))]
+pub fn deploy_gcp(_: &Path, _: &CloudArgs, _: bool, _: Option<Date>) -> Result<u8> {
+    bail!("this segc was built without the `gcp` feature: rebuild with `--features gcp` to deploy to GCP")
+}
+
+#[cfg(not(feature = "gcp"))]
+pub fn drift_gcp(_: &Path, _: &CloudArgs, _: Format) -> Result<u8> {
+    bail!("this segc was built without the `gcp` feature: rebuild with `--features gcp` to read GCP")
 }

@@ -37,11 +37,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             DeployTarget::Host => host::deploy(&path, &host, apply, today),
             DeployTarget::Aws => cloud::deploy_aws(&path, &cloud, apply, today),
             DeployTarget::Azure => cloud::deploy_azure(&path, &cloud, apply, today),
+            DeployTarget::Gcp => cloud::deploy_gcp(&path, &cloud, apply, today),
         },
         Command::Drift { path, target, host, cloud, format } => match target {
             DeployTarget::Host => host::drift(&path, &host, format),
             DeployTarget::Aws => cloud::drift_aws(&path, &cloud, format),
             DeployTarget::Azure => cloud::drift_azure(&path, &cloud, format),
+            DeployTarget::Gcp => cloud::drift_gcp(&path, &cloud, format),
         },
         Command::Undeploy { target, netns, ifaces } => host::undeploy(target, netns.as_deref(), &ifaces),
         Command::Audit { action } => audit::audit(action),
