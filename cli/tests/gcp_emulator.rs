@@ -242,3 +242,63 @@ fn a_fault_at_every_write_then_an_apply_that_converges() {
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn application_default_credentials_from_a_metadata_server() {
+    if !ready("application_default_credentials_from_a_metadata_server") {
+        return;
+    }
+    let e = start();
+    let home = home("adc");
+    let p = policy(&home.join("p"), false);
+    // The metadata server stand-in, which forwards to the emulator only the
+    // tokens it issued.
+    let mut child = Command::new("python3")
+        .arg(common::repo().join("tests/helpers/gcp_mds.py"))
+        .arg(&e.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mds");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("listening line");
+    let mds = Emulator { child, url: format!("127.0.0.1:{}", line.trim().trim_start_matches("listening ")) };
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_segc"));
+        c.args(args)
+            .args(["--gcp-project", "p1"])
+            .arg(&p)
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("GOOGLE_OAUTH_ACCESS_TOKEN")
+            .env("HOME", &home) // no gcloud credentials file there
+            .env("GCE_METADATA_HOST", &mds.url)
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE", format!("http://{}/compute/v1/", mds.url))
+            .env("SEGC_AUDIT_DIR", home.join("audit"))
+            .env("SEGC_AUDIT_KEY_FILE", home.join("audit.key"));
+        if let Some(t) = token {
+            c.env("GOOGLE_OAUTH_ACCESS_TOKEN", t);
+        }
+        c.output().expect("segc")
+    };
+    let stats = || -> Value {
+        let o = Command::new("python3")
+            .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
+            .arg(format!("http://{}/_stats", mds.url))
+            .output()
+            .expect("stats");
+        serde_json::from_slice(&o.stdout).expect("stats json")
+    };
+    let o = run(&["deploy", "--target", "gcp", "--apply"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(names(&e).len(), 8);
+    let s = stats();
+    assert!(s["issued"].as_u64() >= Some(1) && s["forwarded"].as_u64() >= Some(9) && s["refused"] == 0, "{s}");
+    // A token the metadata server did not issue is refused: exit 2, nothing written.
+    let before = writes(&e).len();
+    helper(&e, &["delete", "p1", "segc-in-web-db-tag"]);
+    let o = run(&["deploy", "--target", "gcp", "--apply"], Some("forged"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("401") || text(&o).to_lowercase().contains("authentication"), "{}", text(&o));
+    assert_eq!(writes(&e).len(), before + 1, "only the hand deletion was written");
+    let _ = std::fs::remove_dir_all(&home);
+}
