@@ -351,3 +351,40 @@ fn application_default_credentials_from_a_metadata_server() {
     assert_eq!(writes(&e).len(), before + 1, "only the hand deletion was written");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn an_apply_that_old_and_new_together_would_not_fit_removes_first() {
+    if !ready("an_apply_that_old_and_new_together_would_not_fit_removes_first") {
+        return;
+    }
+    let e = start();
+    let home = home("quota");
+    // 65 tagged zones, four rules each: 260 rules; renamed, 260 others. The
+    // project holds 500: both together do not fit, either alone does.
+    let gen = |dir: &Path, prefix: &str| -> PathBuf {
+        std::fs::create_dir_all(dir).expect("dir");
+        let mut s = String::from("policy \"gcp-test\" {}\nuse std.zones.internet\n");
+        for i in 0..65 {
+            s.push_str(&format!(
+                "zone {prefix}{i} {{\n  cidrs = [10.{i}.0.0/16]\n  scope = connected\n  gcp.tag = \"{prefix}{i}\"\n}}\nflow internet -> {prefix}{i} on tcp/443\n"
+            ));
+        }
+        std::fs::write(dir.join("main.seg"), s).expect("policy");
+        dir.to_path_buf()
+    };
+    let (a, b) = (gen(&home.join("a"), "a"), gen(&home.join("b"), "b"));
+    let o = segc(&e, &home, &["deploy", "--target", "gcp", "--apply"], &a);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(names(&e).len(), 260);
+    let before = writes(&e).len();
+    let o = segc(&e, &home, &["deploy", "--target", "gcp", "--apply"], &b);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = writes(&e).split_off(before);
+    assert!(log.iter().all(|w| w.2 == 200), "no write was refused: {:?}", log.iter().find(|w| w.2 != 200));
+    let first_post = log.iter().position(|w| w.0 == "POST").expect("inserts");
+    assert!(log[..first_post].iter().filter(|w| w.0 == "DELETE").count() >= 20, "removals went first");
+    let now = names(&e);
+    assert!(now.len() == 260 && now.iter().all(|n| n.contains("-b")), "{now:?}");
+    assert_eq!(segc(&e, &home, &["drift", "--target", "gcp"], &b).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -99,6 +99,15 @@ impl Gcp {
                 .build()
                 .context("backoff policy")?,
         );
+        // Firewall operations finish in seconds: poll from 100 ms, doubling
+        // up to 2 s (the default starts at a second for every write).
+        b = b.with_polling_backoff_policy(
+            google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder::new()
+                .with_initial_delay(Duration::from_millis(100))
+                .with_maximum_delay(Duration::from_secs(2))
+                .build()
+                .context("polling backoff policy")?,
+        );
         if let Ok(ep) = std::env::var("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE") {
             b = b.with_endpoint(root(&ep));
         }
