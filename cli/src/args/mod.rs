@@ -8,8 +8,10 @@ use segc_compiler::ir::Date;
 use segc_compiler::lower::Target;
 
 mod audit;
+mod cloud;
 mod fleet;
 pub use audit::*;
+pub use cloud::*;
 pub use fleet::*;
 
 /// `--today DATE`: `YYYY-MM-DD`.
@@ -151,26 +153,6 @@ fn timeout_arg(s: &str) -> Result<(usize, u32), String> {
         return Err("a timeout must be at least 1 second".into());
     }
     Ok((i, secs))
-}
-
-/// Where a cloud deployment goes; `deploy` and `drift` take the same options.
-#[derive(Args, Debug, Clone, Default)]
-pub struct CloudArgs {
-    /// The VPC whose security groups are managed (aws).
-    #[arg(long, value_name = "VPC_ID")]
-    pub aws_vpc: Option<String>,
-    /// The resource group whose NSGs are managed (azure).
-    #[arg(long, value_name = "RG")]
-    pub azure_resource_group: Option<String>,
-    /// The location of NSGs segc creates (azure).
-    #[arg(long, value_name = "LOC")]
-    pub azure_location: Option<String>,
-    /// The project whose VPC firewall rules are managed (gcp).
-    #[arg(long, value_name = "PROJECT")]
-    pub gcp_project: Option<String>,
-    /// The VPC network the rules apply to (gcp).
-    #[arg(long, value_name = "NETWORK", default_value = "default")]
-    pub gcp_network: String,
 }
 
 /// When `diff` fails.
