@@ -8,10 +8,12 @@ use segc_audit::Kind;
 use serde_json::json;
 
 use super::controller::Config;
-use crate::journal::{findings_json, record};
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
+use crate::journal::findings_json;
+use crate::journal::record;
 
 /// Drift findings per target (after the apply, with `apply`).
-#[cfg_attr(not(all(feature = "aws", feature = "azure")), allow(unused_mut, unused_variables, reason = "a cloud feature left out"))]
+#[cfg_attr(not(all(feature = "aws", feature = "azure", feature = "gcp")), allow(unused_mut, unused_variables, reason = "a cloud feature left out"))]
 pub async fn clouds(cfg: &Config, c: &segc_compiler::Compilation, apply: bool, may_act: &dyn Fn() -> bool) -> Result<Vec<(String, usize)>> {
     let mut out = Vec::new();
     let policy = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
@@ -52,6 +54,25 @@ pub async fn clouds(cfg: &Config, c: &segc_compiler::Compilation, apply: bool, m
                 false,
             )?;
             out.push(("azure".to_string(), f.len()));
+        }
+    }
+    #[cfg(feature = "gcp")]
+    if let Some(project) = &cfg.cloud.gcp_project {
+        if c.model.zones.iter().any(|z| z.bindings.gcp_tag.is_some()) {
+            let rules = segc_compiler::lower::gcp::lower(&c.model)
+                .map_err(|d| anyhow::anyhow!("the policy cannot be expressed as GCP firewall rules: {}", d[0].message))?;
+            let gcp = crate::cloud::gcp::Gcp::connect(project, &cfg.cloud.gcp_network).await?;
+            if apply && may_act() {
+                let r = gcp.apply(&rules, &policy, &hooks).await;
+                applied(cfg, "gcp", r)?;
+            }
+            let f = gcp.drift(&rules, &policy).await?;
+            record(
+                Kind::Drift,
+                json!({"fleet": cfg.etcd.fleet, "controller": cfg.id, "target": "gcp", "project": project, "network": cfg.cloud.gcp_network, "differences": f.len(), "findings": findings_json(&f)}),
+                false,
+            )?;
+            out.push(("gcp".to_string(), f.len()));
         }
     }
     let _ = (&hooks, &policy, apply);
