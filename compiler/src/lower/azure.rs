@@ -20,14 +20,67 @@ pub const MAX_RULES: usize = 1000;
 pub const FIRST_PRIORITY: u32 = 100;
 pub const DENY_PRIORITY: u32 = 4096;
 
+/// A security rule's direction, as ARM spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A security rule's access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    Allow,
+    Deny,
+}
+
+/// The protocols an NSG rule can name (`*`: any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "Inbound",
+            Direction::Outbound => "Outbound",
+        }
+    }
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Allow => "Allow",
+            Access::Deny => "Deny",
+        }
+    }
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "Tcp",
+            Protocol::Udp => "Udp",
+            Protocol::Icmp => "Icmp",
+            Protocol::Any => "*",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub name: String,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub priority: u32,
-    pub access: &'static str,
-    /// `Tcp`, `Udp`, `Icmp` or `*`.
-    pub protocol: &'static str,
+    pub access: Access,
+    pub protocol: Protocol,
     /// Prefixes of the peer (the source inbound, the destination outbound); `*` for all.
     pub peer: Vec<String>,
     /// Port ranges such as `443` or `8000-8100`; `*` for all.
@@ -49,9 +102,9 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
         Peer::Prefixes(ps) => ps.clone(),
     };
     let set = &g.set;
-    let mut protos: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let mut protos: Vec<(Protocol, Vec<String>)> = Vec::new();
     if set.is_any() {
-        protos.push(("*", vec!["*".into()]));
+        protos.push((Protocol::Any, vec!["*".into()]));
     } else {
         if set.other {
             diags.push(cloud::inexpressible(model, "Azure NSGs", from, to, "other IP protocols are allowed, but not all protocols"));
@@ -64,17 +117,17 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
             r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect()
         };
         if !set.tcp.is_empty() {
-            protos.push(("Tcp", ports(&set.tcp)));
+            protos.push((Protocol::Tcp, ports(&set.tcp)));
         }
         if !set.udp.is_empty() {
-            protos.push(("Udp", ports(&set.udp)));
+            protos.push((Protocol::Udp, ports(&set.udp)));
         }
         if !set.icmp.is_empty() {
             if set.icmp.ranges() != [(0, 255)] {
                 diags.push(cloud::inexpressible(model, "Azure NSGs", from, to, "NSG rules cannot select ICMP types"));
                 return vec![];
             }
-            protos.push(("Icmp", vec!["*".into()]));
+            protos.push((Protocol::Icmp, vec!["*".into()]));
         }
     }
     let mut out = Vec::new();
@@ -86,13 +139,13 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
         for (protocol, ports) in &protos {
             let dir = if inbound { "in" } else { "out" };
             let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
-            let proto_s = if *protocol == "*" { "any" } else { protocol };
+            let proto_s = if *protocol == Protocol::Any { "any" } else { protocol.as_str() };
             out.push(Rule {
                 name: format!("segc-{dir}-{}-{}-{}-{fam_s}", model.zone(from).name, model.zone(to).name, proto_s.to_lowercase()),
-                direction: if inbound { "Inbound" } else { "Outbound" },
+                direction: if inbound { Direction::Inbound } else { Direction::Outbound },
                 priority: 0,
-                access: "Allow",
-                protocol,
+                access: Access::Allow,
+                protocol: *protocol,
                 peer: peer.clone(),
                 ports: ports.clone(),
                 description: format!("{} on {}", model.pair_text(from, to), g.set),
@@ -107,7 +160,7 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
 fn assign_priorities(rules: &mut [Rule]) {
     rules.sort_by(|a, b| (a.direction, &a.name).cmp(&(b.direction, &b.name)));
     let span = DENY_PRIORITY - FIRST_PRIORITY;
-    let mut taken: BTreeSet<(&'static str, u32)> = BTreeSet::new();
+    let mut taken: BTreeSet<(Direction, u32)> = BTreeSet::new();
     for r in rules.iter_mut() {
         let h = crate::sha256::digest(r.name.as_bytes());
         let mut slot = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % span;
@@ -121,13 +174,13 @@ fn assign_priorities(rules: &mut [Rule]) {
 
 /// The deny-all rule of one direction (`Inbound`, `Outbound`), at 4096: below
 /// every segc rule, above the NSG's own default allow rules.
-pub fn deny_all(direction: &'static str) -> Rule {
+pub fn deny_all(direction: Direction) -> Rule {
     Rule {
-        name: format!("segc-deny-all-{}", direction.to_lowercase()),
+        name: format!("segc-deny-all-{}", direction.as_str().to_lowercase()),
         direction,
         priority: DENY_PRIORITY,
-        access: "Deny",
-        protocol: "*",
+        access: Access::Deny,
+        protocol: Protocol::Any,
         peer: vec!["*".into()],
         ports: vec!["*".into()],
         description: "default deny, above the NSG's own allow rules".into(),
@@ -163,10 +216,10 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
             continue;
         }
         assign_priorities(&mut rules);
-        for dir in ["Inbound", "Outbound"] {
+        for dir in Direction::BOTH {
             rules.push(deny_all(dir));
         }
-        rules.sort_by(|a, b| (a.direction, a.priority).cmp(&(b.direction, b.priority)));
+        rules.sort_by_key(|r| (r.direction, r.priority));
         nsgs.push(Nsg { name: b.binding.clone(), zone: model.zone(b.zone).name.clone(), rules });
     }
     if !diags.is_empty() {
@@ -186,14 +239,14 @@ fn prefixes_field(list: &[String]) -> (&'static str, Value) {
 
 /// A rule's ARM `properties`, as the template and the REST API both take them.
 pub fn rule_properties(r: &Rule) -> Value {
-    let inbound = r.direction == "Inbound";
+    let inbound = r.direction == Direction::Inbound;
     let (peer_suffix, peer) = prefixes_field(&r.peer);
     let (port_suffix, ports) = if r.ports.len() == 1 { ("Range", json!(r.ports[0])) } else { ("Ranges", json!(r.ports)) };
     let mut p = serde_json::Map::new();
     p.insert("priority".into(), json!(r.priority));
-    p.insert("direction".into(), json!(r.direction));
-    p.insert("access".into(), json!(r.access));
-    p.insert("protocol".into(), json!(r.protocol));
+    p.insert("direction".into(), json!(r.direction.as_str()));
+    p.insert("access".into(), json!(r.access.as_str()));
+    p.insert("protocol".into(), json!(r.protocol.as_str()));
     p.insert("sourcePortRange".into(), json!("*"));
     p.insert(format!("destinationPort{port_suffix}"), ports);
     let (peer_key, own_key) =
@@ -260,20 +313,20 @@ pub fn eval(nsgs: &[Nsg], nsg_of: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr
             })
         };
         let proto_ok = match (r.protocol, proto) {
-            ("*", _) => true,
-            ("Tcp", Proto::Tcp(x)) | ("Udp", Proto::Udp(x)) => port_ok(x),
-            ("Icmp", Proto::Icmp(_)) => true,
+            (Protocol::Any, _) => true,
+            (Protocol::Tcp, Proto::Tcp(x)) | (Protocol::Udp, Proto::Udp(x)) => port_ok(x),
+            (Protocol::Icmp, Proto::Icmp(_)) => true,
             _ => false,
         };
         peer_ok && proto_ok
     };
-    let decide = |nsg: &Option<String>, dir: &str, peer: IpAddr| -> bool {
+    let decide = |nsg: &Option<String>, dir: Direction, peer: IpAddr| -> bool {
         let Some(name) = nsg else { return true };
         let Some(n) = nsgs.iter().find(|n| &n.name == name) else { return true };
         let mut rules: Vec<&Rule> = n.rules.iter().filter(|r| r.direction == dir).collect();
         rules.sort_by_key(|r| r.priority);
         // Past our deny-all come the NSG's default rules; our deny-all always matches first.
-        rules.iter().find(|r| matches(r, peer)).is_some_and(|r| r.access == "Allow")
+        rules.iter().find(|r| matches(r, peer)).is_some_and(|r| r.access == Access::Allow)
     };
-    Some(decide(&nd, "Inbound", src) && decide(&ns, "Outbound", dst))
+    Some(decide(&nd, Direction::Inbound, src) && decide(&ns, Direction::Outbound, dst))
 }

@@ -191,7 +191,7 @@ impl Arm {
                 changes.push(Change::DeleteNsg { nsg: name.clone(), zone: l.zone.clone() });
                 continue;
             }
-            let deny_all: BTreeMap<String, Value> = ["Inbound", "Outbound"]
+            let deny_all: BTreeMap<String, Value> = segc_compiler::lower::azure::Direction::BOTH
                 .into_iter()
                 .map(|d| {
                     let r = segc_compiler::lower::azure::deny_all(d);
