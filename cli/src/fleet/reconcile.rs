@@ -13,7 +13,10 @@ use crate::journal::findings_json;
 use crate::journal::record;
 
 /// Drift findings per target (after the apply, with `apply`).
-#[cfg_attr(not(all(feature = "aws", feature = "azure", feature = "gcp")), allow(unused_mut, unused_variables, reason = "a cloud feature left out"))]
+#[cfg_attr(
+    not(all(feature = "aws", feature = "azure", feature = "gcp")),
+    allow(unused_mut, unused_variables, reason = "a cloud feature left out")
+)]
 pub async fn clouds(cfg: &Config, c: &segc_compiler::Compilation, apply: bool, may_act: &dyn Fn() -> bool) -> Result<Vec<(String, usize)>> {
     let mut out = Vec::new();
     let policy = c.model.policy.name.clone().unwrap_or_else(|| "policy".into());
