@@ -149,6 +149,70 @@ fn zone_box(s: &mut String, z: &segc_compiler::ir::Zone, (x, y): (f64, f64)) {
     );
 }
 
+/// A box on the canvas (zones, labels, headings), for placement checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Area {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
+impl Area {
+    /// Whether the two overlap, with `pad` pixels kept between them.
+    pub fn overlaps(&self, o: &Area, pad: f64) -> bool {
+        self.x < o.x + o.w + pad && o.x < self.x + self.w + pad && self.y < o.y + o.h + pad && o.y < self.y + self.h + pad
+    }
+}
+
+/// The width a label of `text` takes at font size 10 (Helvetica averages
+/// about 0.55 em a character; 0.62 keeps a margin), with room for its halo.
+pub fn label_width(text: &str) -> f64 {
+    text.chars().count() as f64 * 6.2 + 6.0
+}
+
+/// Label height at font size 10, halo included.
+pub const LABEL_H: f64 = 14.0;
+
+/// The point at `t` on a cubic Bézier curve.
+fn at(p: &[(f64, f64); 4], t: f64) -> (f64, f64) {
+    let u = 1.0 - t;
+    let w = [u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t];
+    (p.iter().zip(w).map(|(q, w)| q.0 * w).sum(), p.iter().zip(w).map(|(q, w)| q.1 * w).sum())
+}
+
+/// Where each edge's label goes: on the curve where it overlaps no zone, no
+/// heading and no other label; else a number there (`[n]`) with the text in
+/// the legend; else only the legend, which names the edge's zones.
+enum Placed {
+    On(Area, String),
+    Legend(Option<Area>, usize),
+}
+
+fn place(text: &str, pts: &[(f64, f64); 4], taken: &mut Vec<Area>, legend: &mut Vec<String>, pair: String) -> Placed {
+    const T: [f64; 11] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.45, 0.55, 0.35, 0.65];
+    let fits = |w: f64, taken: &[Area]| {
+        T.iter().find_map(|&t| {
+            let (x, y) = at(pts, t);
+            [0.0, -12.0, 12.0].iter().find_map(|dy| {
+                let a = Area { x: x - w / 2.0, y: y - LABEL_H + 2.0 + dy, w, h: LABEL_H };
+                (a.x >= 0.0 && a.y >= 0.0 && !taken.iter().any(|o| a.overlaps(o, 1.0))).then_some(a)
+            })
+        })
+    };
+    if let Some(a) = fits(label_width(text), taken) {
+        taken.push(a);
+        return Placed::On(a, text.to_string());
+    }
+    legend.push(format!("{pair}: {text}"));
+    let n = legend.len();
+    let a = fits(label_width(&format!("[{n}]")), taken);
+    if let Some(a) = a {
+        taken.push(a);
+    }
+    Placed::Legend(a, n)
+}
+
 pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     let mut pos: Vec<(f64, f64)> = vec![(0.0, 0.0); model.zones.len()];
     let mut rows = [0usize; 4];
@@ -158,8 +222,30 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
         rows[c] += 1;
     }
     let used_cols = rows.iter().rposition(|&r| r > 0).map_or(1, |c| c + 1);
-    let width = MARGIN * 2.0 + (used_cols - 1) as f64 * COL + W;
-    let height = MARGIN * 2.0 + 30.0 + rows.iter().max().copied().unwrap_or(1).max(1) as f64 * ROW;
+    let title = model.policy.name.as_deref().unwrap_or("policy");
+    let heads = ["untrusted", "out of scope", "connected", "cde"];
+    // What labels must not cover: the zones, the title and the column headings.
+    let mut taken: Vec<Area> = pos.iter().map(|&(x, y)| Area { x, y, w: W, h: H }).collect();
+    taken.push(Area { x: MARGIN, y: MARGIN - 26.0, w: title.chars().count() as f64 * 10.0 + 10.0, h: 20.0 });
+    for (c, head) in heads.iter().enumerate().take(used_cols) {
+        taken.push(Area { x: MARGIN + c as f64 * COL, y: MARGIN + 6.0, w: head.len() as f64 * 7.5, h: 16.0 });
+    }
+    let edges = edges(model, g);
+    let curves: Vec<[(f64, f64); 4]> = edges.iter().map(|(a, b, _, _)| curve(a == b, pos[a.0 as usize], pos[b.0 as usize])).collect();
+    let mut legend = Vec::new();
+    let placed: Vec<Placed> = edges
+        .iter()
+        .zip(&curves)
+        .map(|((a, b, label, _), pts)| place(label, pts, &mut taken, &mut legend, model.pair_text(*a, *b)))
+        .collect();
+    // The canvas holds every box, label and curve (a Bézier curve stays
+    // inside its control points), and the legend below.
+    let right = taken.iter().map(|a| a.x + a.w).chain(curves.iter().flatten().map(|p| p.0 + 8.0)).fold(0.0, f64::max);
+    let bottom = taken.iter().map(|a| a.y + a.h).chain(curves.iter().flatten().map(|p| p.1 + 8.0)).fold(0.0, f64::max);
+    let legend_top = bottom + 24.0;
+    let legend_w = legend.iter().map(|l| label_width(l) * 1.1).fold(0.0, f64::max);
+    let width = (right + MARGIN).max(MARGIN * 2.0 + legend_w);
+    let height = if legend.is_empty() { bottom + MARGIN } else { legend_top + 16.0 * legend.len() as f64 + MARGIN };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -168,9 +254,8 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     s.push_str("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555555\"/></marker>");
     s.push_str("<marker id=\"arrow-cde\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#c0392b\"/></marker></defs>\n");
     let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-    let title = model.policy.name.as_deref().unwrap_or("policy");
     let _ = writeln!(s, "<text x=\"{MARGIN}\" y=\"{}\" font-size=\"16\" font-weight=\"bold\">{}</text>", MARGIN - 10.0, xml(title));
-    for (c, label) in ["untrusted", "out of scope", "connected", "cde"].iter().enumerate().take(used_cols) {
+    for (c, label) in heads.iter().enumerate().take(used_cols) {
         let _ = writeln!(
             s,
             "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"#777777\">{label}</text>",
@@ -178,36 +263,42 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
             MARGIN + 18.0
         );
     }
-    for (a, b, label, cde) in edges(model, g) {
-        let (color, marker) = if cde { ("#c0392b", "arrow-cde") } else { ("#555555", "arrow") };
-        let pts = curve(a == b, pos[a.0 as usize], pos[b.0 as usize]);
-        let path = format!(
-            "M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}",
-            pts[0].0, pts[0].1, pts[1].0, pts[1].1, pts[2].0, pts[2].1, pts[3].0, pts[3].1
-        );
-        // The label sits on the curve's midpoint.
-        let mid = |i: usize| {
-            0.125
-                * [pts[0], pts[1], pts[2], pts[3]]
-                    .iter()
-                    .zip([1.0, 3.0, 3.0, 1.0])
-                    .map(|(p, w)| w * if i == 0 { p.0 } else { p.1 })
-                    .sum::<f64>()
-        };
-        let (lx, ly) = (mid(0), mid(1) - 4.0);
+    for ((_, _, _, cde), pts) in edges.iter().zip(&curves) {
+        let (color, marker) = if *cde { ("#c0392b", "arrow-cde") } else { ("#555555", "arrow") };
         let _ = writeln!(
             s,
-            "<path d=\"{path}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" marker-end=\"url(#{marker})\"/>",
-            if cde { 2 } else { 1 }
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
-            xml(&label)
+            "<path d=\"M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" marker-end=\"url(#{marker})\"/>",
+            pts[0].0, pts[0].1, pts[1].0, pts[1].1, pts[2].0, pts[2].1, pts[3].0, pts[3].1,
+            if *cde { 2 } else { 1 }
         );
     }
     for (i, z) in model.zones.iter().enumerate() {
         zone_box(&mut s, z, pos[i]);
+    }
+    // Labels last, over everything, each in the place found for it.
+    for ((_, _, _, cde), p) in edges.iter().zip(&placed) {
+        let color = if *cde { "#c0392b" } else { "#555555" };
+        let (area, text) = match p {
+            Placed::On(a, t) => (*a, t.clone()),
+            Placed::Legend(Some(a), n) => (*a, format!("[{n}]")),
+            Placed::Legend(None, _) => continue,
+        };
+        let _ = writeln!(
+            s,
+            "<text class=\"label\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
+            area.x + area.w / 2.0,
+            area.y + area.h - 4.0,
+            xml(&text)
+        );
+    }
+    for (k, line) in legend.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text class=\"legend\" x=\"{MARGIN}\" y=\"{:.1}\" font-size=\"10\" fill=\"#333333\">[{}] {}</text>",
+            legend_top + 16.0 * k as f64,
+            k + 1,
+            xml(line)
+        );
     }
     s.push_str("</svg>\n");
     s
