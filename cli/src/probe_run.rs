@@ -13,7 +13,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use segc_compiler::analysis::probes::Probe;
+use segc_compiler::analysis::probes::{echo_request, Probe};
+use segc_compiler::ir::addr::addr_bits;
 use segc_compiler::ir::Proto;
 use serde::Serialize;
 
@@ -48,7 +49,7 @@ pub fn run(probes: &[Probe], timeout: Duration, rate: u32) -> Vec<Outcome> {
         let attempt = || match Proto::parse(&p.proto) {
             Ok(Proto::Tcp(port)) => (tcp(p.dst, port, timeout), None),
             Ok(Proto::Udp(port)) => (udp(p.dst, port, timeout), None),
-            Ok(Proto::Icmp(t)) if t == echo_type(p.dst) => match echo(p.dst, timeout) {
+            Ok(icmp @ Proto::Icmp(_)) if icmp == echo_request(addr_bits(p.dst).0) => match echo(p.dst, timeout) {
                 Ok(o) => (o, None),
                 Err(e) => (Observed::Skipped, Some(format!("cannot send an echo request: {e}"))),
             },
@@ -70,15 +71,6 @@ pub fn run(probes: &[Probe], timeout: Duration, rate: u32) -> Vec<Outcome> {
         }
     }
     out
-}
-
-/// The echo request's type: 8 (ICMP), 128 (ICMPv6).
-fn echo_type(dst: IpAddr) -> u8 {
-    if dst.is_ipv4() {
-        8
-    } else {
-        128
-    }
 }
 
 fn tcp(dst: IpAddr, port: u16, timeout: Duration) -> Observed {

@@ -4,10 +4,10 @@
 
 use segc_compiler::analysis::verify;
 use segc_compiler::graph::ZoneGraph;
-use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::ir::{Action, Date, Review};
 use segc_compiler::Compilation;
 
+use super::ProbeRun;
 use crate::Template;
 
 /// What the policy and the audit log show, counted.
@@ -33,12 +33,10 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn new(c: &Compilation, today: Date, runs: &[Vec<String>]) -> Facts {
+    pub fn new(c: &Compilation, today: Date, graph: &ZoneGraph, results: &[verify::CaseResult], runs: &[ProbeRun]) -> Facts {
         let m = &c.model;
-        let ev = Evaluator::new(m);
-        let results = verify::run_tests(&ev);
         let mut exercised = vec![false; m.flows.len()];
-        for r in &results {
+        for r in results {
             for &(a, id) in &r.deciding {
                 if a == Action::Allow {
                     exercised[id.0 as usize] = true;
@@ -63,9 +61,9 @@ impl Facts {
             cde_inbound: m.flows.iter().filter(|f| m.zone(f.to).is_cde() && !m.zone(f.from).is_cde()).count(),
             cde_outbound: m.flows.iter().filter(|f| m.zone(f.from).is_cde() && !m.zone(f.to).is_cde()).count(),
             direct: m.flows.iter().filter(|f| m.zone(f.from).scope == segc_compiler::ir::Scope::Untrusted && m.zone(f.to).is_cde()).count(),
-            exposures: ZoneGraph::new(&ev).exposures(m).len(),
+            exposures: graph.exposures(m).len(),
             runs: runs.len(),
-            run_mismatches: runs.iter().filter(|r| r.get(6).is_some_and(|s| s == "MISMATCHES")).count(),
+            run_mismatches: runs.iter().filter(|r| r.mismatches > 0).count(),
             source_sha256: c.sources().digest(),
         }
     }

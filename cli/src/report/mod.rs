@@ -17,7 +17,7 @@ pub use controls::Facts;
 /// What a report draws from outside the policy: the newest probe runs (from
 /// the audit log) and the framework template, if any.
 pub struct Inputs {
-    pub runs: Vec<Vec<String>>,
+    pub runs: Vec<ProbeRun>,
     pub template: Option<crate::Template>,
 }
 
@@ -57,10 +57,9 @@ fn asserts(c: &Compilation) -> Vec<Vec<String>> {
 }
 
 /// Every test case with its result.
-fn tests(c: &Compilation) -> Vec<Vec<String>> {
-    let ev = Evaluator::new(&c.model);
-    segc_compiler::analysis::verify::run_tests(&ev)
-        .into_iter()
+fn tests(results: &[segc_compiler::analysis::verify::CaseResult]) -> Vec<Vec<String>> {
+    results
+        .iter()
         .map(|r| {
             vec![
                 r.test.clone(),
@@ -84,7 +83,37 @@ struct Tables {
 
 /// The newest `segc probes --run` of this policy (same source hash) from
 /// each zone, as report rows, from the audit log; none when it cannot be read.
-pub fn probe_runs(c: &Compilation) -> Vec<Vec<String>> {
+/// The newest `probes.run` audit event from one zone.
+pub struct ProbeRun {
+    /// Unix time of the event.
+    pub ts: u64,
+    pub from: String,
+    pub probes: u64,
+    pub as_expected: u64,
+    pub mismatches: u64,
+    pub skipped: u64,
+    /// The event's sequence number in the audit log.
+    pub seq: u64,
+}
+
+impl ProbeRun {
+    fn row(&self) -> Vec<String> {
+        let at = Date::from_days((self.ts / 86_400) as i64);
+        let (h, m) = ((self.ts % 86_400) / 3600, (self.ts % 3600) / 60);
+        vec![
+            format!("{at} {h:02}:{m:02} UTC"),
+            self.from.clone(),
+            self.probes.to_string(),
+            self.as_expected.to_string(),
+            self.mismatches.to_string(),
+            self.skipped.to_string(),
+            if self.mismatches == 0 { "as the policy says".into() } else { "MISMATCHES".into() },
+            format!("audit event {}", self.seq),
+        ]
+    }
+}
+
+pub fn probe_runs(c: &Compilation) -> Vec<ProbeRun> {
     let digest = c.sources().digest();
     let Ok(events) = segc_audit::Log::open_existing(&segc_audit::default_dir()).and_then(|l| l.events()) else { return vec![] };
     let mut newest: std::collections::BTreeMap<String, &segc_audit::Event> = std::collections::BTreeMap::new();
@@ -95,18 +124,15 @@ pub fn probe_runs(c: &Compilation) -> Vec<Vec<String>> {
         .into_iter()
         .map(|(from, e)| {
             let n = |k: &str| e.data[k].as_u64().unwrap_or(0);
-            let at = Date::from_days((e.ts / 86_400) as i64);
-            let (h, m) = ((e.ts % 86_400) / 3600, (e.ts % 3600) / 60);
-            vec![
-                format!("{at} {h:02}:{m:02} UTC"),
+            ProbeRun {
+                ts: e.ts,
                 from,
-                n("probes").to_string(),
-                n("as_expected").to_string(),
-                n("mismatches").to_string(),
-                n("skipped").to_string(),
-                if n("mismatches") == 0 { "as the policy says".into() } else { "MISMATCHES".into() },
-                format!("audit event {}", e.seq),
-            ]
+                probes: n("probes"),
+                as_expected: n("as_expected"),
+                mismatches: n("mismatches"),
+                skipped: n("skipped"),
+                seq: e.seq,
+            }
         })
         .collect()
 }
@@ -221,9 +247,10 @@ fn widened_rows(m: &Model) -> Vec<Vec<String>> {
 fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
     let m = &c.model;
     let runs = &inputs.runs;
-    let facts = Facts::new(c, today, runs);
     let ev = Evaluator::new(m);
     let graph = ZoneGraph::new(&ev);
+    let results = segc_compiler::analysis::verify::run_tests(&ev);
+    let facts = Facts::new(c, today, &graph, &results, runs);
     let mut intro = intro(c, today, &facts, &graph);
     let denies = m
         .denies
@@ -250,12 +277,12 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
         ("Denies".into(), h(&["from", "to", "services", "where"]), denies),
         ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
         ("Asserts".into(), h(&["assert", "where", "result"]), asserts(c)),
-        ("Tests".into(), h(&["test", "case", "expected", "got", "result"]), tests(c)),
+        ("Tests".into(), h(&["test", "case", "expected", "got", "result"]), tests(&results)),
         ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
         (
             "Segmentation test runs (PCI DSS 11.4.5)".into(),
             h(&["run", "from zone", "probes", "as expected", "mismatches", "skipped", "result", "record"]),
-            runs.to_vec(),
+            runs.iter().map(ProbeRun::row).collect(),
         ),
     ];
     if let Some(t) = inputs.template {

@@ -117,6 +117,12 @@ fn used_into(ev: &Evaluator<'_>, zones: usize, to: ZoneId) -> Vec<Proto> {
     v
 }
 
+/// The probe a scanner sends to see whether a host answers: an ICMP echo
+/// request, type 8, or 128 in ICMPv6.
+pub fn echo_request(family: Family) -> Proto {
+    Proto::Icmp(if family == Family::V4 { 8 } else { 128 })
+}
+
 /// The matrix, sorted: every probe's expectation agrees with the evaluator.
 /// For every zone and every cde zone, both ways (never a zone with itself):
 /// must-allow probes, one per allowed service range; must-deny probes on the
@@ -136,10 +142,10 @@ pub fn matrix(model: &Model) -> Vec<Probe> {
                 let protos: Vec<(Proto, bool)> = samples(&allowed).into_iter().map(|p| (p, true)).collect();
                 for fam in [Family::V4, Family::V6] {
                     // The scanner's ICMP probe is an echo request: type 8, or 128 in ICMPv6.
-                    let echo = |p: &Proto| if fam == Family::V6 && *p == Proto::Icmp(8) { Proto::Icmp(128) } else { *p };
+                    let echo = |p: &Proto| if *p == Proto::Icmp(8) { echo_request(fam) } else { *p };
                     let denied = COMMON.iter().map(echo).chain(if to == c { into_cde.clone() } else { vec![] });
                     // An allowed ICMP range is probed with the echo request where it holds one.
-                    let ping = echo(&Proto::Icmp(8));
+                    let ping = echo_request(fam);
                     let mut protos: Vec<(Proto, bool)> = protos
                         .iter()
                         .map(|&(p, a)| if matches!(p, Proto::Icmp(_)) && allowed.contains(ping) { (ping, a) } else { (p, a) })

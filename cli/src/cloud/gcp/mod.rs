@@ -245,11 +245,12 @@ impl Gcp {
             if want.contains_key(name) && ours(l, policy) {
                 continue;
             }
+            // Someone else's rule matters when it allows something to the
+            // policy's instances (a rule without target tags applies to all).
+            let reaches_ours = l.target_tags.is_empty() || l.target_tags.iter().any(|t| tags.contains(t));
             if ours(l, policy) {
                 findings.push(Finding::rule(FindingKind::Extra, detail(l), "segc's, not in the policy: apply deletes it"));
-            } else if !l.denied.is_empty() || !l.target_tags.iter().any(|t| tags.contains(t)) && !l.target_tags.is_empty() {
-                // Someone else's deny, or a rule for other instances: not ours to judge.
-            } else if l.target_tags.is_empty() || l.target_tags.iter().any(|t| tags.contains(t)) {
+            } else if l.denied.is_empty() && reaches_ours {
                 findings.push(Finding::rule(
                     FindingKind::Extra,
                     detail(l),
