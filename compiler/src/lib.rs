@@ -104,6 +104,7 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
         }
         analysis::pci::run(&ev, opts.today, &mut diags);
         analysis::hygiene::run(&ev, &tree.sources, &mut diags);
+        analysis::feeds::run(&model, &tree.sources, &mut diags);
     }
     diag::sort(&mut diags);
     diags.dedup();

@@ -75,9 +75,39 @@ pub enum LoadError {
     Io(String),
 }
 
-/// Reads policy files by their path relative to the root folder.
+/// Reads policy files by their path relative to the root folder, and the
+/// feeds they name.
 pub trait Loader {
     fn read(&self, path: &str) -> Result<Vec<u8>, LoadError>;
+
+    /// A feed's bytes: `location` is a path relative to the root folder (read
+    /// as any file), or an `https://` URL, which only loaders with a network
+    /// client fetch.
+    fn feed(&self, location: &str) -> Result<Vec<u8>, LoadError> {
+        if is_url(location) {
+            return Err(LoadError::Io("this tool does not fetch feeds over the network".into()));
+        }
+        self.read(location)
+    }
+}
+
+/// Whether a feed source is a URL rather than a path.
+pub fn is_url(source: &str) -> bool {
+    source.contains("://")
+}
+
+/// Where a feed named as `source` in the file `importer` is read from: an
+/// https URL as is; a path relative to the importing file, kept inside the
+/// root folder like an import.
+pub fn feed_location(importer: &str, source: &str) -> Result<String, String> {
+    if is_url(source) {
+        return if source.starts_with("https://") {
+            Ok(source.to_string())
+        } else {
+            Err("only `https://` URLs are fetched: a feed that decides what is blocked must come over TLS".into())
+        };
+    }
+    join_import(importer, source).map_err(|e| e.to_string().replace("import path", "feed path"))
 }
 
 /// Files held in memory, for tests, the LSP and fuzzing.

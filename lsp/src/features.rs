@@ -166,6 +166,18 @@ fn def_hover(model: &segc_compiler::ir::Model, def: &Def) -> Option<String> {
             let zones: Vec<String> = g.zones.iter().map(|z| format!("`{}`", model.zone(*z).name)).collect();
             format!("**group `{}`**: {} zone{}: {}", g.name, zones.len(), if zones.len() == 1 { "" } else { "s" }, zones.join(", "))
         }
+        DefKind::Feed => {
+            let f = model.feeds.iter().find(|f| f.name == def.name)?;
+            format!(
+                "**feed `{}`**: {} prefixes from `{}` ({}), refreshed every {} s{}",
+                f.name,
+                f.entries.len(),
+                f.source,
+                f.format.as_str(),
+                f.refresh_secs,
+                if f.blocked { ", blocked" } else { ", not blocked" }
+            )
+        }
         DefKind::Service => {
             let svc = model.services.iter().find(|s| s.name == def.name);
             match svc {

@@ -44,6 +44,12 @@ pub fn occurrences(comp: &Compilation, file: FileId) -> Vec<(Span, Occ)> {
                     zone(m, &mut out);
                 }
             }
+            Item::Feed(f) => out.push((f.name.span, Occ::Def(id))),
+            Item::BlockFeeds(b) => {
+                for p in &b.feeds {
+                    out.push((last(p), Occ::Ref(p.clone(), DefKind::Feed)));
+                }
+            }
             Item::Service(s) => {
                 out.push((s.name.span, Occ::Def(id)));
                 svcs(&s.services, &mut out);

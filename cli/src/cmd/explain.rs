@@ -228,6 +228,16 @@ fn decision_text(c: &Compilation, v: &Verdict) -> String {
             _ => "default deny: the destination is in no zone".to_string(),
         },
         Decision::FamilyMismatch => "deny: source and destination are of different address families".to_string(),
+        Decision::Feed { feed, line, prefix, dst } => {
+            let f = m.feed(feed);
+            let block = f.block_span.map(|b| format!("; block {}", c.sources().location(b))).unwrap_or_default();
+            format!(
+                "deny: the {} is in feed `{}` ({}:{line}: {prefix}{block})",
+                if dst { "destination" } else { "source" },
+                f.name,
+                f.location
+            )
+        }
     }
 }
 
@@ -246,6 +256,10 @@ fn verdict_line(c: &Compilation, v: &Verdict, s: IpAddr, d: IpAddr, p: &str) -> 
         Decision::Default => "default".to_string(),
         Decision::NoZone { .. } => "no-zone".to_string(),
         Decision::FamilyMismatch => "family-mismatch".to_string(),
+        Decision::Feed { feed, line, .. } => {
+            let f = c.model.feed(feed);
+            format!("feed {} {}:{line}", f.name, f.location)
+        }
     };
     format!("{} {s} -> {d} {p} zones {} -> {} by {by}", if v.allow { "allow" } else { "deny" }, zone(v.src), zone(v.dst))
 }

@@ -4,6 +4,7 @@
 //! and the segmentation-test matrix (`probes`).
 
 pub mod diff;
+pub mod feeds;
 pub mod hygiene;
 pub mod pci;
 pub mod probes;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::diag::{Code, Diagnostic, Span};
 use crate::graph::ZoneGraph;
 use crate::ir::eval::Evaluator;
-use crate::ir::{Action, AssertKind, Endpoint, Model, Prefix, RuleId, ServiceSet, TestCase, ZoneId};
+use crate::ir::{Action, AssertKind, Endpoint, FeedId, Model, Prefix, RuleId, ServiceSet, TestCase, ZoneId};
 use crate::source::SourceMap;
 use crate::syntax::ast::Expect;
 
@@ -45,6 +45,9 @@ pub struct CaseResult {
     pub deciding: Vec<(Action, RuleId)>,
     /// The zones of the two ends, when they are in one.
     pub zones: (Option<ZoneId>, Option<ZoneId>),
+    /// The blocked feed that denied the case: feed, line, prefix, and
+    /// whether it was the destination.
+    pub feed: Option<(FeedId, u32, Prefix, bool)>,
     pub span: Span,
 }
 
@@ -63,7 +66,14 @@ pub fn run_case(ev: &Evaluator<'_>, test: &str, c: &TestCase) -> CaseResult {
     let (zs, _) = resolve_end(ev, &c.from);
     let (zd, _) = resolve_end(ev, &c.to);
     let want = &c.service.set;
+    // An address in a blocked feed (in an untrusted zone) is denied outright.
+    let blocked = |e: &Endpoint, z: Option<ZoneId>| match (e, z) {
+        (Endpoint::Addr(ip), Some(z)) => ev.blocked(*ip, z),
+        _ => None,
+    };
+    let feed = blocked(&c.from, zs).map(|(f, l, p)| (f, l, p, false)).or_else(|| blocked(&c.to, zd).map(|(f, l, p)| (f, l, p, true)));
     let (allowed, deciding) = match (zs, zd) {
+        _ if feed.is_some() => (ServiceSet::default(), Vec::new()),
         (Some(a), Some(b)) => {
             let allowed = ev.allowed(a, b).intersect(want);
             let rules = ev.pair(a, b);
@@ -96,7 +106,17 @@ pub fn run_case(ev: &Evaluator<'_>, test: &str, c: &TestCase) -> CaseResult {
         Got::Partial { allowed, denied }
     };
     let passed = matches!((c.expect, &got), (Expect::Allow, Got::Allow) | (Expect::Deny, Got::Deny));
-    CaseResult { test: test.to_string(), case: c.text.clone(), expect: c.expect, got, passed, deciding, zones: (zs, zd), span: c.span }
+    CaseResult {
+        test: test.to_string(),
+        case: c.text.clone(),
+        expect: c.expect,
+        got,
+        passed,
+        deciding,
+        zones: (zs, zd),
+        feed,
+        span: c.span,
+    }
 }
 
 /// Runs every test case, in the model's (sorted) order.
@@ -119,7 +139,18 @@ pub fn case_diagnostic(model: &Model, sources: &SourceMap, c: &TestCase, r: &Cas
     if let Got::Partial { allowed, denied } = &r.got {
         d = d.with_note(format!("allowed: {allowed}; denied: {denied}"));
     }
-    if r.deciding.is_empty() {
+    if let Some((feed, line, prefix, dst)) = r.feed {
+        let f = model.feed(feed);
+        d = d.with_note(format!(
+            "the {} is in blocked feed `{}` ({}:{line}: {prefix}): denied both ways, before any flow",
+            if dst { "destination" } else { "source" },
+            f.name,
+            f.location
+        ));
+        if let Some(b) = f.block_span {
+            d = d.with_label(b, "blocked here");
+        }
+    } else if r.deciding.is_empty() {
         if let (Some(a), Some(b)) = r.zones {
             d = d.with_note(format!(
                 "no flow from `{}` to `{}` matches {}: denied by default",

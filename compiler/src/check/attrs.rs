@@ -132,6 +132,27 @@ fn check_value(v: &Value, s: &AttrSpec, diags: &mut Vec<Diagnostic>) -> bool {
                 false
             }
         },
+        (Ty::Interval, ValueKind::Duration(text)) => match ir::date::parse_interval_secs(text) {
+            Ok(_) => true,
+            Err(why) => {
+                diags.push(
+                    Diagnostic::new(Code::E206, v.span, format!("`{text}` is not a valid duration"))
+                        .with_label(v.span, why)
+                        .with_help("write durations such as `15m`, `1h` or `1d`"),
+                );
+                false
+            }
+        },
+        (Ty::Count, ValueKind::Int(text)) => {
+            if text.parse::<u32>().is_ok_and(|n| n > 0) {
+                return true;
+            }
+            diags.push(
+                Diagnostic::new(Code::E202, v.span, format!("`{}` must be a whole number from 1 to {}, found `{text}`", s.name, u32::MAX))
+                    .with_label(v.span, "out of range"),
+            );
+            false
+        }
         (Ty::Enum(names), ValueKind::Word(w)) => {
             if names.contains(&w.as_str()) {
                 return true;
@@ -173,7 +194,7 @@ fn check_value(v: &Value, s: &AttrSpec, diags: &mut Vec<Diagnostic>) -> bool {
             diags.push(wrong_type(v, s).with_help(format!("write a list: `[{text}]`")));
             false
         }
-        (Ty::Duration, ValueKind::Int(n)) => {
+        (Ty::Duration | Ty::Interval, ValueKind::Int(n)) => {
             diags.push(wrong_type(v, s).with_help(format!("add a unit: `{n}d`")));
             false
         }

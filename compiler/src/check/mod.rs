@@ -8,6 +8,7 @@
 //!   zone pair an item names.
 
 mod attrs;
+mod feeds;
 mod rules;
 pub mod schema;
 mod services;
@@ -30,6 +31,7 @@ pub fn build_model(tree: &Tree, names: &Names, today: Option<Date>, diags: &mut 
     let mut model = Model::default();
     policy_meta(tree, &mut model, diags);
     let zone_ids = zones::build(tree, names, &mut model, diags);
+    feeds::build(tree, names, &mut model, diags);
     let mut services = services::Services::new(tree, names);
     rules::build(tree, names, &zone_ids, &mut services, today, &mut model, diags);
     named_services(tree, names, &mut services, &mut model, diags);
@@ -83,6 +85,7 @@ fn unused_uses(tree: &Tree, names: &Names, services: &HashSet<DefId>, zones: &Ha
             let used = match def.kind {
                 DefKind::Service => services.contains(&def.id),
                 DefKind::Zone | DefKind::Group => zones.contains_key(&def.id) && used_zones.contains(&def.id),
+                DefKind::Feed => true,
             };
             if !used {
                 diags.push(

@@ -143,7 +143,14 @@ pub fn build(
                 let cases = t.cases.iter().flat_map(|c| test_case(c, &mut zones, services, diags)).collect();
                 model.tests.push(ir::Test { name: t.name.value.clone(), cases, span: t.span });
             }
-            Item::Service(_) | Item::Zone(_) | Item::Policy(_) | Item::Use(_) | Item::Import(_) | Item::Group(_) => {}
+            Item::Service(_)
+            | Item::Zone(_)
+            | Item::Policy(_)
+            | Item::Use(_)
+            | Item::Import(_)
+            | Item::Group(_)
+            | Item::Feed(_)
+            | Item::BlockFeeds(_) => {}
         }
     }
 }

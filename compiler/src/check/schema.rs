@@ -1,5 +1,6 @@
 //! The attributes each item accepts, their types, and which are required.
 
+use crate::ir::feed::FeedFormat;
 use crate::ir::{Scope, ZoneKind};
 
 #[derive(Clone, Copy, Debug)]
@@ -8,6 +9,10 @@ pub enum Ty {
     Bool,
     Date,
     Duration,
+    /// A duration in seconds, minutes, hours, days or weeks (`30s`, `1h`).
+    Interval,
+    /// A positive whole number.
+    Count,
     Enum(&'static [&'static str]),
     PrefixList,
 }
@@ -19,6 +24,8 @@ impl Ty {
             Ty::Bool => "`true` or `false`".into(),
             Ty::Date => "a date such as `2026-10-01`".into(),
             Ty::Duration => "a duration such as `180d` or `26w`".into(),
+            Ty::Interval => "a duration such as `15m`, `1h` or `1d`".into(),
+            Ty::Count => "a whole number such as `500000`".into(),
             Ty::Enum(names) => {
                 let q: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
                 format!("one of {}", q.join(", "))
@@ -82,4 +89,12 @@ pub const DENY: &[AttrSpec] = &[
     opt("justification", Ty::Str, "why the traffic is denied"),
     opt("owner", Ty::Str, "who answers for the deny"),
     opt("description", Ty::Str, "what the deny guards against"),
+];
+
+pub const FEED: &[AttrSpec] = &[
+    req("source", Ty::Str, "the feed: a file beside the policy, or an https:// URL"),
+    opt("format", Ty::Enum(FeedFormat::NAMES), "netset (default), spamhaus, json or aws_ip_ranges"),
+    opt("refresh", Ty::Interval, "how often the agent reads the feed again (default 1h)"),
+    opt("max_prefixes", Ty::Count, "a feed with more prefixes is refused (default 1000000)"),
+    opt("description", Ty::Str, "what the feed lists"),
 ];

@@ -78,8 +78,10 @@ codes! {
     W502 => Warning, "dead flow";
     W503 => Warning, "unused zone or service";
     W504 => Warning, "zone that can never match";
+    W505 => Warning, "a blocked feed overlaps a zone whose scope is not untrusted";
     T001 => Error, "the policy does not fit a target's capacity or quotas";
     T002 => Error, "the target cannot express the policy exactly";
+    T003 => Warning, "a target cannot enforce a feed block";
 }
 
 impl Code {

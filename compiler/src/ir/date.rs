@@ -83,6 +83,31 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Parses a duration such as `180d` or `12w` into days.
+/// A duration in seconds: `30s`, `15m`, `1h`, `1d`, `2w`; at least a
+/// minute (a feed read more often than that is hammered, not refreshed) and
+/// at most a year.
+pub fn parse_interval_secs(text: &str) -> Result<u64, &'static str> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or("a duration needs a unit: `s`, `m`, `h`, `d` or `w`")?;
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().map_err(|_| "the number is too large")?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err("the unit must be `s`, `m`, `h`, `d` or `w`"),
+    };
+    let secs = n.checked_mul(per).ok_or("the number is too large")?;
+    if secs < 60 {
+        return Err("a refresh must be at least one minute");
+    }
+    if secs > 366 * 86_400 {
+        return Err("a refresh must be at most a year");
+    }
+    Ok(secs)
+}
+
 pub fn parse_duration_days(text: &str) -> Result<u32, &'static str> {
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or("a duration needs a unit, `d` or `w`")?;
     let (num, unit) = text.split_at(split);

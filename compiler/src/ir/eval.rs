@@ -2,6 +2,8 @@
 //! tested against it.
 //!
 //! - An address belongs to the zone with the longest matching prefix, or to none.
+//! - An address in a blocked feed is denied both ways, before any flow, unless
+//!   its zone's scope is not `untrusted` (a feed never cuts your own networks).
 //! - A packet is allowed iff no deny between its zones matches it and some flow
 //!   between its zones does. Everything else is denied, traffic inside one zone
 //!   included.
@@ -10,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::ir::addr::addr_bits;
-use crate::ir::{Action, Family, Model, Prefix, Proto, RuleId, ServiceSet, ZoneId};
+use crate::ir::{Action, Family, FeedId, Model, Prefix, Proto, RuleId, Scope, ServiceSet, ZoneId};
 
 /// The rules between one ordered pair of zones.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +34,9 @@ pub enum Decision {
     Flow(RuleId),
     /// No flow between the zones matches.
     Default,
+    /// The source (`dst` false) or destination is in a blocked feed, at this
+    /// line of it, and its zone is `untrusted`.
+    Feed { feed: FeedId, line: u32, prefix: Prefix, dst: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,37 +47,52 @@ pub struct Verdict {
     pub decision: Decision,
 }
 
-/// Longest-prefix zone lookup: one hash map per prefix length, longest first.
-#[derive(Clone, Debug, Default)]
-struct Lpm {
-    by_len: Vec<(u8, PrefixMap)>,
+/// Longest-prefix lookup: one hash map per prefix length, longest first.
+/// The first value inserted for a prefix stays.
+#[derive(Clone, Debug)]
+struct Lpm<T> {
+    by_len: Vec<(u8, PrefixMap<T>)>,
 }
 
-/// The prefixes of one length: network address -> (zone, prefix).
-type PrefixMap = HashMap<u128, (ZoneId, Prefix)>;
+/// The prefixes of one length: network address -> (value, prefix).
+type PrefixMap<T> = HashMap<u128, (T, Prefix)>;
 
-impl Lpm {
-    fn insert(&mut self, p: Prefix, z: ZoneId) {
+impl<T> Default for Lpm<T> {
+    fn default() -> Self {
+        Lpm { by_len: Vec::new() }
+    }
+}
+
+impl<T: Copy> Lpm<T> {
+    fn insert(&mut self, p: Prefix, v: T) {
         match self.by_len.iter_mut().find(|(l, _)| *l == p.len) {
             Some((_, m)) => {
-                m.entry(p.addr).or_insert((z, p));
+                m.entry(p.addr).or_insert((v, p));
             }
             None => {
-                self.by_len.push((p.len, HashMap::from([(p.addr, (z, p))])));
+                self.by_len.push((p.len, HashMap::from([(p.addr, (v, p))])));
                 self.by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
             }
         }
     }
 
-    fn lookup(&self, family: Family, addr: u128) -> Option<(ZoneId, Prefix)> {
+    fn lookup(&self, family: Family, addr: u128) -> Option<(T, Prefix)> {
         self.by_len.iter().find_map(|(len, m)| m.get(&(addr & Prefix::mask_of(family, *len))).copied())
     }
 }
 
+/// The prefixes of the blocked feeds, per family: (feed, line).
+#[derive(Clone, Debug, Default)]
+struct FeedLpm {
+    v4: Lpm<(FeedId, u32)>,
+    v6: Lpm<(FeedId, u32)>,
+}
+
 pub struct Evaluator<'m> {
     pub model: &'m Model,
-    v4: Lpm,
-    v6: Lpm,
+    v4: Lpm<ZoneId>,
+    v6: Lpm<ZoneId>,
+    feeds: FeedLpm,
     pairs: HashMap<(ZoneId, ZoneId), PairRules>,
 }
 
@@ -95,7 +115,36 @@ impl<'m> Evaluator<'m> {
         for (i, r) in model.denies.iter().enumerate() {
             pairs.entry((r.from, r.to)).or_default().denies.push(RuleId(i as u32));
         }
-        Evaluator { model, v4, v6, pairs }
+        let mut feeds = FeedLpm::default();
+        for (i, f) in model.feeds.iter().enumerate().filter(|(_, f)| f.blocked) {
+            for e in &f.entries {
+                match e.prefix.family {
+                    Family::V4 => feeds.v4.insert(e.prefix, (FeedId(i as u32), e.line)),
+                    Family::V6 => feeds.v6.insert(e.prefix, (FeedId(i as u32), e.line)),
+                }
+            }
+        }
+        Evaluator { model, v4, v6, feeds, pairs }
+    }
+
+    /// The blocked feed an address is in, with the line and prefix that put
+    /// it there; whatever its zone.
+    pub fn feed_of(&self, ip: IpAddr) -> Option<(FeedId, u32, Prefix)> {
+        let (family, bits) = addr_bits(ip);
+        let lpm = match family {
+            Family::V4 => &self.feeds.v4,
+            Family::V6 => &self.feeds.v6,
+        };
+        lpm.lookup(family, bits).map(|((feed, line), prefix)| (feed, line, prefix))
+    }
+
+    /// The feed that blocks an address of this zone, if the zone is one a
+    /// feed may cut (scope `untrusted`).
+    pub fn blocked(&self, ip: IpAddr, zone: ZoneId) -> Option<(FeedId, u32, Prefix)> {
+        if self.model.zone(zone).scope != Scope::Untrusted {
+            return None;
+        }
+        self.feed_of(ip)
     }
 
     /// The zone an address belongs to, with the prefix that put it there.
@@ -127,6 +176,10 @@ impl<'m> Evaluator<'m> {
         let (Some((sz, _)), Some((dz, _))) = (s, d) else {
             return Verdict { allow: false, src: s, dst: d, decision: Decision::NoZone { src: s.is_none(), dst: d.is_none() } };
         };
+        let feed = self.blocked(src, sz).map(|f| (f, false)).or_else(|| self.blocked(dst, dz).map(|f| (f, true)));
+        if let Some(((feed, line, prefix), dst)) = feed {
+            return Verdict { allow: false, src: s, dst: d, decision: Decision::Feed { feed, line, prefix, dst } };
+        }
         let decision = self.decide(sz, dz, proto);
         Verdict { allow: matches!(decision, Decision::Flow(_)), src: s, dst: d, decision }
     }

@@ -7,6 +7,7 @@ pub mod addr;
 pub mod bindings;
 pub mod date;
 pub mod eval;
+pub mod feed;
 pub mod service;
 
 use serde::Serialize;
@@ -23,6 +24,9 @@ pub struct ZoneId(pub u32);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RuleId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FeedId(pub u32);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -300,6 +304,8 @@ pub struct Model {
     pub services: Vec<NamedService>,
     /// Groups, sorted by name.
     pub groups: Vec<Group>,
+    /// Feeds, sorted by name.
+    pub feeds: Vec<feed::Feed>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -322,6 +328,15 @@ impl Model {
 
     pub fn zone_id(&self, name: &str) -> Option<ZoneId> {
         self.zones.binary_search_by(|z| z.name.as_str().cmp(name)).ok().map(|i| ZoneId(i as u32))
+    }
+
+    pub fn feed(&self, id: FeedId) -> &feed::Feed {
+        &self.feeds[id.0 as usize]
+    }
+
+    /// Whether any feed is blocked.
+    pub fn blocks_feeds(&self) -> bool {
+        self.feeds.iter().any(|f| f.blocked)
     }
 
     pub fn rule(&self, action: Action, id: RuleId) -> &Rule {

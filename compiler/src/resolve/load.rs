@@ -33,7 +33,13 @@ fn decode(file_name: &str, bytes: Vec<u8>) -> (String, Option<usize>) {
 /// Loads and parses the root file, everything it imports, and the standard
 /// library. Import problems become E103/E104 diagnostics.
 pub fn load(root: &str, loader: &dyn Loader, diags: &mut Vec<Diagnostic>) -> Result<Tree, RootError> {
-    let mut tree = Tree { sources: SourceMap::default(), parsed: Vec::new(), user_files: Vec::new(), std_modules: BTreeMap::new() };
+    let mut tree = Tree {
+        sources: SourceMap::default(),
+        parsed: Vec::new(),
+        user_files: Vec::new(),
+        std_modules: BTreeMap::new(),
+        feed_data: BTreeMap::new(),
+    };
     let bytes = loader.read(root).map_err(|e| match e {
         LoadError::NotFound => RootError::NotFound(root.to_string()),
         LoadError::OutsideRoot => RootError::Io(root.to_string(), "outside the root folder".into()),
@@ -43,6 +49,7 @@ pub fn load(root: &str, loader: &dyn Loader, diags: &mut Vec<Diagnostic>) -> Res
     let mut loaded: HashMap<String, FileId> = HashMap::from([(root.to_string(), root_id)]);
     let mut stack = vec![root_id];
     load_imports(&mut tree, loader, root_id, &mut stack, &mut loaded, diags);
+    read_feeds(&mut tree, loader);
     for (module, text) in STDLIB {
         let id = add_file(&mut tree, format!("<std>/{module}.seg"), text.as_bytes().to_vec(), true, diags);
         tree.std_modules.insert((*module).to_string(), id);
@@ -133,6 +140,25 @@ fn load_imports(
                         .with_label(span, format!("looked for `{target}`")),
                 );
             }
+        }
+    }
+}
+
+/// Reads the source of every `feed` item once; `check` parses the bytes and
+/// reports what is wrong with them.
+fn read_feeds(tree: &mut Tree, loader: &dyn Loader) {
+    let mut wanted = Vec::new();
+    for (file, _, item) in tree.user_items() {
+        let Item::Feed(f) = item else { continue };
+        let Some(ast::ValueKind::Str(source)) = f.body.get("source").map(|a| &a.value.kind) else { continue };
+        if let Ok(location) = crate::source::feed_location(&tree.sources.get(file).name, source) {
+            wanted.push(location);
+        }
+    }
+    for location in wanted {
+        if let std::collections::btree_map::Entry::Vacant(e) = tree.feed_data.entry(location) {
+            let data = loader.feed(e.key());
+            e.insert(data);
         }
     }
 }

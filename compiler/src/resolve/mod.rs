@@ -29,6 +29,7 @@ pub enum DefKind {
     Zone,
     Service,
     Group,
+    Feed,
 }
 
 impl DefKind {
@@ -37,6 +38,7 @@ impl DefKind {
             DefKind::Zone => "zone",
             DefKind::Service => "service",
             DefKind::Group => "group",
+            DefKind::Feed => "feed",
         }
     }
 }
@@ -60,6 +62,9 @@ pub struct Tree {
     pub user_files: Vec<FileId>,
     /// Standard library modules: `services` -> file.
     pub std_modules: BTreeMap<String, FileId>,
+    /// The bytes of every feed source the policy names, by location (a path
+    /// relative to the root folder, or a URL), or why it could not be read.
+    pub feed_data: BTreeMap<String, Result<Vec<u8>, crate::source::LoadError>>,
 }
 
 impl Tree {

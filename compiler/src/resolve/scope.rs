@@ -41,6 +41,7 @@ fn defs_of(tree: &Tree, file: FileId, std: bool) -> Vec<Def> {
                 Item::Zone(z) => (DefKind::Zone, &z.name),
                 Item::Service(s) => (DefKind::Service, &s.name),
                 Item::Group(g) => (DefKind::Group, &g.name),
+                Item::Feed(f) => (DefKind::Feed, &f.name),
                 _ => return None,
             };
             Some(Def { id: DefId { file, item: i as u32 }, kind, name: name.name.clone(), span: name.span, std })

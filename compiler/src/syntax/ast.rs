@@ -44,6 +44,8 @@ pub enum Item {
     Assert(Assert),
     Test(Test),
     Group(Group),
+    Feed(Feed),
+    BlockFeeds(BlockFeeds),
 }
 
 impl Item {
@@ -59,6 +61,8 @@ impl Item {
             Item::Assert(x) => x.span,
             Item::Test(x) => x.span,
             Item::Group(x) => x.span,
+            Item::Feed(x) => x.span,
+            Item::BlockFeeds(x) => x.span,
         }
     }
 }
@@ -169,6 +173,24 @@ pub struct Group {
     /// The bracketed list.
     #[serde(skip)]
     pub list: Span,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// `feed spamhaus_drop { source = "feeds/drop.txt" format = spamhaus }`: a
+/// list of prefixes from outside the policy.
+#[derive(Clone, Debug, Serialize)]
+pub struct Feed {
+    pub name: Ident,
+    pub body: Block,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// `block spamhaus_drop, firehol_level1`: nothing to or from the feeds' addresses.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockFeeds {
+    pub feeds: Vec<Path>,
     #[serde(skip)]
     pub span: Span,
 }

@@ -148,6 +148,14 @@ impl Printer<'_> {
                 let members: Vec<String> = g.members.iter().map(|m| m.dotted()).collect();
                 self.out.push_str(&format!("group {} = [{}]", g.name.name, members.join(", ")));
             }
+            Item::Feed(f) => {
+                self.out.push_str(&format!("feed {}", f.name.name));
+                self.block(&f.body);
+            }
+            Item::BlockFeeds(b) => {
+                let feeds: Vec<String> = b.feeds.iter().map(|m| m.dotted()).collect();
+                self.out.push_str(&format!("block {}", feeds.join(", ")));
+            }
             Item::Flow(f) => {
                 self.out.push_str(&format!("flow {} -> {} on {}", f.from.text(), f.to.text(), services(&f.services)));
                 if let Some(b) = &f.body {

@@ -21,6 +21,10 @@ pub enum Tok<'a> {
     Zone,
     #[token("group")]
     Group,
+    #[token("feed")]
+    Feed,
+    #[token("block")]
+    Block,
     #[token("flow")]
     Flow,
     #[token("deny")]

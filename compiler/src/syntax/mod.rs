@@ -24,7 +24,7 @@ pub fn defined_names(file: crate::diag::FileId, src: &str) -> Vec<String> {
     tokens
         .windows(2)
         .filter_map(|w| match (w[0].1, w[1].1) {
-            (Tok::Zone | Tok::Service | Tok::Group, Tok::Ident(name)) => Some(name.to_string()),
+            (Tok::Zone | Tok::Service | Tok::Group | Tok::Feed, Tok::Ident(name)) => Some(name.to_string()),
             _ => None,
         })
         .collect()

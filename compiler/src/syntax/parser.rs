@@ -74,7 +74,7 @@ fn syntax_error<'a>(
             let d = Diagnostic::new(Code::E001, span, format!("expected {}, found {found}", expected_list(&expected)))
                 .with_label(span, format!("unexpected {found}"));
             let word = keyword_text(tok);
-            let naming = matches!(before(l), Some(Tok::Zone | Tok::Service | Tok::Group));
+            let naming = matches!(before(l), Some(Tok::Zone | Tok::Service | Tok::Group | Tok::Feed));
             if naming && word != "literal" && word.chars().all(|c| c.is_ascii_alphabetic()) {
                 d.with_help(format!("`{word}` is a reserved word and cannot be a name: rename it, e.g. `{word}_env`"))
             } else {
@@ -129,6 +129,8 @@ fn keyword_text(tok: Tok<'_>) -> &'static str {
         Tok::Service => "service",
         Tok::Zone => "zone",
         Tok::Group => "group",
+        Tok::Feed => "feed",
+        Tok::Block => "block",
         Tok::Flow => "flow",
         Tok::Deny => "deny",
         Tok::Allow => "allow",

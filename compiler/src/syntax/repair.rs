@@ -28,7 +28,17 @@ enum Block {
 /// (`allow` and `deny` are also test cases).
 fn starts_item(t: Tok<'_>, kind: Block) -> bool {
     match t {
-        Tok::Policy | Tok::Use | Tok::Import | Tok::Service | Tok::Zone | Tok::Flow | Tok::Assert | Tok::Test | Tok::Group => true,
+        Tok::Policy
+        | Tok::Use
+        | Tok::Import
+        | Tok::Service
+        | Tok::Zone
+        | Tok::Flow
+        | Tok::Assert
+        | Tok::Test
+        | Tok::Group
+        | Tok::Feed
+        | Tok::Block => true,
         Tok::Deny => kind == Block::Attrs,
         _ => false,
     }
@@ -41,7 +51,7 @@ pub fn repair<'a>(file: FileId, src: &'a str, tokens: &[Token<'a>], diags: &mut 
     let mut open: Vec<(usize, Block)> = Vec::new();
     for (i, &tok) in tokens.iter().enumerate() {
         let (start, t, end) = tok;
-        let defining = i > 0 && matches!(tokens[i - 1].1, Tok::Zone | Tok::Service | Tok::Group);
+        let defining = i > 0 && matches!(tokens[i - 1].1, Tok::Zone | Tok::Service | Tok::Group | Tok::Feed);
         let word = &src[start..end];
         if defining && is_keyword(t) {
             let span = Span::new(file, start, end);
