@@ -32,6 +32,26 @@ proptest! {
             prop_assert_eq!(got, want, "{} -> {} {} in\n{}", s, d, p, text);
         }
     }
+
+    /// Feeds as the SPEC says: an address of an untrusted zone in a blocked
+    /// feed is denied both ways, before any flow; other zones win.
+    #[test]
+    fn feeds_agree_with_brute_force(pol in policy_with_feeds(), packets in prop::collection::vec((ip(), ip(), proto()), 1..60)) {
+        let text = pol.text();
+        let c = pol.compile(&text);
+        prop_assert!(!c.has_errors(), "{text}\n{:?}", c.diagnostics);
+        let ev = Evaluator::new(&c.model);
+        for (s, d, p) in packets {
+            let want = pol.verdict(s, d, p);
+            let v = ev.verdict(s, d, p);
+            prop_assert_eq!(v.allow, want, "{} -> {} {} in\n{}\nfeed {:?}", s, d, p, text, pol.files());
+            if let segc_compiler::ir::eval::Decision::Feed { prefix, dst, .. } = v.decision {
+                let ip = if dst { d } else { s };
+                let (f, a) = segc_compiler::ir::addr::addr_bits(ip);
+                prop_assert!(prefix.contains_addr(f, a));
+            }
+        }
+    }
 }
 
 // ---------- the formatter ----------

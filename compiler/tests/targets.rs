@@ -13,8 +13,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn nft_agrees_with_the_reference(pol in policy(), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
-        let c = compile_str(&pol.text(), &Options::default());
+    fn nft_agrees_with_the_reference(pol in policy_with_feeds(), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let c = pol.compile(&pol.text());
         prop_assert!(!c.has_errors());
         let ev = Evaluator::new(&c.model);
         let lowered = nft::lower(&c.model);
@@ -24,8 +24,9 @@ proptest! {
     }
 
     #[test]
-    fn bpf_tables_agree_with_the_reference(pol in policy(), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
-        let c = compile_str(&pol.text(), &Options::default());
+    fn bpf_tables_agree_with_the_reference(pol in policy_with_feeds(), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let c = pol.compile(&pol.text());
+        prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
         let ev = Evaluator::new(&c.model);
         // Through the bundle, so the binary form is what is proven.
         let t = bpf::parse_bundle(&bpf::bundle(&bpf::tables(&c.model))).expect("bundle parses");
@@ -97,9 +98,9 @@ proptest! {
 
     /// GCP firewall rules: tagged instances get exactly the reference's verdicts.
     #[test]
-    fn gcp_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
-        let text = pol.text_with(&|i| if bound[i % 6] { vec![format!("gcp.tag = \"t{i}\"")] } else { vec![] });
-        let c = compile_str(&text, &Options::default());
+    fn gcp_agrees_with_the_reference(pol in policy_with_feeds(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let text = pol.text_with(&|i| if bound[i % 6] && !pol.untrusted.get(i).copied().unwrap_or(false) { vec![format!("gcp.tag = \"t{i}\"")] } else { vec![] });
+        let c = pol.compile(&text);
         prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
         let ev = Evaluator::new(&c.model);
         match gcp::lower(&c.model) {
@@ -117,9 +118,9 @@ proptest! {
 
     /// Azure NSGs: members of bound zones get exactly the reference's verdicts.
     #[test]
-    fn azure_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
-        let text = pol.text_with(&|i| if bound[i % 6] { vec![format!("azure.nsg = \"nsg{i}\"")] } else { vec![] });
-        let c = compile_str(&text, &Options::default());
+    fn azure_agrees_with_the_reference(pol in policy_with_feeds(), bound in prop::collection::vec(any::<bool>(), 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+        let text = pol.text_with(&|i| if bound[i % 6] && !pol.untrusted.get(i).copied().unwrap_or(false) { vec![format!("azure.nsg = \"nsg{i}\"")] } else { vec![] });
+        let c = pol.compile(&text);
         prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
         let ev = Evaluator::new(&c.model);
         match azure::lower(&c.model) {
@@ -139,14 +140,14 @@ proptest! {
     /// Windows' semantics (no order, Block beats Allow, both hosts' sides),
     /// give every packet touching a Windows-bound zone the reference verdict.
     #[test]
-    fn windows_agrees_with_the_reference(pol in policy(), bound in prop::collection::vec(0u8..3, 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
+    fn windows_agrees_with_the_reference(pol in policy_with_feeds(), bound in prop::collection::vec(0u8..3, 6), packets in prop::collection::vec((ip(), ip(), proto()), 1..80)) {
         // 0: not Windows; 1: a group of its own; 2: a group shared with other zones.
         let text = pol.text_with(&|i| match bound[i % 6] {
             1 => vec![format!("windows.group = \"g{i}\"")],
             2 => vec!["windows.group = \"shared\"".to_string()],
             _ => vec![],
         });
-        let c = compile_str(&text, &Options::default());
+        let c = pol.compile(&text);
         prop_assert!(!c.has_errors(), "{:?}", c.diagnostics);
         let ev = Evaluator::new(&c.model);
         let scripts = windows::lower(&c.model).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
@@ -265,4 +266,28 @@ deny web -> internet on udp/53
         assert_eq!(k8s::eval(&np, &pod, s, d, p), Some(want), "k8s {s} -> {d} {p}");
         assert_eq!(windows::eval::eval(&win, &|a| zone(a, "windows.group"), s, d, p), Some(want), "windows {s} -> {d} {p}");
     }
+}
+
+/// T003: a build for targets that can only allow says that the feed block
+/// does not hold there; targets that can deny say nothing.
+#[test]
+fn feed_blocks_warn_where_a_target_cannot_block() {
+    let src = "use std.zones.internet\nzone web {\n  cidrs = [10.0.1.0/24]\n  scope = connected\n  aws.security_group = \"web\"\n  k8s.namespace = \"web\"\n}\nfeed bad {\n  source = \"bad.netset\"\n}\nblock bad\nflow internet -> web on tcp/443\n";
+    let loader = segc_compiler::source::MemoryLoader::new().with("main.seg", src).with("bad.netset", "198.51.100.0/24\n");
+    let c = segc_compiler::compile("main.seg", &loader, &Options::default()).expect("in memory");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    let all: std::collections::BTreeSet<_> = segc_compiler::lower::Target::ALL.iter().copied().collect();
+    let w = segc_compiler::lower::warnings(&c.model, &all);
+    let msgs: Vec<&str> = w.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(w.len(), 2, "{msgs:?}");
+    assert!(w.iter().all(|d| d.code.as_str() == "T003" && !d.is_error()));
+    assert!(
+        msgs[0].starts_with("AWS security groups cannot block feeds (bad)") && msgs[1].starts_with("Kubernetes NetworkPolicy"),
+        "{msgs:?}"
+    );
+    let only_nft: std::collections::BTreeSet<_> = [segc_compiler::lower::Target::Nft].into_iter().collect();
+    assert!(segc_compiler::lower::warnings(&c.model, &only_nft).is_empty());
+    let unblocked =
+        compile_str(&src.replace("block bad\n", "").replace("feed bad {\n  source = \"bad.netset\"\n}\n", ""), &Options::default());
+    assert!(segc_compiler::lower::warnings(&unblocked.model, &all).is_empty());
 }

@@ -38,8 +38,19 @@ pub struct PolicyMaps {
     pub ports: Map,
     pub pairs: Map,
     pub rules: Map,
+    pub feeds4: Map,
+    pub feeds6: Map,
     pub config: Map,
+    /// The inner maps this process installed last (policy maps, then feed
+    /// tries), kept so a feed refresh can place the same policy maps in the
+    /// idle slot without reading them back by id (which takes CAP_SYS_ADMIN).
+    live: Option<Vec<MapData>>,
 }
+
+/// The number of outer maps: five for the policy, two for the feeds.
+const OUTERS: usize = 7;
+/// The first feed map among them.
+const FEED_OUTER: usize = 5;
 
 /// The outer maps, by name, with the shape of their inner maps.
 struct Inner {
@@ -49,12 +60,14 @@ struct Inner {
     max: u32,
 }
 
-const INNER: [Inner; 5] = [
+const INNER: [Inner; OUTERS] = [
     Inner { name: rt::names::ZONES4, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 4, max: rt::ZONES4_MAX },
     Inner { name: rt::names::ZONES6, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 16, max: rt::ZONES6_MAX },
     Inner { name: rt::names::PORTS, map_type: bpf_map_type::BPF_MAP_TYPE_HASH, key_size: 12, max: rt::PORTS_MAX },
     Inner { name: rt::names::PAIRS, map_type: bpf_map_type::BPF_MAP_TYPE_HASH, key_size: 12, max: rt::PAIRS_MAX },
     Inner { name: rt::names::RULES, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 12, max: rt::RULES_MAX },
+    Inner { name: rt::names::FEEDS4, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 4, max: rt::FEEDS4_MAX },
+    Inner { name: rt::names::FEEDS6, map_type: bpf_map_type::BPF_MAP_TYPE_LPM_TRIE, key_size: 4 + 16, max: rt::FEEDS6_MAX },
 ];
 
 /// BPF_F_NO_PREALLOC: memory follows the entries, not the capacity.
@@ -80,7 +93,10 @@ impl PolicyMaps {
             ports: outer(rt::names::PORTS)?,
             pairs: outer(rt::names::PAIRS)?,
             rules: outer(rt::names::RULES)?,
+            feeds4: outer(rt::names::FEEDS4)?,
+            feeds6: outer(rt::names::FEEDS6)?,
             config: ebpf.take_map(rt::names::CONFIG).ok_or(Error::Missing(rt::names::CONFIG))?,
+            live: None,
         })
     }
 
@@ -93,17 +109,22 @@ impl PolicyMaps {
             ports: open(rt::names::PORTS)?,
             pairs: open(rt::names::PAIRS)?,
             rules: open(rt::names::RULES)?,
+            feeds4: open(rt::names::FEEDS4)?,
+            feeds6: open(rt::names::FEEDS6)?,
             config: Map::from_map_data(open_config(dir)?)?,
+            live: None,
         })
     }
 
-    fn outers(&mut self) -> [(&'static str, &mut Map); 5] {
+    fn outers(&mut self) -> [(&'static str, &mut Map); OUTERS] {
         [
             (rt::names::ZONES4, &mut self.zones4),
             (rt::names::ZONES6, &mut self.zones6),
             (rt::names::PORTS, &mut self.ports),
             (rt::names::PAIRS, &mut self.pairs),
             (rt::names::RULES, &mut self.rules),
+            (rt::names::FEEDS4, &mut self.feeds4),
+            (rt::names::FEEDS6, &mut self.feeds6),
         ]
     }
 
@@ -177,7 +198,6 @@ impl PolicyMaps {
     pub fn install(&mut self, t: &Tables) -> Result<Swap, Error> {
         let start = Instant::now();
         let epoch = self.config()?.gen.wrapping_add(1);
-        let slot = epoch & 1;
         let placed = segc_compiler::lower::bpf::placement(&t.rules);
         let inner: Vec<MapData> = INNER.iter().map(fresh).collect::<Result<_, _>>()?;
         let z4: Vec<Key<rt::ZoneKey4>> = t
@@ -220,8 +240,48 @@ impl PolicyMaps {
             })
             .collect();
         fill(&inner[4], &rules, &vec![1u32; rules.len()])?;
+        let feeds = fill_feeds(&inner[FEED_OUTER..], &t.feeds4, &t.feeds6)?;
+        let entries = z4.len() + z6.len() + ports.len() + pairs.len() + rules.len() + feeds;
+        self.place_and_flip(inner, epoch, entries, start)
+    }
+
+    /// Swaps the feed tries alone: fresh tries filled with `feeds4`/`feeds6`
+    /// and the live policy's own maps go into the idle slot, then the epoch
+    /// flips as for a policy (cached verdicts and live connections are
+    /// judged again). Only for the policy this process installed.
+    pub fn swap_feeds(
+        &mut self,
+        feeds4: &[segc_compiler::lower::bpf::FeedPrefix],
+        feeds6: &[segc_compiler::lower::bpf::FeedPrefix],
+    ) -> Result<Swap, Error> {
+        let start = Instant::now();
+        let Some(mut live) = self.live.take() else {
+            return Err(Error::Other("no policy installed by this process: install one before swapping its feeds".into()));
+        };
+        let epoch = self.config()?.gen.wrapping_add(1);
+        let prepared = (|| -> Result<(Vec<MapData>, usize), Error> {
+            let maps: Vec<MapData> = INNER[FEED_OUTER..].iter().map(fresh).collect::<Result<_, _>>()?;
+            let n = fill_feeds(&maps, feeds4, feeds6)?;
+            Ok((maps, n))
+        })();
+        let (fresh_feeds, entries) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.live = Some(live);
+                return Err(e);
+            }
+        };
+        live.truncate(FEED_OUTER);
+        live.extend(fresh_feeds);
+        self.place_and_flip(live, epoch, entries, start)
+    }
+
+    /// Puts `inner[i]` into slot `epoch & 1` of outer map i, then makes the
+    /// epoch live with one write; keeps the maps as the live set.
+    fn place_and_flip(&mut self, inner: Vec<MapData>, epoch: u32, entries: usize, start: Instant) -> Result<Swap, Error> {
+        let slot = epoch & 1;
         // Each outer update waits for an RCU grace period (the kernel makes
-        // sure no program still reads the map it replaces): the five run at
+        // sure no program still reads the map it replaces): they run at
         // once, so their waits overlap instead of adding up.
         std::thread::scope(|s| -> Result<(), Error> {
             let handles: Vec<_> = self
@@ -240,13 +300,34 @@ impl PolicyMaps {
             }
             Ok(())
         })?;
-        let entries = z4.len() + z6.len() + ports.len() + pairs.len() + rules.len();
         let prepare = start.elapsed();
         let flip_start = Instant::now();
         self.update_config(|c| c.gen = epoch)?;
         let flip = flip_start.elapsed();
+        self.live = Some(inner);
         Ok(Swap { generation: epoch, entries, prepare, flip })
     }
+}
+
+/// Fills the two feed tries; returns how many entries they got.
+fn fill_feeds(
+    maps: &[MapData],
+    feeds4: &[segc_compiler::lower::bpf::FeedPrefix],
+    feeds6: &[segc_compiler::lower::bpf::FeedPrefix],
+) -> Result<usize, Error> {
+    let k4: Vec<Key<rt::ZoneKey4>> = feeds4
+        .iter()
+        .map(|f| {
+            let mut addr = [0u8; 4];
+            addr.copy_from_slice(&f.addr[..4]);
+            Key::new(rt::ZONE_FIXED_BITS + u32::from(f.len), rt::ZoneKey4 { addr })
+        })
+        .collect();
+    fill(&maps[0], &k4, &feeds4.iter().map(|f| f.feed).collect::<Vec<_>>())?;
+    let k6: Vec<Key<rt::ZoneKey6>> =
+        feeds6.iter().map(|f| Key::new(rt::ZONE_FIXED_BITS + u32::from(f.len), rt::ZoneKey6 { addr: f.addr })).collect();
+    fill(&maps[1], &k6, &feeds6.iter().map(|f| f.feed).collect::<Vec<_>>())?;
+    Ok(k4.len() + k6.len())
 }
 
 /// Writes `keys[i] -> values[i]` into a fresh map, a batch of thousands per

@@ -62,6 +62,8 @@ INNER(segc_zones6_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_zone_key6, SEGC_ZONE
 INNER(segc_ports_inner, BPF_MAP_TYPE_HASH, struct segc_port_key, SEGC_PORTS_MAX);
 INNER(segc_pairs_inner, BPF_MAP_TYPE_HASH, struct segc_pair_key, SEGC_PAIRS_MAX);
 INNER(segc_rules_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_rule_key, SEGC_RULES_MAX);
+INNER(segc_feeds4_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_zone_key4, SEGC_FEEDS4_MAX);
+INNER(segc_feeds6_inner, BPF_MAP_TYPE_LPM_TRIE, struct segc_zone_key6, SEGC_FEEDS6_MAX);
 
 #define OUTER(name, inner)                                                                                             \
 	struct {                                                                                                       \
@@ -76,6 +78,8 @@ OUTER(segc_zones6, segc_zones6_inner);
 OUTER(segc_ports, segc_ports_inner);
 OUTER(segc_pairs, segc_pairs_inner);
 OUTER(segc_rules, segc_rules_inner);
+OUTER(segc_feeds4, segc_feeds4_inner);
+OUTER(segc_feeds6, segc_feeds6_inner);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -326,6 +330,27 @@ static __always_inline __u32 zone_of(__u32 slot, __u8 family, __u8 *addr)
 	return z ? *z : 0;
 }
 
+/* Whether an address of a zone flagged SEGC_ZONE_FEED is in a blocked feed. */
+static __always_inline int in_feed(__u32 slot, __u8 family, __u8 *addr, __u32 zone)
+{
+	if (!(zone & SEGC_ZONE_FEED))
+		return 0;
+	if (family == 4) {
+		void *trie = bpf_map_lookup_elem(&segc_feeds4, &slot);
+		if (!trie)
+			return 0;
+		struct segc_zone_key4 k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, addr, 4);
+		return bpf_map_lookup_elem(trie, &k) != 0;
+	}
+	void *trie = bpf_map_lookup_elem(&segc_feeds6, &slot);
+	if (!trie)
+		return 0;
+	struct segc_zone_key6 k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(trie, &k) != 0;
+}
+
 /* Whether the policy allows the packet between the two zones: one exact
  * lookup, and the range trie only where the pair has ranges for the class. */
 static __always_inline int allowed(__u32 slot, __u32 sz, __u32 dz, struct pkt *p)
@@ -350,7 +375,7 @@ static __always_inline int allowed(__u32 slot, __u32 sz, __u32 dz, struct pkt *p
 	return bpf_map_lookup_elem(rules, &k) != 0;
 }
 
-/* The policy's verdict for a packet in the live epoch, with its zones: from
+/* The policy's verdict (SEGC_V_*) for a packet in the live epoch, with its zones: from
  * the verdict cache, or from the zone tries and the port tables (then
  * cached). The cache is keyed by the epoch, which never repeats: an entry
  * from an older policy cannot match, even when its slot is reused. */
@@ -367,8 +392,14 @@ static __always_inline int judge(__u32 epoch, struct pkt *p, __u32 *sz, __u32 *d
 		return hit->allowed;
 	}
 	__u32 slot = epoch & 1;
-	struct segc_verdict v = {.src_zone = zone_of(slot, p->family, p->saddr), .dst_zone = zone_of(slot, p->family, p->daddr)};
-	v.allowed = v.src_zone && v.dst_zone && allowed(slot, v.src_zone, v.dst_zone, p);
+	__u32 sraw = zone_of(slot, p->family, p->saddr), draw = zone_of(slot, p->family, p->daddr);
+	struct segc_verdict v = {.src_zone = sraw & SEGC_ZONE_ID_MASK, .dst_zone = draw & SEGC_ZONE_ID_MASK, .allowed = SEGC_V_DENIED};
+	if (v.src_zone && v.dst_zone) {
+		if (in_feed(slot, p->family, p->saddr, sraw) || in_feed(slot, p->family, p->daddr, draw))
+			v.allowed = SEGC_V_FEED;
+		else
+			v.allowed = allowed(slot, v.src_zone, v.dst_zone, p) ? SEGC_V_ALLOWED : SEGC_V_DENIED;
+	}
 	bpf_map_update_elem(&segc_verdicts, &k, &v, BPF_ANY);
 	*sz = v.src_zone;
 	*dz = v.dst_zone;
@@ -579,9 +610,12 @@ static __always_inline void deny_event(struct segc_config *cfg, struct pkt *p, _
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline enum verdict deny(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u32 sz, __u32 dz, __u8 dir, __u64 len)
+static __always_inline enum verdict deny(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u32 sz, __u32 dz, __u8 dir, __u64 len,
+					 int why)
 {
 	count(SEGC_CNT_DENY, len);
+	if (why == SEGC_V_FEED)
+		count(SEGC_CNT_FEED, len);
 	count_pair(epoch, sz, dz, 1, len);
 	deny_event(cfg, p, sz, dz, dir);
 	return V_DROP;
@@ -620,9 +654,10 @@ static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32
 		struct pkt q;
 		__u32 sz, dz;
 		conn_packet(&k, &q);
-		if (!judge(epoch, &q, &sz, &dz)) {
+		int j = judge(epoch, &q, &sz, &dz);
+		if (j != SEGC_V_ALLOWED) {
 			bpf_map_delete_elem(&segc_conns, &k);
-			deny(cfg, p, epoch, sz, dz, dir, len);
+			deny(cfg, p, epoch, sz, dz, dir, len, j);
 			return -1;
 		}
 		c->epoch = epoch;
@@ -681,7 +716,8 @@ static __always_inline enum verdict decide(void *data, void *data_end, int parse
 		}
 	}
 	__u32 sz, dz;
-	if (judge(epoch, p, &sz, &dz)) {
+	int j = judge(epoch, p, &sz, &dz);
+	if (j == SEGC_V_ALLOWED) {
 		__u8 state;
 		if (track && opens(p, &state)) {
 			struct segc_conn_key k;
@@ -693,7 +729,7 @@ static __always_inline enum verdict decide(void *data, void *data_end, int parse
 		count_pair(epoch, sz, dz, 0, len);
 		return V_PASS;
 	}
-	return deny(cfg, p, epoch, sz, dz, dir, len);
+	return deny(cfg, p, epoch, sz, dz, dir, len, j);
 }
 
 SEC("xdp")

@@ -3,9 +3,10 @@
  * and offset. Multi-byte key fields are big-endian so that LPM prefixes run
  * from the most significant bit.
  *
- * A policy lives in five inner maps (zone tries, exact ports, ranged pairs,
- * port-range trie), created fresh for each policy and placed in slot
- * `epoch & 1` of five outer array-of-maps; a swap fills the idle slot, then
+ * A policy lives in seven inner maps (zone tries, exact ports, ranged pairs,
+ * port-range trie, feed tries), created fresh for each policy and placed in
+ * slot `epoch & 1` of seven outer array-of-maps (a feed refresh places the
+ * live policy maps and fresh feed tries in the idle slot); a swap fills the idle slot, then
  * flips the epoch in the config with one write. Keys carry no generation. */
 #ifndef SEGC_H
 #define SEGC_H
@@ -22,6 +23,14 @@
 #define SEGC_PAIR_COUNTERS_MAX 65536
 #define SEGC_EVENTS_BYTES (256 * 1024)
 #define SEGC_PASS_ETHERTYPES_MAX 8
+#define SEGC_FEEDS4_MAX 1048576
+#define SEGC_FEEDS6_MAX 1048576
+
+/* A zone trie value is the zone id + 1, with SEGC_ZONE_FEED set when the zone
+ * is untrusted and the policy blocks feeds: only such addresses are looked up
+ * in the feed tries (a feed never cuts the policy's own networks). */
+#define SEGC_ZONE_FEED 0x80000000u
+#define SEGC_ZONE_ID_MASK 0x7fffffffu
 
 /* Protocol classes in rule keys. ICMP covers ICMPv6 for IPv6 packets. */
 #define SEGC_CLASS_ICMP 1
@@ -41,7 +50,8 @@
 #define SEGC_CNT_ND 5          /* IPv6 neighbour discovery, passed */
 #define SEGC_CNT_ETHERTYPE 6   /* other EtherTypes (PPPoE, MPLS, ...), dropped */
 #define SEGC_CNT_INVALID 7     /* TCP flag combinations no connection uses, dropped */
-#define SEGC_CNT_MAX 8
+#define SEGC_CNT_FEED 8        /* denied because an address is in a blocked feed (also in SEGC_CNT_DENY) */
+#define SEGC_CNT_MAX 9
 
 /* Connection states. */
 #define SEGC_CT_NEW 0       /* TCP: a SYN seen, no answer yet; UDP: one way only */
@@ -111,8 +121,12 @@ struct segc_verdict_key {
 struct segc_verdict {
 	__u32 src_zone;
 	__u32 dst_zone;
-	__u32 allowed; /* 1 allowed, 0 denied */
+	__u32 allowed; /* SEGC_V_* */
 };
+
+#define SEGC_V_DENIED 0
+#define SEGC_V_ALLOWED 1
+#define SEGC_V_FEED 2 /* denied: an address is in a blocked feed */
 
 struct segc_config {
 	__u32 gen;          /* the policy epoch; its low bit selects the live slot */

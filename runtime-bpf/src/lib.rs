@@ -20,6 +20,12 @@ pub const PORTS_MAX: u32 = 1_048_576;
 pub const PAIRS_MAX: u32 = 262_144;
 pub const VERDICTS_MAX: u32 = 65536;
 pub const PAIR_COUNTERS_MAX: u32 = 65536;
+pub const FEEDS4_MAX: u32 = 1_048_576;
+pub const FEEDS6_MAX: u32 = 1_048_576;
+
+/// Set on a zone trie value when the zone is untrusted and the policy blocks
+/// feeds (the runtime then looks the address up in the feed tries).
+pub const ZONE_FEED: u32 = 0x8000_0000;
 
 pub const PASS_ETHERTYPES_MAX: usize = 8;
 
@@ -38,7 +44,8 @@ pub const CNT_MALFORMED: u32 = 4;
 pub const CNT_ND: u32 = 5;
 pub const CNT_ETHERTYPE: u32 = 6;
 pub const CNT_INVALID: u32 = 7;
-pub const CNT_MAX: u32 = 8;
+pub const CNT_FEED: u32 = 8;
+pub const CNT_MAX: u32 = 9;
 
 /// Connection states.
 pub const CT_NEW: u8 = 0;
@@ -67,6 +74,8 @@ pub mod names {
     pub const RULES: &str = "segc_rules";
     pub const PORTS: &str = "segc_ports";
     pub const PAIRS: &str = "segc_pairs";
+    pub const FEEDS4: &str = "segc_feeds4";
+    pub const FEEDS6: &str = "segc_feeds6";
     pub const VERDICTS: &str = "segc_verdicts";
     pub const CLOCK: &str = "segc_clock";
     pub const CONFIG: &str = "segc_config";

@@ -79,6 +79,10 @@ fn rust_and_c_layouts_agree() {
         "SEGC_F_NO_CONNTRACK" => F_NO_CONNTRACK as usize;
         "SEGC_CNT_MAX" => CNT_MAX as usize;
         "SEGC_CNT_DENY" => CNT_DENY as usize;
+        "SEGC_CNT_FEED" => CNT_FEED as usize;
+        "SEGC_FEEDS4_MAX" => FEEDS4_MAX as usize;
+        "SEGC_FEEDS6_MAX" => FEEDS6_MAX as usize;
+        "SEGC_ZONE_FEED" => ZONE_FEED as usize;
     };
     let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"segc.h\"\nint main(void) {\n");
     for (c, _) in &expected {

@@ -24,11 +24,38 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
             return Ok(exit::FINDINGS);
         }
     };
+    let warnings = lower::warnings(&c.model, &chosen);
+    if !warnings.is_empty() {
+        print_diagnostics(&c, &warnings)?;
+    }
+    let mut artifacts = artifacts;
+    for f in &c.model.feeds {
+        artifacts.push(lower::Artifact { path: format!("feeds/{}.netset", f.name), bytes: lower::feed_snapshot(f) });
+    }
+    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    let feeds: Vec<serde_json::Value> = c
+        .model
+        .feeds
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "source": f.location,
+                "format": f.format.as_str(),
+                "sha256": f.sha256,
+                "prefixes": f.entries.len(),
+                "blocked": f.blocked,
+                "refresh_s": f.refresh_secs,
+                "max_prefixes": f.max_prefixes,
+            })
+        })
+        .collect();
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,
         "source_sha256": c.sources().digest(),
         "segc_version": env!("CARGO_PKG_VERSION"),
         "targets": chosen.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "feeds": feeds,
         "artifacts": artifacts.iter().map(|a| (a.path.clone(), serde_json::Value::from(segc_compiler::sha256::hex(&a.bytes)))).collect::<serde_json::Map<_, _>>(),
     });
     for a in &artifacts {

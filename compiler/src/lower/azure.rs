@@ -19,6 +19,12 @@ use crate::ir::{Family, Model, Prefix, Proto, ZoneId};
 pub const MAX_RULES: usize = 1000;
 pub const FIRST_PRIORITY: u32 = 100;
 pub const DENY_PRIORITY: u32 = 4096;
+/// With blocked feeds, 100..199 hold the feed deny rules (ahead of every
+/// allow) and the allows start here.
+pub const FIRST_ALLOW_WITH_FEEDS: u32 = 200;
+/// Address prefixes one rule may list (Azure's limit for a rule's source or
+/// destination).
+pub const PREFIXES_PER_RULE: usize = 4000;
 
 /// A security rule's direction, as ARM spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -157,9 +163,9 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
 
 /// Stable priorities: each rule's name hashes to a slot in 100..4096; taken
 /// slots move to the next free one, in name order, per direction.
-fn assign_priorities(rules: &mut [Rule]) {
+fn assign_priorities(rules: &mut [Rule], first: u32) {
     rules.sort_by(|a, b| (a.direction, &a.name).cmp(&(b.direction, &b.name)));
-    let span = DENY_PRIORITY - FIRST_PRIORITY;
+    let span = DENY_PRIORITY - first;
     let mut taken: BTreeSet<(Direction, u32)> = BTreeSet::new();
     for r in rules.iter_mut() {
         let h = crate::sha256::digest(r.name.as_bytes());
@@ -168,7 +174,7 @@ fn assign_priorities(rules: &mut [Rule]) {
             slot = (slot + 1) % span;
         }
         taken.insert((r.direction, slot));
-        r.priority = FIRST_PRIORITY + slot;
+        r.priority = first + slot;
     }
 }
 
@@ -187,10 +193,72 @@ pub fn deny_all(direction: Direction) -> Rule {
     }
 }
 
+/// The feed deny rules of every NSG, both directions: the blocked addresses
+/// as peers, at 100.. so they come before every allow. Empty without feeds.
+fn feed_rules(model: &Model, blocked: &[Prefix]) -> Vec<Rule> {
+    let names = super::feeds::blocked_names(model).join(", ");
+    let mut out = Vec::new();
+    for direction in Direction::BOTH {
+        let mut priority = FIRST_PRIORITY;
+        for fam in [Family::V4, Family::V6] {
+            let list: Vec<String> = blocked.iter().filter(|p| p.family == fam).map(Prefix::to_string).collect();
+            let parts = list.len().div_ceil(PREFIXES_PER_RULE);
+            for (i, chunk) in list.chunks(PREFIXES_PER_RULE).enumerate() {
+                let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
+                let dir = if direction == Direction::Inbound { "in" } else { "out" };
+                out.push(Rule {
+                    name: format!("segc-feed-{dir}-{fam_s}-{i}"),
+                    direction,
+                    priority,
+                    access: Access::Deny,
+                    protocol: Protocol::Any,
+                    peer: chunk.to_vec(),
+                    ports: vec!["*".into()],
+                    description: format!("blocked feeds {names} (part {} of {parts})", i + 1).chars().take(140).collect(),
+                });
+                priority += 1;
+            }
+        }
+    }
+    out
+}
+
+/// T001 when the feed rules do not fit below the allows, T002 for a bound
+/// zone that a feed cuts itself (an NSG's rules name peers, not members).
+fn check_feeds(model: &Model, plan: &cloud::Plan, ev: &crate::ir::eval::Evaluator<'_>, feed: &[Rule], diags: &mut Vec<Diagnostic>) {
+    let per_direction = feed.iter().filter(|r| r.direction == Direction::Inbound).count();
+    let room = (FIRST_ALLOW_WITH_FEEDS - FIRST_PRIORITY) as usize;
+    let span = model.feeds.iter().find(|f| f.blocked).and_then(|f| f.block_span).unwrap_or(model.zones[0].span);
+    if per_direction > room {
+        diags.push(
+            Diagnostic::new(
+                Code::T001,
+                span,
+                format!(
+                    "the blocked feeds need {per_direction} deny rules per direction in every NSG ({PREFIXES_PER_RULE} prefixes each); Azure NSGs get {room}: {} too many",
+                    per_direction - room
+                ),
+            )
+            .with_help("block fewer or smaller feeds on Azure, or enforce them on the hosts (bpf, nft)"),
+        );
+    }
+    for b in &plan.bound {
+        if super::feeds::cuts_itself(ev, b.zone) {
+            diags.push(super::feeds::self_cut(model, "Azure NSGs", b.zone));
+        }
+    }
+}
+
 pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "azure.nsg", "Azure")?;
     let mut diags = Vec::new();
     let mut nsgs = Vec::new();
+    let ev = crate::ir::eval::Evaluator::new(model);
+    let feed = feed_rules(model, &super::feeds::blocked_prefixes(&ev));
+    if !feed.is_empty() {
+        check_feeds(model, &plan, &ev, &feed, &mut diags);
+    }
+    let first_allow = if feed.is_empty() { FIRST_PRIORITY } else { FIRST_ALLOW_WITH_FEEDS };
     for b in &plan.bound {
         let mut rules = Vec::new();
         for g in &b.ingress {
@@ -199,23 +267,20 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
         for g in &b.egress {
             rules.extend(rules_for(model, &plan, g, b.zone, false, &mut diags));
         }
-        if rules.len() + 2 > MAX_RULES {
+        let total = rules.len() + 2 + feed.len();
+        if total > MAX_RULES {
             diags.push(
                 Diagnostic::new(
                     Code::T001,
                     model.zone(b.zone).span,
-                    format!(
-                        "NSG `{}` needs {} rules; Azure allows {MAX_RULES}: {} too many",
-                        b.binding,
-                        rules.len() + 2,
-                        rules.len() + 2 - MAX_RULES
-                    ),
+                    format!("NSG `{}` needs {total} rules; Azure allows {MAX_RULES}: {} too many", b.binding, total - MAX_RULES),
                 )
                 .with_help("merge port ranges, or split the zone"),
             );
             continue;
         }
-        assign_priorities(&mut rules);
+        assign_priorities(&mut rules, first_allow);
+        rules.extend(feed.iter().cloned());
         for dir in Direction::BOTH {
             rules.push(deny_all(dir));
         }

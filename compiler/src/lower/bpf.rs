@@ -63,7 +63,17 @@ pub fn placement(rules: &[RuleEntry]) -> Placement {
 }
 
 pub const MAGIC: &[u8; 8] = b"SEGCBNDL";
-pub const VERSION: u32 = 1;
+/// 2: feed tries after the rules. Version 1 bundles (no feeds) still read.
+pub const VERSION: u32 = 2;
+
+/// Feed tries' capacity, per family, as in `runtime-bpf/c/segc.h`.
+pub const FEEDS4_MAX: usize = 1_048_576;
+pub const FEEDS6_MAX: usize = 1_048_576;
+
+/// Set on a zone's trie value when the zone is untrusted and the policy
+/// blocks feeds: only then does the runtime look its addresses up in the
+/// feed tries. The zone id is the value without it.
+pub const ZONE_FEED: u32 = 1 << 31;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ZoneEntry {
@@ -74,6 +84,16 @@ pub struct ZoneEntry {
     pub len: u8,
     /// Zone id + 1 (0 means no zone in the runtime).
     pub zone: u32,
+}
+
+/// One prefix of a blocked feed, as the feed tries hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FeedPrefix {
+    #[serde(skip)]
+    pub addr: [u8; 16],
+    pub len: u8,
+    /// Feed index + 1 (into `Tables::feeds`).
+    pub feed: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -96,6 +116,48 @@ pub struct Tables {
     pub zones4: Vec<ZoneEntry>,
     pub zones6: Vec<ZoneEntry>,
     pub rules: Vec<RuleEntry>,
+    /// The blocked feeds' names, by id - 1.
+    pub feeds: Vec<String>,
+    /// The blocked feeds' prefixes (not in `policy.json`: the feed snapshots
+    /// under `feeds/` list them).
+    #[serde(skip)]
+    pub feeds4: Vec<FeedPrefix>,
+    #[serde(skip)]
+    pub feeds6: Vec<FeedPrefix>,
+}
+
+/// A prefix's address bytes as the tries key it (network order, v4 in the
+/// first four bytes).
+pub fn addr_bytes(p: &crate::ir::Prefix) -> [u8; 16] {
+    let mut addr = [0u8; 16];
+    match p.family {
+        Family::V4 => addr[..4].copy_from_slice(&(p.addr as u32).to_be_bytes()),
+        Family::V6 => addr.copy_from_slice(&p.addr.to_be_bytes()),
+    }
+    addr
+}
+
+/// The feed tries of the blocked feeds (ids are indices into `names` + 1):
+/// what a build embeds and what the agent rebuilds on a refresh.
+pub fn feed_tries<'a>(feeds: impl Iterator<Item = &'a crate::ir::feed::Feed>) -> (Vec<String>, Vec<FeedPrefix>, Vec<FeedPrefix>) {
+    let (mut names, mut v4, mut v6) = (Vec::new(), Vec::new(), Vec::new());
+    for f in feeds {
+        names.push(f.name.clone());
+        let id = names.len() as u32;
+        for e in &f.entries {
+            let fp = FeedPrefix { addr: addr_bytes(&e.prefix), len: e.prefix.len, feed: id };
+            match e.prefix.family {
+                Family::V4 => v4.push(fp),
+                Family::V6 => v6.push(fp),
+            }
+        }
+    }
+    // One entry per prefix: the first feed (by name) that lists it.
+    for list in [&mut v4, &mut v6] {
+        list.sort_by_key(|f| (f.addr, f.len, f.feed));
+        list.dedup_by_key(|f| (f.addr, f.len));
+    }
+    (names, v4, v6)
 }
 
 fn port_blocks(set: &RangeSet, class: u8, src: u32, dst: u32, out: &mut Vec<RuleEntry>) {
@@ -112,15 +174,12 @@ pub fn tables(model: &Model) -> Tables {
     let ev = Evaluator::new(model);
     let mut zones4 = Vec::new();
     let mut zones6 = Vec::new();
+    let blocks = model.blocks_feeds();
     for (i, z) in model.zones.iter().enumerate() {
+        let flag = if blocks && z.scope == crate::ir::Scope::Untrusted { ZONE_FEED } else { 0 };
         for p in &z.prefixes {
             let p = p.prefix;
-            let mut addr = [0u8; 16];
-            match p.family {
-                Family::V4 => addr[..4].copy_from_slice(&(p.addr as u32).to_be_bytes()),
-                Family::V6 => addr.copy_from_slice(&p.addr.to_be_bytes()),
-            }
-            let e = ZoneEntry { prefix: p.to_string(), addr, len: p.len, zone: i as u32 + 1 };
+            let e = ZoneEntry { prefix: p.to_string(), addr: addr_bytes(&p), len: p.len, zone: (i as u32 + 1) | flag };
             match p.family {
                 Family::V4 => zones4.push(e),
                 Family::V6 => zones6.push(e),
@@ -141,6 +200,7 @@ pub fn tables(model: &Model) -> Tables {
         }
     }
     rules.sort();
+    let (feeds, feeds4, feeds6) = feed_tries(model.feeds.iter().filter(|f| f.blocked));
     Tables {
         version: VERSION,
         policy: model.policy.name.clone(),
@@ -148,13 +208,18 @@ pub fn tables(model: &Model) -> Tables {
         zones4,
         zones6,
         rules,
+        feeds,
+        feeds4,
+        feeds6,
     }
 }
 
 /// Each policy map: its name, the entries this policy needs, its capacity.
-pub fn usage(t: &Tables) -> [(&'static str, usize, usize); 5] {
+pub fn usage(t: &Tables) -> [(&'static str, usize, usize); 7] {
     let placed = placement(&t.rules);
     [
+        ("segc_feeds4", t.feeds4.len(), FEEDS4_MAX),
+        ("segc_feeds6", t.feeds6.len(), FEEDS6_MAX),
         ("segc_zones4", t.zones4.len(), ZONES4_MAX),
         ("segc_zones6", t.zones6.len(), ZONES6_MAX),
         ("segc_ports", placed.exact.len(), PORTS_MAX),
@@ -192,6 +257,14 @@ pub fn bundle(t: &Tables) -> Vec<u8> {
     for n in [t.zones4.len(), t.zones6.len(), t.rules.len()] {
         body.extend_from_slice(&(n as u32).to_le_bytes());
     }
+    // Version 2: the feed counts and names come right after.
+    for n in [t.feeds4.len(), t.feeds6.len(), t.feeds.len()] {
+        body.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    for name in &t.feeds {
+        body.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
     for z in t.zones4.iter().chain(&t.zones6) {
         body.extend_from_slice(&z.addr);
         body.extend_from_slice(&[z.len, 0, 0, 0]);
@@ -202,6 +275,11 @@ pub fn bundle(t: &Tables) -> Vec<u8> {
         body.extend_from_slice(&r.dst_zone.to_le_bytes());
         body.extend_from_slice(&[r.class, r.port_bits]);
         body.extend_from_slice(&r.port.to_le_bytes());
+    }
+    for f in t.feeds4.iter().chain(&t.feeds6) {
+        body.extend_from_slice(&f.addr);
+        body.extend_from_slice(&[f.len, 0, 0, 0]);
+        body.extend_from_slice(&f.feed.to_le_bytes());
     }
     let mut out = Vec::with_capacity(body.len() + 48);
     out.extend_from_slice(MAGIC);
@@ -225,6 +303,43 @@ pub enum BundleError {
     Checksum,
 }
 
+/// A cursor over a bundle's body; every read is bounds-checked.
+struct Reader<'a> {
+    body: &'a [u8],
+    off: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], BundleError> {
+        let end = self.off.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(BundleError::Length)?;
+        let b = &self.body[self.off..end];
+        self.off = end;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, BundleError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A count of records of `size` bytes that must still fit in the body.
+    fn count(&mut self, size: usize) -> Result<usize, BundleError> {
+        let n = self.u32()? as usize;
+        if n.checked_mul(size).is_none_or(|b| b > self.body.len()) {
+            return Err(BundleError::Length);
+        }
+        Ok(n)
+    }
+
+    /// A 24-byte address record: 16 address bytes, length, 3 pad, value.
+    fn addr_record(&mut self) -> Result<([u8; 16], u8, u32), BundleError> {
+        let b = self.take(24)?;
+        let mut addr = [0u8; 16];
+        addr.copy_from_slice(&b[..16]);
+        Ok((addr, b[16], u32::from_le_bytes([b[20], b[21], b[22], b[23]])))
+    }
+}
+
 /// Reads a bundle back into tables (zone names and the policy name are not in it).
 pub fn parse_bundle(bytes: &[u8]) -> Result<Tables, BundleError> {
     if bytes.len() < 48 || &bytes[..8] != MAGIC {
@@ -232,53 +347,66 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Tables, BundleError> {
     }
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let version = u32_at(bytes, 8);
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(BundleError::Version(version));
     }
     let len = u32_at(bytes, 12) as usize;
     let body = &bytes[48..];
-    if body.len() != len || len < 12 {
+    if body.len() != len {
         return Err(BundleError::Length);
     }
     if crate::sha256::digest(body)[..] != bytes[16..48] {
         return Err(BundleError::Checksum);
     }
-    let (n4, n6, nr) = (u32_at(body, 0) as usize, u32_at(body, 4) as usize, u32_at(body, 8) as usize);
-    let need = 12usize
-        .checked_add((n4.checked_add(n6).ok_or(BundleError::Length)?).checked_mul(24).ok_or(BundleError::Length)?)
-        .and_then(|n| n.checked_add(nr.checked_mul(12)?))
-        .ok_or(BundleError::Length)?;
-    if need != body.len() {
-        return Err(BundleError::Length);
+    let mut r = Reader { body, off: 0 };
+    let (n4, n6, nr) = (r.count(24)?, r.count(24)?, r.count(12)?);
+    let (mut nf4, mut nf6, mut names) = (0, 0, Vec::new());
+    if version >= 2 {
+        (nf4, nf6) = (r.count(24)?, r.count(24)?);
+        let nn = r.count(4)?;
+        for _ in 0..nn {
+            let l = r.u32()? as usize;
+            names.push(String::from_utf8(r.take(l)?.to_vec()).map_err(|_| BundleError::Length)?);
+        }
     }
-    let mut off = 12;
-    let mut zone = |fam: Family| {
-        let mut addr = [0u8; 16];
-        addr.copy_from_slice(&body[off..off + 16]);
-        let len = body[off + 16];
-        let z = u32_at(body, off + 20);
-        off += 24;
+    let zone = |r: &mut Reader<'_>, fam: Family| -> Result<ZoneEntry, BundleError> {
+        let (addr, len, z) = r.addr_record()?;
         let bits = match fam {
             Family::V4 => u128::from(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])),
             Family::V6 => u128::from_be_bytes(addr),
         };
-        ZoneEntry { prefix: crate::ir::Prefix { family: fam, addr: bits, len }.to_string(), addr, len, zone: z }
+        if len > fam.max_len() {
+            return Err(BundleError::Length);
+        }
+        Ok(ZoneEntry { prefix: crate::ir::Prefix { family: fam, addr: bits, len }.to_string(), addr, len, zone: z })
     };
-    let zones4: Vec<ZoneEntry> = (0..n4).map(|_| zone(Family::V4)).collect();
-    let zones6: Vec<ZoneEntry> = (0..n6).map(|_| zone(Family::V6)).collect();
+    let zones4 = (0..n4).map(|_| zone(&mut r, Family::V4)).collect::<Result<Vec<_>, _>>()?;
+    let zones6 = (0..n6).map(|_| zone(&mut r, Family::V6)).collect::<Result<Vec<_>, _>>()?;
     let rules = (0..nr)
-        .map(|i| {
-            let o = 12 + (n4 + n6) * 24 + i * 12;
-            RuleEntry {
-                src_zone: u32_at(body, o),
-                dst_zone: u32_at(body, o + 4),
-                class: body[o + 8],
-                port_bits: body[o + 9],
-                port: u16::from_le_bytes([body[o + 10], body[o + 11]]),
-            }
+        .map(|_| {
+            let b = r.take(12)?;
+            Ok(RuleEntry {
+                src_zone: u32_at(b, 0),
+                dst_zone: u32_at(b, 4),
+                class: b[8],
+                port_bits: b[9],
+                port: u16::from_le_bytes([b[10], b[11]]),
+            })
         })
-        .collect();
-    Ok(Tables { version, policy: None, zones: Vec::new(), zones4, zones6, rules })
+        .collect::<Result<Vec<_>, BundleError>>()?;
+    let feed = |r: &mut Reader<'_>, max: u8| -> Result<FeedPrefix, BundleError> {
+        let (addr, len, f) = r.addr_record()?;
+        if len > max || f == 0 || f as usize > names.len() {
+            return Err(BundleError::Length);
+        }
+        Ok(FeedPrefix { addr, len, feed: f })
+    };
+    let feeds4 = (0..nf4).map(|_| feed(&mut r, 32)).collect::<Result<Vec<_>, _>>()?;
+    let feeds6 = (0..nf6).map(|_| feed(&mut r, 128)).collect::<Result<Vec<_>, _>>()?;
+    if r.off != body.len() {
+        return Err(BundleError::Length);
+    }
+    Ok(Tables { version, policy: None, zones: Vec::new(), zones4, zones6, rules, feeds: names, feeds4, feeds6 })
 }
 
 /// Evaluates the tables as the runtime does (longest prefix per family, then
@@ -288,7 +416,7 @@ pub fn eval(t: &Tables, src: std::net::IpAddr, dst: std::net::IpAddr, proto: cra
     if src.is_ipv4() != dst.is_ipv4() {
         return false;
     }
-    let zone = |ip: std::net::IpAddr| -> u32 {
+    let zone = |ip: std::net::IpAddr| -> (u32, bool) {
         let (entries, bytes): (&[ZoneEntry], [u8; 16]) = match ip {
             std::net::IpAddr::V4(a) => {
                 let mut b = [0u8; 16];
@@ -297,10 +425,14 @@ pub fn eval(t: &Tables, src: std::net::IpAddr, dst: std::net::IpAddr, proto: cra
             }
             std::net::IpAddr::V6(a) => (&t.zones6, a.octets()),
         };
-        entries.iter().filter(|e| prefix_match(&e.addr, &bytes, u32::from(e.len))).max_by_key(|e| e.len).map_or(0, |e| e.zone)
+        let z = entries.iter().filter(|e| prefix_match(&e.addr, &bytes, u32::from(e.len))).max_by_key(|e| e.len).map_or(0, |e| e.zone);
+        let feeds = if ip.is_ipv4() { &t.feeds4 } else { &t.feeds6 };
+        // The runtime looks feeds up only for zones flagged untrusted.
+        let blocked = z & ZONE_FEED != 0 && feeds.iter().any(|f| prefix_match(&f.addr, &bytes, u32::from(f.len)));
+        (z & !ZONE_FEED, blocked)
     };
-    let (s, d) = (zone(src), zone(dst));
-    if s == 0 || d == 0 {
+    let ((s, sb), (d, db)) = (zone(src), zone(dst));
+    if s == 0 || d == 0 || sb || db {
         return false;
     }
     let (class, port) = match proto {
@@ -348,9 +480,36 @@ mod tests {
         assert_eq!(parse_bundle(&bad).err(), Some(BundleError::Checksum));
         assert_eq!(parse_bundle(&bytes[..bytes.len() - 1]).err(), Some(BundleError::Length));
         assert_eq!(parse_bundle(b"nonsense").err(), Some(BundleError::Magic));
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert_eq!(parse_bundle(&v2).err(), Some(BundleError::Version(2)));
+        let mut v3 = bytes.clone();
+        v3[8] = 3;
+        assert_eq!(parse_bundle(&v3).err(), Some(BundleError::Version(3)));
+    }
+
+    /// Feed tries travel in the bundle; untrusted zones carry the feed flag
+    /// only when the policy blocks a feed; a hostile count is refused, not
+    /// allocated.
+    #[test]
+    fn feeds_round_trip_through_the_bundle() {
+        let src = "zone web {\n cidrs = [10.0.1.0/24]\n scope = connected\n}\nzone net {\n cidrs = [0.0.0.0/0, ::/0]\n scope = untrusted\n}\nfeed f {\n source = \"f.netset\"\n}\nblock f\nflow net -> web on tcp/443\n";
+        let loader = crate::source::MemoryLoader::new().with("main.seg", src).with("f.netset", "192.0.2.0/24\n2001:db8::/32\n");
+        let c = crate::compile("main.seg", &loader, &Options::default()).unwrap();
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let t = tables(&c.model);
+        assert_eq!((t.feeds.as_slice(), t.feeds4.len(), t.feeds6.len()), (&["f".to_string()][..], 1, 1));
+        assert!(t.zones4.iter().any(|z| z.zone == (1 | ZONE_FEED)) && t.zones4.iter().any(|z| z.zone == 2));
+        let bytes = bundle(&t);
+        let back = parse_bundle(&bytes).expect("parses");
+        assert_eq!((back.feeds, back.feeds4, back.feeds6), (t.feeds.clone(), t.feeds4.clone(), t.feeds6.clone()));
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        assert!(!eval(&t, ip("192.0.2.9"), ip("10.0.1.5"), crate::ir::Proto::Tcp(443)));
+        assert!(eval(&t, ip("198.51.100.9"), ip("10.0.1.5"), crate::ir::Proto::Tcp(443)));
+        // A forged feed count larger than the body: refused before allocating.
+        let mut body = bytes[48..].to_vec();
+        body[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut forged = bytes[..16].to_vec();
+        forged.extend_from_slice(&crate::sha256::digest(&body));
+        forged.extend_from_slice(&body);
+        assert_eq!(parse_bundle(&forged).err(), Some(BundleError::Length));
     }
 
     #[test]

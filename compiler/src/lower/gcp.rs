@@ -15,6 +15,12 @@ use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
 
 pub const MAX_RANGES: usize = 256;
 pub const ALLOW_PRIORITY: u32 = 1000;
+/// Feed deny rules: ahead of every allow.
+pub const FEED_PRIORITY: u32 = 900;
+/// Target tags one rule may name.
+pub const MAX_TARGET_TAGS: usize = 70;
+/// Firewall rules a project holds (the quota segc plans for).
+pub const MAX_RULES: usize = 500;
 pub const DENY_PRIORITY: u32 = 65000;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -149,10 +155,46 @@ fn grant_rules(model: &Model, plan: &cloud::Plan, g: &Grant, target: ZoneId, ing
         .collect()
 }
 
+/// The feed deny rules: every bound tag, both directions, the blocked
+/// addresses as peers (256 a rule), at a priority ahead of every allow.
+fn feed_rules(model: &Model, plan: &cloud::Plan, blocked: &[Prefix]) -> Vec<Rule> {
+    let mut tags: Vec<String> = plan.bound.iter().map(|b| b.binding.clone()).collect();
+    tags.sort();
+    tags.dedup();
+    let names = super::feeds::blocked_names(model).join(", ");
+    let mut out = Vec::new();
+    for (ti, targets) in tags.chunks(MAX_TARGET_TAGS).enumerate() {
+        for (i, (fam, ranges)) in by_family(blocked).into_iter().enumerate() {
+            for ingress in [true, false] {
+                let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
+                out.push(Rule {
+                    name: name(&["segc", "feed", if ingress { "in" } else { "out" }, fam_s, &ti.to_string(), &i.to_string()]),
+                    direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
+                    priority: FEED_PRIORITY,
+                    target_tags: targets.to_vec(),
+                    source_tags: vec![],
+                    source_ranges: if ingress { ranges.clone() } else { vec![] },
+                    destination_ranges: if ingress { vec![] } else { ranges.clone() },
+                    allowed: vec![],
+                    denied: vec![Allowed { ip_protocol: "all".into(), ports: vec![] }],
+                    description: format!("blocked feeds {names}"),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "gcp.tag", "GCP")?;
     let mut diags = Vec::new();
-    let mut rules = Vec::new();
+    let ev = crate::ir::eval::Evaluator::new(model);
+    let mut rules = feed_rules(model, &plan, &super::feeds::blocked_prefixes(&ev));
+    for b in &plan.bound {
+        if !rules.is_empty() && super::feeds::cuts_itself(&ev, b.zone) {
+            diags.push(super::feeds::self_cut(model, "GCP firewall rules", b.zone));
+        }
+    }
     for b in &plan.bound {
         for g in &b.ingress {
             rules.extend(grant_rules(model, &plan, g, b.zone, true, &mut diags));
@@ -174,6 +216,21 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
                 description: format!("default deny out of {}", model.zone(b.zone).name),
             });
         }
+    }
+    if rules.len() > MAX_RULES {
+        let span = model.feeds.iter().find(|f| f.blocked).and_then(|f| f.block_span).unwrap_or(model.zones[0].span);
+        diags.push(
+            crate::diag::Diagnostic::new(
+                crate::diag::Code::T001,
+                span,
+                format!(
+                    "the policy needs {} GCP firewall rules; a project holds {MAX_RULES}: {} too many",
+                    rules.len(),
+                    rules.len() - MAX_RULES
+                ),
+            )
+            .with_help("block fewer or smaller feeds on GCP (each rule holds 256 ranges), or enforce them on the hosts (bpf, nft)"),
+        );
     }
     if !diags.is_empty() {
         return Err(diags);

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod azure;
 pub mod bpf;
 pub mod cloud;
+pub mod feeds;
 pub mod gcp;
 pub mod k8s;
 pub mod nft;
@@ -73,6 +74,42 @@ pub fn default_targets(model: &Model) -> BTreeSet<Target> {
             Some(prefix) => model.zones.iter().any(|z| z.bindings.binds(prefix)),
         })
         .collect()
+}
+
+/// What a build says besides errors: T003 for each chosen target that
+/// cannot enforce a feed block (security groups and NetworkPolicy can only
+/// allow), so the gap is written down, never silent.
+pub fn warnings(model: &Model, targets: &BTreeSet<Target>) -> Vec<Diagnostic> {
+    let Some(feed) = model.feeds.iter().find(|f| f.blocked) else { return Vec::new() };
+    let span = feed.block_span.unwrap_or(feed.span);
+    let names = feeds::blocked_names(model).join(", ");
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Aws => Some("AWS security groups"),
+            Target::K8s => Some("Kubernetes NetworkPolicy"),
+            _ => None,
+        })
+        .map(|what| {
+            crate::diag::Diagnostic::new(
+                crate::diag::Code::T003,
+                span,
+                format!("{what} cannot block feeds ({names}): they only allow, so the block holds only where other targets enforce it"),
+            )
+            .with_label(span, "blocked here")
+            .with_help("enforce the block on the hosts (bpf, nft) or at an Azure NSG or GCP firewall in front of them")
+        })
+        .collect()
+}
+
+/// A feed's snapshot as built: one prefix a line, sorted.
+pub fn feed_snapshot(feed: &crate::ir::feed::Feed) -> Vec<u8> {
+    let mut s = format!("# segc snapshot of feed {} ({}, {}), sha256 {}\n", feed.name, feed.location, feed.format.as_str(), feed.sha256);
+    for e in &feed.entries {
+        s.push_str(&e.prefix.to_string());
+        s.push('\n');
+    }
+    s.into_bytes()
 }
 
 /// One output file, relative to the output folder.

@@ -44,6 +44,10 @@ pub struct Lowered {
     /// (source range, destination range, chain index), per family.
     pub map4: Vec<(Atom, Atom, usize)>,
     pub map6: Vec<(Atom, Atom, usize)>,
+    /// What the blocked feeds cut (inside untrusted zones), per family:
+    /// sorted disjoint ranges, dropped both ways before the pair map.
+    pub blocked4: Vec<(u128, u128)>,
+    pub blocked6: Vec<(u128, u128)>,
 }
 
 /// `p3_dmz_card_vault`: the length of the first name keeps names unambiguous.
@@ -75,7 +79,13 @@ pub fn lower(model: &Model) -> Lowered {
     let ev = Evaluator::new(model);
     let atoms = atoms(&ev);
     let by_zone = |z: ZoneId, f: Family| -> Vec<Atom> { atoms.iter().copied().filter(|a| a.zone == z && a.family == f).collect() };
-    let mut out = Lowered { chains: Vec::new(), map4: Vec::new(), map6: Vec::new() };
+    let mut out = Lowered {
+        chains: Vec::new(),
+        map4: Vec::new(),
+        map6: Vec::new(),
+        blocked4: super::feeds::blocked_ranges(&ev, Family::V4),
+        blocked6: super::feeds::blocked_ranges(&ev, Family::V6),
+    };
     for (from, to) in ev.pairs() {
         let allowed = ev.allowed(from, to);
         if allowed.is_empty() {
@@ -155,6 +165,20 @@ pub fn render(model: &Model) -> String {
         }
         s.push_str("  }\n\n");
     }
+    let feeds = super::feeds::blocked_names(model).join(", ");
+    for (fam, ty, ranges) in [(Family::V4, "ipv4_addr", &l.blocked4), (Family::V6, "ipv6_addr", &l.blocked6)] {
+        if ranges.is_empty() {
+            continue;
+        }
+        let n = if fam == Family::V4 { "4" } else { "6" };
+        let _ = writeln!(s, "  # blocked feeds ({feeds}), inside untrusted zones only\n  set feed{n} {{\n    type {ty}\n    flags interval\n    elements = {{");
+        let prefixes: Vec<Prefix> = ranges.iter().flat_map(|&(a, b)| super::atoms::range_to_prefixes(fam, a, b)).collect();
+        for (i, p) in prefixes.iter().enumerate() {
+            let sep = if i + 1 == prefixes.len() { "" } else { "," };
+            let _ = writeln!(s, "      {p}{sep}");
+        }
+        s.push_str("    }\n  }\n\n");
+    }
     for c in &l.chains {
         for src in &c.sources {
             let _ = writeln!(s, "  # {src}");
@@ -179,7 +203,14 @@ pub fn render(model: &Model) -> String {
         }
         s.push_str("  }\n\n");
     }
-    s.push_str("  chain classify {\n    ip saddr . ip daddr vmap @pairs4\n    ip6 saddr . ip6 daddr vmap @pairs6\n  }\n");
+    s.push_str("  chain classify {\n");
+    if !l.blocked4.is_empty() {
+        s.push_str("    ip saddr @feed4 drop\n    ip daddr @feed4 drop\n");
+    }
+    if !l.blocked6.is_empty() {
+        s.push_str("    ip6 saddr @feed6 drop\n    ip6 daddr @feed6 drop\n");
+    }
+    s.push_str("    ip saddr . ip daddr vmap @pairs4\n    ip6 saddr . ip6 daddr vmap @pairs6\n  }\n");
     for (hook, lo) in [("input", "iif \"lo\" accept\n"), ("forward", ""), ("output", "oif \"lo\" accept\n")] {
         let _ = write!(s, "\n  chain {hook} {{\n    type filter hook {hook} priority filter; policy drop;\n");
         if !lo.is_empty() {
@@ -202,6 +233,10 @@ pub fn eval(l: &Lowered, src: std::net::IpAddr, dst: std::net::IpAddr, proto: Pr
     let (fs, s) = crate::ir::addr::addr_bits(src);
     let (fd, d) = crate::ir::addr::addr_bits(dst);
     if fs != fd {
+        return false;
+    }
+    let blocked = if fs == Family::V4 { &l.blocked4 } else { &l.blocked6 };
+    if super::feeds::contains(blocked, s) || super::feeds::contains(blocked, d) {
         return false;
     }
     let map = if fs == Family::V4 { &l.map4 } else { &l.map6 };

@@ -86,15 +86,54 @@ pub struct Rule {
 pub struct Pol {
     pub zones: Vec<Vec<Net>>,
     pub rules: Vec<Rule>,
+    /// Zones of scope `untrusted` (by index; missing means connected).
+    pub untrusted: Vec<bool>,
+    /// A blocked feed (`feed.netset`), when not empty.
+    pub feed: Vec<Net>,
 }
 
 impl Pol {
+    fn scope(&self, i: usize) -> &'static str {
+        if self.untrusted.get(i).copied().unwrap_or(false) {
+            "untrusted"
+        } else {
+            "connected"
+        }
+    }
+
+    /// The feed item and its block, when the policy has a feed.
+    fn feed_text(&self) -> String {
+        if self.feed.is_empty() {
+            return String::new();
+        }
+        "feed f {\n  source = \"feed.netset\"\n}\nblock f\n".to_string()
+    }
+
+    /// The files besides main.seg.
+    pub fn files(&self) -> Vec<(String, String)> {
+        if self.feed.is_empty() {
+            return Vec::new();
+        }
+        let lines: Vec<String> = self.feed.iter().map(Net::text).collect();
+        vec![("feed.netset".to_string(), lines.join("\n") + "\n")]
+    }
+
+    /// Compiles `text` (this policy's text, with or without bindings) with
+    /// this policy's files.
+    pub fn compile(&self, text: &str) -> segc_compiler::Compilation {
+        let mut loader = segc_compiler::source::MemoryLoader::new().with("main.seg", text);
+        for (path, body) in self.files() {
+            loader = loader.with(&path, &body);
+        }
+        segc_compiler::compile("main.seg", &loader, &segc_compiler::Options::default()).expect("main.seg is in memory")
+    }
+
     /// The text with extra attribute lines in some zones (bindings).
     pub fn text_with(&self, extra: &dyn Fn(usize) -> Vec<String>) -> String {
         let mut s = String::new();
         for (i, nets) in self.zones.iter().enumerate() {
             let cidrs: Vec<String> = nets.iter().map(Net::text).collect();
-            s.push_str(&format!("zone z{i} {{\n  cidrs = [{}]\n  scope = connected\n", cidrs.join(", ")));
+            s.push_str(&format!("zone z{i} {{\n  cidrs = [{}]\n  scope = {}\n", cidrs.join(", "), self.scope(i)));
             for line in extra(i) {
                 s.push_str(&format!("  {line}\n"));
             }
@@ -105,6 +144,7 @@ impl Pol {
             let kw = if r.deny { "deny" } else { "flow" };
             s.push_str(&format!("{kw} z{} -> z{} on {}\n", r.from, r.to, svcs.join(", ")));
         }
+        s.push_str(&self.feed_text());
         s
     }
 
@@ -112,13 +152,14 @@ impl Pol {
         let mut s = String::new();
         for (i, nets) in self.zones.iter().enumerate() {
             let cidrs: Vec<String> = nets.iter().map(Net::text).collect();
-            s.push_str(&format!("zone z{i} {{\n  cidrs = [{}]\n  scope = connected\n}}\n", cidrs.join(", ")));
+            s.push_str(&format!("zone z{i} {{\n  cidrs = [{}]\n  scope = {}\n}}\n", cidrs.join(", "), self.scope(i)));
         }
         for r in &self.rules {
             let svcs: Vec<String> = r.svcs.iter().map(Svc::text).collect();
             let kw = if r.deny { "deny" } else { "flow" };
             s.push_str(&format!("{kw} z{} -> z{} on {}\n", r.from, r.to, svcs.join(", ")));
         }
+        s.push_str(&self.feed_text());
         s
     }
 
@@ -139,6 +180,10 @@ impl Pol {
             return false;
         }
         let (Some(a), Some(b)) = (zone_of(src), zone_of(dst)) else { return false };
+        let fed = |ip: IpAddr, z: usize| self.untrusted.get(z).copied().unwrap_or(false) && self.feed.iter().any(|n| n.contains(ip));
+        if fed(src, a) || fed(dst, b) {
+            return false;
+        }
         let hit = |deny: bool| self.rules.iter().any(|r| r.deny == deny && r.from == a && r.to == b && r.svcs.iter().any(|s| s.matches(p)));
         !hit(true) && hit(false)
     }
@@ -191,8 +236,23 @@ pub fn policy() -> impl Strategy<Value = Pol> {
                 to,
                 svcs,
             });
-            (Just(zones), prop::collection::vec(rule, 0..12)).prop_map(|(zones, rules)| Pol { zones, rules })
+            (Just(zones), prop::collection::vec(rule, 0..12)).prop_map(|(zones, rules)| Pol {
+                zones,
+                rules,
+                untrusted: vec![],
+                feed: vec![],
+            })
         })
+}
+
+/// A policy with some untrusted zones and a blocked feed drawn from the same
+/// address space, so feeds overlap zones of every scope.
+pub fn policy_with_feeds() -> impl Strategy<Value = Pol> {
+    (policy(), prop::collection::vec(any::<bool>(), 6), prop::collection::vec(net(), 0..6)).prop_map(|(mut p, untrusted, feed)| {
+        p.untrusted = untrusted;
+        p.feed = feed;
+        p
+    })
 }
 
 pub fn ip() -> impl Strategy<Value = IpAddr> {

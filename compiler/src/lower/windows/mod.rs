@@ -256,6 +256,12 @@ pub fn lower(model: &Model) -> Result<Vec<Script>, Vec<Diagnostic>> {
             }
         }
     }
+    let blocked = super::feeds::blocked_prefixes(&ev);
+    for script in groups.values_mut() {
+        let own_untrusted =
+            script.zones.iter().any(|z| model.zone_id(z).is_some_and(|id| model.zone(id).scope == crate::ir::Scope::Untrusted));
+        script.rules.extend(feed_blocks(&script.group, &blocked, own_untrusted));
+    }
     if !diags.is_empty() {
         diags.sort_by(|a, b| a.message.cmp(&b.message));
         diags.dedup_by(|a, b| a.message == b.message);
@@ -267,6 +273,40 @@ pub fn lower(model: &Model) -> Result<Vec<Script>, Vec<Diagnostic>> {
         s.rules.sort();
     }
     Ok(out)
+}
+
+/// Block rules for the blocked feeds, both directions: the addresses as
+/// remote ones, and as local ones where the group holds an untrusted zone (a
+/// feed may cut its own members). Block beats every Allow.
+fn feed_blocks(group: &str, blocked: &[Prefix], own_untrusted: bool) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        let list: Vec<String> = blocked.iter().filter(|p| p.family == fam).map(|p| p.to_string()).collect();
+        let fam_word = if fam == Family::V4 { "v4" } else { "v6" };
+        for (i, chunk) in list.chunks(MAX_ADDRESSES).enumerate() {
+            for direction in [Direction::Inbound, Direction::Outbound] {
+                let dir = if direction == Direction::Inbound { "in" } else { "out" };
+                for (side, local) in [("remote", false), ("local", true)] {
+                    if local && !own_untrusted {
+                        continue;
+                    }
+                    out.push(Rule {
+                        name: format!("segc:{group}:{dir}:feed:{side}:{fam_word}:{i}"),
+                        display_name: format!("segc block feed {side} {fam_word} {dir} {i}"),
+                        direction,
+                        action: Action::Block,
+                        protocol: Protocol::Any,
+                        local_address: if local { chunk.to_vec() } else { vec![] },
+                        remote_address: if local { vec![] } else { chunk.to_vec() },
+                        local_port: vec![],
+                        remote_port: vec![],
+                        icmp_type: vec![],
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A PowerShell double-quoted string: backtick, `"` and `$` escaped.
