@@ -74,6 +74,11 @@ pub enum Kind {
     FleetLeader,
     /// The leader marked an agent whose heartbeats stopped.
     FleetAgentSilent,
+    /// The agent read a feed again and swapped its tries.
+    FeedRefresh,
+    /// A feed read again was refused (fetch, parse, size, shrink): the last
+    /// good copy stays.
+    FeedRefused,
 }
 
 impl Kind {
@@ -96,6 +101,8 @@ impl Kind {
         Kind::FleetRollback,
         Kind::FleetLeader,
         Kind::FleetAgentSilent,
+        Kind::FeedRefresh,
+        Kind::FeedRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +125,8 @@ impl Kind {
             Kind::FleetRollback => "fleet.rollback",
             Kind::FleetLeader => "fleet.leader",
             Kind::FleetAgentSilent => "fleet.agent_silent",
+            Kind::FeedRefresh => "feed.refresh",
+            Kind::FeedRefused => "feed.refused",
         }
     }
 
@@ -127,7 +136,16 @@ impl Kind {
 
     /// Whether a SIEM should see the event as a warning (denied traffic, drift).
     pub fn is_warning(self) -> bool {
-        matches!(self, Kind::DenySample | Kind::Drift | Kind::PolicyRefused | Kind::DeployFailed | Kind::Reattach | Kind::FleetAgentSilent)
+        matches!(
+            self,
+            Kind::DenySample
+                | Kind::Drift
+                | Kind::PolicyRefused
+                | Kind::DeployFailed
+                | Kind::Reattach
+                | Kind::FleetAgentSilent
+                | Kind::FeedRefused
+        )
     }
 }
 

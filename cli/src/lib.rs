@@ -13,6 +13,7 @@ pub mod agent;
 mod args;
 pub mod cloud;
 pub mod cmd;
+pub mod feeds;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod graph;

@@ -15,8 +15,8 @@ use crate::render;
 /// Loads and compiles the policy at `path`; IO problems are usage errors.
 pub fn load(path: &Path, opts: &Options) -> Result<Compilation> {
     let p = policy_path(path).map_err(anyhow::Error::msg)?;
-    let loader = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
-    Ok(compile(&p.file, &loader, opts)?)
+    let inner = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
+    Ok(compile(&p.file, &crate::feeds::FeedLoader { inner }, opts)?)
 }
 
 /// `--today`, or today's date from the one clock.

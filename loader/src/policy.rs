@@ -44,7 +44,13 @@ pub struct PolicyMaps {
     /// The inner maps this process installed last (policy maps, then feed
     /// tries), kept so a feed refresh can place the same policy maps in the
     /// idle slot without reading them back by id (which takes CAP_SYS_ADMIN).
-    live: Option<Vec<MapData>>,
+    live: Option<(u32, Vec<MapData>)>,
+}
+
+impl std::fmt::Debug for PolicyMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyMaps").field("live_epoch", &self.live.as_ref().map(|(e, _)| *e)).finish_non_exhaustive()
+    }
 }
 
 /// The number of outer maps: five for the policy, two for the feeds.
@@ -255,10 +261,17 @@ impl PolicyMaps {
         feeds6: &[segc_compiler::lower::bpf::FeedPrefix],
     ) -> Result<Swap, Error> {
         let start = Instant::now();
-        let Some(mut live) = self.live.take() else {
+        let Some((installed, mut live)) = self.live.take() else {
             return Err(Error::Other("no policy installed by this process: install one before swapping its feeds".into()));
         };
-        let epoch = self.config()?.gen.wrapping_add(1);
+        let current = self.config()?.gen;
+        if current != installed {
+            // Another segc swapped since: its policy maps are live, not ours.
+            return Err(Error::Other(format!(
+                "the live policy (epoch {current}) is not the one this process installed (epoch {installed}): deploy the policy again, then its feeds"
+            )));
+        }
+        let epoch = current.wrapping_add(1);
         let prepared = (|| -> Result<(Vec<MapData>, usize), Error> {
             let maps: Vec<MapData> = INNER[FEED_OUTER..].iter().map(fresh).collect::<Result<_, _>>()?;
             let n = fill_feeds(&maps, feeds4, feeds6)?;
@@ -267,7 +280,7 @@ impl PolicyMaps {
         let (fresh_feeds, entries) = match prepared {
             Ok(p) => p,
             Err(e) => {
-                self.live = Some(live);
+                self.live = Some((installed, live));
                 return Err(e);
             }
         };
@@ -304,7 +317,7 @@ impl PolicyMaps {
         let flip_start = Instant::now();
         self.update_config(|c| c.gen = epoch)?;
         let flip = flip_start.elapsed();
-        self.live = Some(inner);
+        self.live = Some((epoch, inner));
         Ok(Swap { generation: epoch, entries, prepare, flip })
     }
 }

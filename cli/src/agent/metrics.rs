@@ -27,6 +27,26 @@ pub struct Stats {
     pub reattached: u64,
     /// Entries of the live policy per map: (map, entries, capacity for one policy).
     pub fill: Vec<(&'static str, usize, usize)>,
+    /// Each blocked feed, by name.
+    pub feeds: std::collections::BTreeMap<String, FeedStat>,
+}
+
+/// A blocked feed's state, for the metrics.
+#[derive(Debug, Default)]
+pub struct FeedStat {
+    /// Prefixes of the copy in force.
+    pub prefixes: usize,
+    /// When that copy was read (Unix seconds), or read again unchanged.
+    pub at: f64,
+    pub refreshes: u64,
+    /// Refusals by reason (`fetch`, `parse`, `max_prefixes`, `shrink`, `swap`).
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl FeedStat {
+    pub fn new(prefixes: usize, at: f64) -> FeedStat {
+        FeedStat { prefixes, at, ..FeedStat::default() }
+    }
 }
 
 #[derive(Debug)]
@@ -106,6 +126,7 @@ impl Collector for Metrics {
         counter(&mut enc, "segc_audit_write_errors", "Audit events that could not be written", &[], &[s.audit_errors])?;
         counter(&mut enc, "segc_deny_samples", "Sampled deny events drained into the audit log", &[], &[s.deny_samples])?;
         counter(&mut enc, "segc_reattached", "Interfaces the agent attached again after they lost the filter", &[], &[s.reattached])?;
+        encode_feeds(&mut enc, &s, get(rt::CNT_FEED).0)?;
         let g = ConstGauge::new(s.epoch as i64);
         g.encode(enc.encode_descriptor("segc_policy_epoch", "The live policy epoch", None, g.metric_type())?)?;
         let g = ConstGauge::new(s.last_swap_seconds);
@@ -123,6 +144,38 @@ impl Collector for Metrics {
         }
         Ok(())
     }
+}
+
+/// The feed metrics: prefixes and age of the copy in force, refreshes,
+/// refusals by reason, packets a feed denied.
+fn encode_feeds(enc: &mut DescriptorEncoder, s: &Stats, blocked_packets: u64) -> Result<(), std::fmt::Error> {
+    counter(enc, "segc_feed_blocked_packets", "Packets denied because an address is in a blocked feed", &[], &[blocked_packets])?;
+    let now = segc_fsio::clock::unix_seconds();
+    let g0 = ConstGauge::new(0.0f64);
+    for (metric, help) in [
+        ("segc_feed_prefixes", "Prefixes of each blocked feed's copy in force"),
+        ("segc_feed_age_seconds", "Seconds since each blocked feed was last read successfully"),
+    ] {
+        let mut me = enc.encode_descriptor(metric, help, None, g0.metric_type())?;
+        for (name, f) in &s.feeds {
+            let v = if metric == "segc_feed_prefixes" { f.prefixes as f64 } else { (now - f.at).max(0.0) };
+            ConstGauge::new(v).encode(me.encode_family(&vec![("feed".to_string(), name.clone())])?)?;
+        }
+    }
+    let c0 = ConstCounter::new(0u64);
+    let mut me = enc.encode_descriptor("segc_feed_refreshes", "Feed refreshes swapped in", None, c0.metric_type())?;
+    for (name, f) in &s.feeds {
+        ConstCounter::new(f.refreshes).encode(me.encode_family(&vec![("feed".to_string(), name.clone())])?)?;
+    }
+    let mut me =
+        enc.encode_descriptor("segc_feed_refusals", "Feed reads refused (the last good copy stays), by reason", None, c0.metric_type())?;
+    for (name, f) in &s.feeds {
+        for (reason, n) in &f.refusals {
+            let labels = vec![("feed".to_string(), name.clone()), ("reason".to_string(), (*reason).to_string())];
+            ConstCounter::new(*n).encode(me.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// OpenMetrics text, as prometheus-client writes it, in the Prometheus text

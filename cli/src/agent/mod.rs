@@ -7,6 +7,7 @@
 //! capability but CAP_BPF and CAP_NET_ADMIN and sets no_new_privs; then a
 //! seccomp allow-list covers every thread (`lockdown`).
 
+mod feeds;
 mod lockdown;
 pub(crate) mod metrics;
 mod samples;
@@ -69,6 +70,8 @@ pub struct Config {
     pub seccomp_selftest: bool,
     /// Where audit segments rotate.
     pub audit_segment_bytes: u64,
+    /// Every blocked feed read again this often, instead of its `refresh`.
+    pub feed_refresh: Option<Duration>,
 }
 
 /// What the agent holds while it runs.
@@ -76,6 +79,10 @@ struct Agent<'c> {
     cfg: &'c Config,
     stats: Arc<Mutex<Stats>>,
     audit: Arc<segc_audit::Log>,
+    /// The maps of the last policy this agent installed (for feed swaps).
+    maps: Mutex<Option<segc_loader::PolicyMaps>>,
+    /// The feed refresher (policies from files).
+    feeds: std::cell::RefCell<Option<feeds::Refresher>>,
 }
 
 impl Agent<'_> {
@@ -100,6 +107,9 @@ impl Agent<'_> {
             bail!("the policy does not fit the eBPF maps: `{map}` needs {used} entries but holds {cap}");
         }
         let r = attach::deploy(t, self.cfg.netns.as_deref(), &self.cfg.ifaces, self.cfg.choice, &self.cfg.link)?;
+        if let Ok(mut m) = self.maps.lock() {
+            *m = Some(r.maps);
+        }
         if let Ok(mut s) = self.stats.lock() {
             s.zones = ZoneNames(t.zones.clone());
             s.epoch = u64::from(r.swap.generation);
@@ -108,6 +118,35 @@ impl Agent<'_> {
             s.fill = segc_compiler::lower::bpf::usage(t).to_vec();
         }
         Ok(r.swap)
+    }
+
+    /// Swaps the feed tries of the policy this agent installed.
+    fn swap_feeds(
+        &self,
+        f4: &[segc_compiler::lower::bpf::FeedPrefix],
+        f6: &[segc_compiler::lower::bpf::FeedPrefix],
+    ) -> Result<segc_loader::Swap> {
+        let mut maps = self.maps.lock().map_err(|_| anyhow::anyhow!("the maps lock is poisoned"))?;
+        let maps = maps.as_mut().context("no policy deployed by this agent")?;
+        let swap = attach::swap_feeds(maps, self.cfg.netns.as_deref(), f4, f6)?;
+        if let Ok(mut s) = self.stats.lock() {
+            s.epoch = u64::from(swap.generation);
+            s.last_swap_seconds = (swap.prepare + swap.flip).as_secs_f64();
+        }
+        Ok(swap)
+    }
+
+    fn with_feed_stat(&self, feed: &str, f: impl FnOnce(&mut metrics::FeedStat)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(s.feeds.entry(feed.to_string()).or_default());
+        }
+    }
+
+    /// A policy from files was deployed: its feeds are the good copies now.
+    fn reset_feeds(&self, model: &segc_compiler::ir::Model) {
+        if let Some(r) = self.feeds.borrow_mut().as_mut() {
+            r.reset(self, model);
+        }
     }
 
     /// Attaches again wherever the kernel says the filter is gone (an
@@ -139,13 +178,21 @@ pub fn run(cfg: Config) -> Result<u8> {
     // compiled and deployed, the audit log and its key opened.
     // A fleet's etcd thread starts here, in the host's namespace.
     let mut mode = source::Mode::start(&cfg)?;
+    // Feeds are read from the host's namespace, by a thread without capabilities.
+    let refresher = mode.files_root().map(|(root, cache)| feeds::Refresher::start(root, cache, cfg.feed_refresh, &STOP));
     let listener = TcpListener::bind(cfg.metrics).with_context(|| format!("cannot listen on {}", cfg.metrics))?;
     if let Some(ns) = &cfg.netns {
         attach::enter_netns(ns)?;
     }
     let audit = segc_audit::Log::open(&segc_audit::default_dir()).context("the agent needs its audit log")?;
     let audit = Arc::new(audit.with_segment_limit(cfg.audit_segment_bytes));
-    let agent = Agent { cfg: &cfg, stats: Arc::new(Mutex::new(Stats::default())), audit };
+    let agent = Agent {
+        cfg: &cfg,
+        stats: Arc::new(Mutex::new(Stats::default())),
+        audit,
+        maps: Mutex::new(None),
+        feeds: std::cell::RefCell::new(refresher),
+    };
     let first = mode.first(&agent)?;
     let swap = agent.deploy(&first)?;
     mode.applied(&agent, &first);
@@ -192,6 +239,9 @@ pub fn run(cfg: Config) -> Result<u8> {
         mode.wait(cfg.interval);
         agent.reattach();
         mode.poll(&agent);
+        if let Some(r) = agent.feeds.borrow_mut().as_mut() {
+            r.tick(&agent);
+        }
     }
     STOP.store(true, Ordering::SeqCst);
     let _ = sampler.join();

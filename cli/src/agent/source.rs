@@ -83,6 +83,15 @@ impl Mode {
         }
     }
 
+    /// The policy's root folder and the feed cache, for a policy from files.
+    pub fn files_root(&self) -> Option<(PathBuf, super::watch::FeedCache)> {
+        match self {
+            Mode::Files { watch, .. } => Some((watch.root().to_path_buf(), watch.feeds.clone())),
+            #[cfg(feature = "fleet")]
+            Mode::Fleet(_) => None,
+        }
+    }
+
     pub fn describe(&self) -> serde_json::Value {
         match self {
             Mode::Files { watch, .. } => json!({"files": watch.root().display().to_string()}),
@@ -97,7 +106,6 @@ impl Mode {
     /// start on a broken one. Fleet: the local copy of the last revision
     /// applied here; without one, the first good revision etcd delivers.
     pub fn first(&mut self, agent: &Agent<'_>) -> Result<Tables> {
-        let _ = agent;
         match self {
             Mode::Files { watch, known } => {
                 let (c, snapshot) = watch.compile(&Options { today: Some(segc_fsio::clock::today()) })?;
@@ -106,6 +114,7 @@ impl Mode {
                     bail!("the policy has errors; the agent does not start on a broken policy");
                 }
                 *known = Some(snapshot);
+                agent.reset_feeds(&c.model);
                 Ok(segc_compiler::lower::bpf::tables(&c.model))
             }
             #[cfg(feature = "fleet")]
@@ -168,10 +177,13 @@ fn reload(agent: &Agent<'_>, watch: &Watch, known: &mut Option<Snapshot>) {
         return;
     }
     match agent.deploy(&segc_compiler::lower::bpf::tables(&now.model)) {
-        Ok(swap) => agent.record(
-            Kind::Swap,
-            json!({"policy": now.model.policy.name, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
-        ),
+        Ok(swap) => {
+            agent.reset_feeds(&now.model);
+            agent.record(
+                Kind::Swap,
+                json!({"policy": now.model.policy.name, "epoch": swap.generation, "entries": swap.entries, "seconds": (swap.prepare + swap.flip).as_secs_f64()}),
+            )
+        }
         Err(e) => agent.refused(json!({"error": e.to_string()})),
     }
 }

@@ -16,10 +16,23 @@ use segc_fsio::{FsLoader, PolicyPath};
 /// Each file a compile asked for, and what it got.
 pub type Snapshot = Vec<(String, Result<Vec<u8>, LoadError>)>;
 
-/// A loader that remembers every read.
+/// The last good bytes of each feed, by location: what a compile reads
+/// instead of the source, once the agent has it (the feed refresher, not a
+/// policy reload, decides when a feed changes).
+#[derive(Clone, Default)]
+pub struct FeedCache {
+    pub bytes: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+    /// The feed thread, which fetches URLs from the host's namespace (the
+    /// agent's own thread may be in another, where the server is unreachable).
+    pub fetcher: std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<super::feeds::Msg>>>>,
+}
+
+/// A loader that remembers every read of the policy's files; feeds come
+/// from the cache (read once, at the first compile), and are not watched.
 struct Recording {
     inner: FsLoader,
     reads: RefCell<Snapshot>,
+    feeds: FeedCache,
 }
 
 impl Loader for Recording {
@@ -28,12 +41,42 @@ impl Loader for Recording {
         self.reads.borrow_mut().push((path.to_string(), r.clone()));
         r
     }
+
+    fn feed(&self, location: &str) -> Result<Vec<u8>, LoadError> {
+        if let Some(b) = self.feeds.bytes.lock().ok().and_then(|c| c.get(location).cloned()) {
+            return Ok(b);
+        }
+        let fetcher = self.feeds.fetcher.lock().ok().and_then(|f| f.clone());
+        let b = if let (true, Some(tx)) = (segc_compiler::source::is_url(location), fetcher) {
+            let (reply, rx) = std::sync::mpsc::channel();
+            tx.send(super::feeds::Msg::Fetch { url: location.to_string(), reply })
+                .map_err(|_| LoadError::Io("the feed thread is gone".into()))?;
+            rx.recv_timeout(crate::feeds::TIMEOUT + std::time::Duration::from_secs(5))
+                .map_err(|_| LoadError::Io("the feed thread did not answer".into()))?
+                .map_err(LoadError::Io)?
+        } else if segc_compiler::source::is_url(location) {
+            crate::feeds::fetch_url(
+                location,
+                crate::feeds::size_limit(segc_compiler::ir::feed::DEFAULT_MAX_PREFIXES),
+                crate::feeds::TIMEOUT,
+            )
+            .map_err(LoadError::Io)?
+        } else {
+            self.inner.read(location)?
+        };
+        if let Ok(mut c) = self.feeds.bytes.lock() {
+            c.insert(location.to_string(), b.clone());
+        }
+        Ok(b)
+    }
 }
 
 /// The policy's root folder and file, resolved once, before any lockdown.
 pub struct Watch {
     root: PathBuf,
     file: String,
+    /// Shared with the feed refresher.
+    pub feeds: FeedCache,
 }
 
 impl Watch {
@@ -42,7 +85,7 @@ impl Watch {
     pub fn new(arg: &Path) -> Result<Watch> {
         let PolicyPath { dir, file } = segc_fsio::policy_path(arg).map_err(anyhow::Error::msg)?;
         let root = std::fs::canonicalize(&dir).with_context(|| format!("cannot open folder `{}`", dir.display()))?;
-        Ok(Watch { root, file })
+        Ok(Watch { root, file, feeds: FeedCache::default() })
     }
 
     /// The policy's root folder.
@@ -52,7 +95,7 @@ impl Watch {
 
     /// Compiles the policy, and returns the exact bytes it was compiled from.
     pub fn compile(&self, opts: &Options) -> Result<(Compilation, Snapshot)> {
-        let rec = Recording { inner: FsLoader::new(&self.root)?, reads: RefCell::new(Vec::new()) };
+        let rec = Recording { inner: FsLoader::new(&self.root)?, reads: RefCell::new(Vec::new()), feeds: self.feeds.clone() };
         let c = compile(&self.file, &rec, opts)?;
         Ok((c, rec.reads.into_inner()))
     }

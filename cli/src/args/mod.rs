@@ -408,6 +408,10 @@ pub enum Command {
         /// Rotate audit segments at this size (tests: rotation under the seccomp filter).
         #[arg(long, hide = true, default_value_t = segc_audit::MAX_SEGMENT_BYTES)]
         audit_segment_bytes: u64,
+        /// Read every blocked feed again this often (milliseconds) instead of
+        /// each feed's `refresh` (drills and tests).
+        #[arg(long)]
+        feed_refresh_ms: Option<u64>,
     },
     /// Language server on stdio.
     Lsp,

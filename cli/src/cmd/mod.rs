@@ -75,6 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             run_for,
             seccomp_selftest,
             audit_segment_bytes,
+            feed_refresh_ms,
         } => crate::agent::run(crate::agent::Config {
             source: crate::agent::source(
                 policy,
@@ -93,6 +94,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             run_for: run_for.map(std::time::Duration::from_secs),
             seccomp_selftest,
             audit_segment_bytes,
+            feed_refresh: feed_refresh_ms.map(|ms| std::time::Duration::from_millis(ms.max(100))),
         }),
         Command::Lsp => docs::lsp(),
         Command::Completions { shell } => docs::completions(shell),

@@ -210,6 +210,9 @@ pub fn state(netns: Option<&str>) -> State {
 #[derive(Debug)]
 pub struct Report {
     pub swap: Swap,
+    /// The deployment's maps, holding the policy just installed, for a feed
+    /// swap later ([`swap_feeds`]).
+    pub maps: PolicyMaps,
     pub fresh: bool,
     /// (interface, how) for interfaces newly attached, or attached again.
     pub attached: Vec<(String, String)>,
@@ -274,7 +277,7 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         maps.set_link_options(&opts.pass_ethertypes, opts.timeouts)?;
         let swap = maps.install(t)?;
         let attached = attach_missing(&dir, netns, ifaces, choice, features)?;
-        return Ok(Report { swap, fresh: false, attached, features });
+        return Ok(Report { swap, maps, fresh: false, attached, features });
     }
     fs::create_dir_all(&dir).map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
     let _ = fs::remove_file(state_path(&dir));
@@ -295,7 +298,7 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
             p.pin(dir.join(pin)).map_err(|e| Error::Other(format!("cannot pin {prog}: {e}")))?;
         }
         let attached = attach_missing(&dir, netns, ifaces, choice, features)?;
-        Ok(Report { swap, fresh: true, attached, features })
+        Ok(Report { swap, maps: f.maps, fresh: true, attached, features })
     })();
     if result.is_err() {
         // Nothing half-applied: detach what was attached, unpin the rest.
@@ -306,6 +309,18 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         let _ = fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Swaps the feed tries of the policy `maps` installed, under the scope's
+/// install lock (the agent's feed refresh).
+pub fn swap_feeds(
+    maps: &mut PolicyMaps,
+    netns: Option<&str>,
+    feeds4: &[segc_compiler::lower::bpf::FeedPrefix],
+    feeds6: &[segc_compiler::lower::bpf::FeedPrefix],
+) -> Result<Swap, Error> {
+    let _lock = lock(netns)?;
+    maps.swap_feeds(feeds4, feeds6)
 }
 
 /// Attaches again wherever a deployed interface has lost its filter (deleted
