@@ -1,6 +1,10 @@
 //! `cargo bench -p segc-loader --bench xdp` (root): ns per packet of the filter
 //! against the empty XDP program in the same run, at 10 zones / 10 flows and at
-//! 10000 zones / 100000 flows, and the time to swap in a 100000-flow policy.
+//! 10000 zones / 100000 flows, and the time to swap in a 100000-flow policy;
+//! then the same large policy with an untrusted `internet` zone and a blocked
+//! feed of 100000 prefixes, packets from the internet (so the feed trie is
+//! looked up), a feed refresh (parse, validate, swap the feed tries alone) and
+//! the kernel memory of the maps.
 
 use std::time::Duration;
 
@@ -43,6 +47,89 @@ fn per_packet(filter: &Filter, program: &str, frame: &[u8], verdict: u32) -> Dur
         .collect();
     v.sort();
     v[v.len() / 2]
+}
+
+/// `n` /24 prefixes in 30.0.0.0/8 and up, as a netset.
+fn feed(n: u32) -> String {
+    (0..n).map(|i| format!("{}.{}.{}.0/24\n", 30 + i / 65536, (i / 256) % 256, i % 256)).collect()
+}
+
+/// The large policy with the internet, a flow from it, and a blocked feed.
+fn with_feed(zones: usize, flows: usize, feed_text: &str) -> segc_compiler::ir::Model {
+    let mut src = policy(zones, flows);
+    src.push_str("zone internet {\n cidrs = [0.0.0.0/0]\n scope = untrusted\n}\nflow internet -> z1 on tcp/443\n");
+    src.push_str("feed bad {\n source = \"bad.netset\"\n max_prefixes = 1000000\n}\nblock bad\n");
+    let loader = segc_compiler::source::MemoryLoader::new().with("main.seg", &src).with("bad.netset", feed_text);
+    let c = segc_compiler::compile("main.seg", &loader, &Options::default()).expect("in memory");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics.first());
+    c.model
+}
+
+fn feeds(filter: &mut Filter) {
+    let (n4, n6) = (100_000u32, 0usize);
+    let text = feed(n4);
+    let model = with_feed(10_000, 100_000, &text);
+    let t = bpf::tables(&model);
+    assert_eq!((t.feeds4.len(), t.feeds6.len()), (n4 as usize, n6));
+    filter.install(&t).expect("install");
+    let (inet, s) = ("198.51.100.7".parse().unwrap(), "10.0.1.5".parse().unwrap());
+    let hostile = "30.0.5.9".parse().unwrap();
+    assert!(filter.verdict(inet, s, Proto::Tcp(443)).unwrap());
+    assert!(!filter.verdict(hostile, s, Proto::Tcp(443)).unwrap(), "the feed blocks");
+    let allowed = packet::frame(inet, s, Proto::Tcp(443)).unwrap();
+    let denied = packet::frame(inet, s, Proto::Tcp(444)).unwrap();
+    let blocked = packet::frame(hostile, s, Proto::Tcp(443)).unwrap();
+    let mut fresh = allowed.clone();
+    fresh[34..36].copy_from_slice(&50_000u16.to_be_bytes());
+    fresh[47] = 0x14;
+    let ns = |d: Duration| d.as_nanos() as f64;
+    let empty = ns(per_packet(filter, names::XDP_EMPTY, &allowed, XDP_PASS));
+    filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
+    let policy_only = ns(per_packet(filter, names::XDP, &allowed, XDP_PASS));
+    filter.set_options(0, 0).expect("config");
+    let new = ns(per_packet(filter, names::XDP, &fresh, XDP_PASS));
+    let established = ns(per_packet(filter, names::XDP, &allowed, XDP_PASS));
+    let deny = ns(per_packet(filter, names::XDP, &denied, XDP_DROP));
+    let feed_deny = ns(per_packet(filter, names::XDP, &blocked, XDP_DROP));
+    println!(
+        "xdp  10000 zones  100000 flows + feed of {n4} prefixes, packets from the internet: empty {empty:.0} ns; allowed new {new:.0} ns (+{:.0}), \
+         allowed established {established:.0} ns (+{:.0}), denied {deny:.0} ns (+{:.0}), denied by the feed {feed_deny:.0} ns (+{:.0}); policy alone (conntrack off) allowed {policy_only:.0} ns (+{:.0})",
+        new - empty,
+        established - empty,
+        deny - empty,
+        feed_deny - empty,
+        policy_only - empty
+    );
+    // A refresh as the agent does it: parse and validate the new copy, build
+    // the tries, swap them alone.
+    let next = feed(n4 + 1000);
+    let start = std::time::Instant::now();
+    let entries = segc_compiler::ir::feed::parse(segc_compiler::ir::feed::FeedFormat::Netset, next.as_bytes(), 1_000_000).expect("parses");
+    let parsed = start.elapsed();
+    let (_, f4, f6) = bpf::feed_tries(std::iter::once(("bad", entries.as_slice())));
+    let swap = filter.maps.swap_feeds(&f4, &f6).expect("feed swap");
+    let total = start.elapsed();
+    println!(
+        "feed refresh of {} prefixes: parse and validate {:.1} ms, tries filled and swapped {:.1} ms (flip {:.3} ms); total {:.1} ms",
+        f4.len(),
+        parsed.as_secs_f64() * 1e3,
+        (swap.prepare + swap.flip).as_secs_f64() * 1e3,
+        swap.flip.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3
+    );
+    let mem: Vec<String> = filter.maps.live_memory().iter().map(|(n, b)| format!("{n} {:.1} MiB", *b as f64 / 1048576.0)).collect();
+    println!("kernel memory of the live maps (memlock): {}", mem.join(", "));
+    let million = feed(1_000_000);
+    let entries =
+        segc_compiler::ir::feed::parse(segc_compiler::ir::feed::FeedFormat::Netset, million.as_bytes(), 1_000_000).expect("parses");
+    let (_, f4, f6) = bpf::feed_tries(std::iter::once(("bad", entries.as_slice())));
+    let swap = filter.maps.swap_feeds(&f4, &f6).expect("1M feed swap");
+    let mem = filter.maps.live_memory().into_iter().find(|(n, _)| *n == names::FEEDS4).map_or(0, |(_, b)| b);
+    println!(
+        "feed of 1000000 prefixes: swapped in {:.0} ms; its v4 trie holds {:.1} MiB of kernel memory",
+        (swap.prepare + swap.flip).as_secs_f64() * 1e3,
+        mem as f64 / 1048576.0
+    );
 }
 
 fn main() {
@@ -99,5 +186,8 @@ fn main() {
             again.prepare.as_secs_f64() * 1e3,
             again.flip.as_secs_f64() * 1e3
         );
+    }
+    if !quick {
+        feeds(&mut filter);
     }
 }

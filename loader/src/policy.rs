@@ -134,6 +134,23 @@ impl PolicyMaps {
         ]
     }
 
+    /// The kernel memory (`memlock` in fdinfo, bytes) of each inner map this
+    /// process installed last, by outer map name.
+    pub fn live_memory(&self) -> Vec<(&'static str, u64)> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let Some((_, maps)) = &self.live else { return Vec::new() };
+        INNER
+            .iter()
+            .zip(maps)
+            .map(|(i, m)| {
+                let fd = m.fd().as_fd().as_raw_fd();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+                let bytes = info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                (i.name, bytes)
+            })
+            .collect()
+    }
+
     /// The inner map live in slot `slot` of the outer map `name` (reading a
     /// map by id: root, or CAP_SYS_ADMIN).
     pub fn live_inner(&mut self, name: &str, slot: u32) -> Result<MapData, Error> {

@@ -99,6 +99,38 @@ pub fn probe_run(path: &Path, zone: &str, netns: Option<&str>, format: Format, t
     Ok(if mismatches > 0 { exit::FINDINGS } else { exit::OK })
 }
 
+/// How old each feed's copy is: a file's age by its modification time; a
+/// URL was read just now, by this command.
+fn feed_ages(path: &Path, c: &segc_compiler::Compilation) -> std::collections::BTreeMap<String, String> {
+    let dir = segc_fsio::policy_path(path).map(|p| p.dir).unwrap_or_default();
+    let now = segc_fsio::clock::unix_now();
+    c.model
+        .feeds
+        .iter()
+        .map(|f| {
+            let age = if segc_compiler::source::is_url(&f.location) {
+                "read now".to_string()
+            } else {
+                std::fs::metadata(dir.join(&f.location))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or_else(|| "unknown".into(), |t| human_age(now.saturating_sub(t.as_secs())))
+            };
+            (f.name.clone(), age)
+        })
+        .collect()
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 pub fn report(path: &Path, format: ReportFormat, today: Option<Date>, template: Option<crate::Template>) -> Result<u8> {
     let today = today_or_now(today);
     let c = load(path, &Options { today: Some(today) })?;
@@ -107,7 +139,7 @@ pub fn report(path: &Path, format: ReportFormat, today: Option<Date>, template: 
         eprintln!("failed: the policy has errors; no report");
         return Ok(exit::FINDINGS);
     }
-    let inputs = crate::report::Inputs { runs: crate::report::probe_runs(&c), template };
+    let inputs = crate::report::Inputs { runs: crate::report::probe_runs(&c), template, feed_ages: feed_ages(path, &c) };
     let bytes = match format {
         ReportFormat::Md => crate::report::markdown(&c, today, &inputs).into_bytes(),
         ReportFormat::Html => crate::report::html(&c, today, &inputs).into_bytes(),

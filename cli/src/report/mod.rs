@@ -19,6 +19,8 @@ pub use controls::Facts;
 pub struct Inputs {
     pub runs: Vec<ProbeRun>,
     pub template: Option<crate::Template>,
+    /// Each feed's age, as the command could tell it (`2 h`, `read now`).
+    pub feed_ages: std::collections::BTreeMap<String, String>,
 }
 
 fn review_status(m: &Model, r: &Rule, today: Date) -> String {
@@ -244,6 +246,23 @@ fn widened_rows(m: &Model) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+fn feed_rows(m: &Model, ages: &std::collections::BTreeMap<String, String>) -> Vec<Vec<String>> {
+    m.feeds
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.location.clone(),
+                f.format.as_str().into(),
+                f.entries.len().to_string(),
+                f.sha256.clone(),
+                ages.get(&f.name).cloned().unwrap_or_else(|| "unknown".into()),
+                if f.blocked { "yes".into() } else { "no (W503)".into() },
+            ]
+        })
+        .collect()
+}
+
 fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
     let m = &c.model;
     let runs = &inputs.runs;
@@ -279,6 +298,7 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
         ("Asserts".into(), h(&["assert", "where", "result"]), asserts(c)),
         ("Tests".into(), h(&["test", "case", "expected", "got", "result"]), tests(&results)),
         ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
+        ("Threat feeds".into(), h(&["feed", "source", "format", "prefixes", "sha256", "age", "blocked"]), feed_rows(m, &inputs.feed_ages)),
         (
             "Segmentation test runs (PCI DSS 11.4.5)".into(),
             h(&["run", "from zone", "probes", "as expected", "mismatches", "skipped", "result", "record"]),
