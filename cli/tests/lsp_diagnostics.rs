@@ -61,3 +61,22 @@ fn a_panic_in_one_request_does_not_kill_the_server() {
     assert!(c.diagnostics_for(&uri(&ws.join("main.seg"))).is_empty());
     c.shutdown();
 }
+
+/// A feed's bad line shows in the editor as in `segc check` (E205 naming the
+/// line), and W505 where a blocked feed overlaps the policy's own zone.
+#[test]
+fn feed_problems_show_in_the_editor() {
+    let main = "zone corp {\n  cidrs = [10.1.0.0/16]\n  scope = connected\n}\nzone net {\n  cidrs = [0.0.0.0/0]\n  scope = untrusted\n}\nfeed bad {\n  source = \"bad.netset\"\n}\nblock bad\nflow corp -> net on tcp/443\n";
+    let ws = workspace("feeds", &[("main.seg", main), ("bad.netset", "192.0.2.0/24\n10.0.0.0/8\nnot-a-prefix\n")]);
+    let path = ws.join("main.seg");
+    let mut c = Client::start(&ws);
+    c.open(&path, main);
+    let d = c.diagnostics_for(&uri(&path));
+    assert!(d.iter().any(|d| d["code"] == "E205" && d["message"].as_str().unwrap_or("").contains("bad.netset:3")), "{d:?}");
+    std::fs::write(ws.join("bad.netset"), "192.0.2.0/24\n10.0.0.0/8\n").expect("fix the feed");
+    c.change(&path, 2, main);
+    let d = c.diagnostics_for(&uri(&path));
+    assert!(d.iter().any(|d| d["code"] == "W505"), "{d:?}");
+    assert!(!d.iter().any(|d| d["code"] == "E205"), "{d:?}");
+    c.shutdown();
+}

@@ -325,6 +325,7 @@ fn enclosing_block_spec(state: &State, path: &Path, off: usize) -> Option<&'stat
         Item::Flow(f) if f.body.as_ref().is_some_and(|b| inside(b.span)) => Some(schema::FLOW),
         Item::Deny(d) if d.body.as_ref().is_some_and(|b| inside(b.span)) => Some(schema::DENY),
         Item::Service(s) if s.body.as_ref().is_some_and(|b| inside(b.span)) => Some(schema::SERVICE),
+        Item::Feed(f) if inside(f.body.span) => Some(schema::FEED),
         _ => None,
     })
 }

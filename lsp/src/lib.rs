@@ -39,11 +39,14 @@ fn capabilities() -> lsp::ServerCapabilities {
 }
 
 /// Serves on stdin and stdout until `exit`.
-pub fn run_stdio() -> anyhow::Result<()> {
+/// Serves on stdio; `fetch` reads https feeds (the `segc` binary passes its
+/// own; without one, a policy with an https feed shows E103 in the editor).
+pub fn run_stdio(fetch: Option<fn(&str) -> Result<Vec<u8>, String>>) -> anyhow::Result<()> {
     let (conn, io) = Connection::stdio();
     let params = conn.initialize(serde_json::to_value(capabilities())?)?;
     let init: lsp::InitializeParams = serde_json::from_value(params)?;
     let mut state = State::default();
+    state.feeds.fetch = fetch;
     #[expect(deprecated, reason = "root_uri is what most clients still send")]
     let root = init
         .workspace_folders

@@ -17,6 +17,17 @@ struct OverlayLoader<'a> {
     docs: &'a BTreeMap<PathBuf, Doc>,
     /// `None` when the folder cannot be opened: only open documents are read.
     disk: Option<FsLoader>,
+    /// https feeds, fetched once a session by the host binary's fetcher.
+    feeds: &'a Feeds,
+}
+
+/// How the server reads https feeds: the binary that embeds it passes a
+/// fetcher; each URL is fetched once and kept for the session (an editor
+/// must not hit a feed's server on every keystroke).
+#[derive(Default)]
+pub struct Feeds {
+    pub fetch: Option<fn(&str) -> Result<Vec<u8>, String>>,
+    pub fetched: std::cell::RefCell<BTreeMap<String, Result<Vec<u8>, String>>>,
 }
 
 impl Loader for OverlayLoader<'_> {
@@ -29,6 +40,15 @@ impl Loader for OverlayLoader<'_> {
             Some(d) => d.read(path),
             None => Err(LoadError::NotFound),
         }
+    }
+
+    fn feed(&self, location: &str) -> Result<Vec<u8>, LoadError> {
+        if !segc_compiler::source::is_url(location) {
+            return self.read(location);
+        }
+        let Some(fetch) = self.feeds.fetch else { return Err(LoadError::Io("this server does not fetch feeds".into())) };
+        let mut cache = self.feeds.fetched.borrow_mut();
+        cache.entry(location.to_string()).or_insert_with(|| fetch(location)).clone().map_err(LoadError::Io)
     }
 }
 
@@ -77,6 +97,7 @@ pub struct State {
     pub units: Vec<Unit>,
     /// URIs that got diagnostics last time, to clear them when they go away.
     pub published: BTreeSet<Url>,
+    pub feeds: Feeds,
 }
 
 pub fn path_of_uri(uri: &Url) -> Option<PathBuf> {
@@ -102,7 +123,7 @@ impl State {
                 continue;
             }
             let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else { continue };
-            let loader = OverlayLoader { root: dir, docs: &self.docs, disk: FsLoader::new(dir).ok() };
+            let loader = OverlayLoader { root: dir, docs: &self.docs, disk: FsLoader::new(dir).ok(), feeds: &self.feeds };
             let Ok(comp) = compile(name, &loader, opts) else { continue };
             let unit = Unit { dir: dir.to_path_buf(), comp };
             for &f in &unit.comp.tree.user_files {

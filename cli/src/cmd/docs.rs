@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use crate::{exit, Cli};
 
 pub fn lsp() -> Result<u8> {
-    segc_lsp::run_stdio()?;
+    segc_lsp::run_stdio(Some(lsp_fetch))?;
     Ok(exit::OK)
 }
 
@@ -89,4 +89,9 @@ fn single_page(cmd: &clap::Command, w: &mut Vec<u8>) -> Result<()> {
     }
     man.render_version_section(w)?;
     Ok(())
+}
+
+/// The language server's https feed reader.
+fn lsp_fetch(url: &str) -> Result<Vec<u8>, String> {
+    crate::feeds::fetch_url(url, crate::feeds::size_limit(segc_compiler::ir::feed::DEFAULT_MAX_PREFIXES), crate::feeds::TIMEOUT)
 }
