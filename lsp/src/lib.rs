@@ -6,7 +6,7 @@
 mod convert;
 mod features;
 mod index;
-mod state;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,7 +41,7 @@ fn capabilities() -> lsp::ServerCapabilities {
 /// Serves on stdin and stdout until `exit`.
 /// Serves on stdio; `fetch` reads https feeds (the `segc` binary passes its
 /// own; without one, a policy with an https feed shows E103 in the editor).
-pub fn run_stdio(fetch: Option<fn(&str) -> Result<Vec<u8>, String>>) -> anyhow::Result<()> {
+pub fn run_stdio(fetch: Option<state::Fetch>) -> anyhow::Result<()> {
     let (conn, io) = Connection::stdio();
     let params = conn.initialize(serde_json::to_value(capabilities())?)?;
     let init: lsp::InitializeParams = serde_json::from_value(params)?;

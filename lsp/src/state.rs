@@ -21,12 +21,15 @@ struct OverlayLoader<'a> {
     feeds: &'a Feeds,
 }
 
+/// Reads an https feed's bytes, or says why not.
+pub type Fetch = fn(&str) -> Result<Vec<u8>, String>;
+
 /// How the server reads https feeds: the binary that embeds it passes a
 /// fetcher; each URL is fetched once and kept for the session (an editor
 /// must not hit a feed's server on every keystroke).
 #[derive(Default)]
 pub struct Feeds {
-    pub fetch: Option<fn(&str) -> Result<Vec<u8>, String>>,
+    pub fetch: Option<Fetch>,
     pub fetched: std::cell::RefCell<BTreeMap<String, Result<Vec<u8>, String>>>,
 }
 
