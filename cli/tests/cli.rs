@@ -442,8 +442,6 @@ fn reports_in_markdown_html_and_pdf() {
     let mut c = segc();
     c.args(["report", "--format", "pdf"]).arg(&dir);
     let pdf = run(c, None).stdout;
-    assert!(pdf.starts_with(b"%PDF-1.4") && pdf.ends_with(b"%%EOF\n"));
-    let xref = String::from_utf8_lossy(&pdf);
-    let at: usize = xref.rsplit("startxref\n").next().and_then(|t| t.lines().next()).and_then(|n| n.parse().ok()).expect("startxref");
-    assert!(pdf[at..].starts_with(b"xref"), "startxref points at the xref table");
+    // The typeset document itself is checked page by page in report_pdf.rs.
+    assert!(pdf.starts_with(b"%PDF-1.7") && pdf.trim_ascii_end().ends_with(b"%%EOF"));
 }

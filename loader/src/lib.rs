@@ -5,11 +5,13 @@
 
 pub mod attach;
 mod batch;
+mod entries;
 pub mod nft;
 pub mod packet;
 mod policy;
 
-pub use policy::{Entries, PolicyMaps, Swap};
+pub use entries::Entries;
+pub use policy::{PolicyMaps, Swap};
 
 use std::net::IpAddr;
 use std::time::Duration;

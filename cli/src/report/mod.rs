@@ -11,6 +11,7 @@ use segc_compiler::ir::{Date, Model, Review, Rule};
 use segc_compiler::Compilation;
 
 mod controls;
+mod pdf;
 
 pub use controls::Facts;
 
@@ -74,11 +75,16 @@ fn tests(results: &[segc_compiler::analysis::verify::CaseResult]) -> Vec<Vec<Str
         .collect()
 }
 
+/// A section of the report: title, header, rows.
+type Section = (String, Vec<String>, Vec<Vec<String>>);
+
 /// The report as rows of cells, shared by every format.
 struct Tables {
     title: String,
     intro: Vec<String>,
-    sections: Vec<(String, Vec<String>, Vec<Vec<String>>)>,
+    verdict: String,
+    reasons: Vec<String>,
+    sections: Vec<Section>,
     dot: String,
     svg: String,
 }
@@ -326,9 +332,12 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
             widened,
         ));
     }
+    let (verdict, reasons) = facts.verdict();
     Tables {
         title: format!("Segmentation report: {}", m.policy.name.as_deref().unwrap_or("policy")),
         intro,
+        verdict: verdict.to_string(),
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
         sections,
         dot: crate::graph::dot(m, &graph),
         svg: crate::graph::svg(m, &graph),
@@ -402,50 +411,29 @@ pub fn html(c: &Compilation, today: Date, inputs: &Inputs) -> String {
     s
 }
 
-/// A PDF of the Markdown text: Courier 8pt, 90 lines a page, long lines wrapped.
+/// The typeset PDF (`pdf`).
 pub fn pdf(c: &Compilation, today: Date, inputs: &Inputs) -> Vec<u8> {
-    let text = markdown(c, today, inputs);
-    let mut lines: Vec<String> = Vec::new();
-    for l in text.lines() {
-        let chars: Vec<char> = l.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();
-        if chars.is_empty() {
-            lines.push(String::new());
+    let t = tables(c, today, inputs);
+    let m = &c.model;
+    let hash = c.sources().digest();
+    let template = inputs.template.map(|t| {
+        match t {
+            crate::Template::Pci => "PCI DSS v4.0 controls",
+            crate::Template::Soc2 => "SOC 2 controls",
+            crate::Template::Gdpr => "GDPR articles",
         }
-        for chunk in chars.chunks(105) {
-            lines.push(chunk.iter().collect());
-        }
-    }
-    let pages: Vec<&[String]> = lines.chunks(90).collect();
-    let mut objects: Vec<String> = Vec::new();
-    // 1: catalog, 2: pages, 3: font, then per page a page object and its content.
-    let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
-    objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
-    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()));
-    objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Courier >>".into());
-    for (i, page) in pages.iter().enumerate() {
-        let mut content = String::from("BT /F1 8 Tf 9 TL 36 806 Td\n");
-        for l in page.iter() {
-            let e = l.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
-            let _ = writeln!(content, "({e}) Tj T*");
-        }
-        content.push_str("ET");
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-            5 + 2 * i
-        ));
-        objects.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len() + 1));
-    }
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
-    out
+        .to_string()
+    });
+    let cover = pdf::Cover {
+        policy: m.policy.name.as_deref().unwrap_or("policy"),
+        owner: m.policy.owner.as_deref().unwrap_or("not set"),
+        description: m.policy.description.as_deref(),
+        hash: &hash,
+        date: today.to_string(),
+        verdict: &t.verdict,
+        reasons: &t.reasons,
+        template: template.as_deref(),
+    };
+    // The first two intro lines (verdict, provenance) are on the cover already.
+    pdf::document(&cover, &t.intro[2.min(t.intro.len())..], &t.svg, &t.sections)
 }
