@@ -1,6 +1,7 @@
 //! `segc graph --format svg`: on the examples and on generated policies of
 //! up to 60 zones, no edge label overlaps another label, a zone box or a
-//! heading, and every box, label and curve lies inside the canvas.
+//! heading, every box, label and edge lies inside the canvas, and no edge
+//! runs through a zone box (edges are orthogonal polylines in channels).
 
 #[path = "../../compiler/benches/support/generate.rs"]
 mod generate;
@@ -69,14 +70,33 @@ fn check(name: &str, dir: &Path) {
     for b in &boxes {
         assert!(b.x + b.w <= w && b.y + b.h <= h, "{name}: a zone box outside the canvas");
     }
-    // Every curve's control points (hence the curve) inside the canvas.
+    // Every edge inside the canvas, and through no box: each segment of its
+    // path, less the ends that touch its own zones' sides, misses every box.
+    let mut edges = 0;
     for line in svg.lines().filter(|l| l.starts_with("<path d=\"M ")) {
+        edges += 1;
         let d = line.split('"').nth(1).unwrap_or("");
         let nums: Vec<f64> = d.split([' ', ',']).filter_map(|t| t.parse().ok()).collect();
-        for p in nums.chunks(2) {
-            assert!(p[0] >= 0.0 && p[0] <= w && p[1] >= 0.0 && p[1] <= h, "{name}: a curve leaves the canvas: {d}");
+        let pts: Vec<(f64, f64)> = nums.chunks(2).map(|p| (p[0], p[1])).collect();
+        for p in &pts {
+            assert!(p.0 >= 0.0 && p.0 <= w && p.1 >= 0.0 && p.1 <= h, "{name}: an edge leaves the canvas: {d}");
+        }
+        assert!(d.contains(" L ") && !d.contains(" C "), "{name}: edges are orthogonal polylines: {d}");
+        for seg in pts.windows(2) {
+            let (a, b) = (seg[0], seg[1]);
+            assert!((a.0 - b.0).abs() < 0.05 || (a.1 - b.1).abs() < 0.05, "{name}: a diagonal segment: {d}");
+            let shrink = |lo: f64, hi: f64| if hi - lo > 4.0 { (lo + 2.0, hi - 2.0) } else { (lo, lo) };
+            let (x0, x1) = shrink(a.0.min(b.0), a.0.max(b.0));
+            let (y0, y1) = shrink(a.1.min(b.1), a.1.max(b.1));
+            let (x0, x1) = if (a.0 - b.0).abs() < 0.05 { (a.0, a.0) } else { (x0, x1) };
+            let (y0, y1) = if (a.1 - b.1).abs() < 0.05 { (a.1, a.1) } else { (y0, y1) };
+            for bx in &boxes {
+                let inside = x1 > bx.x + 0.5 && x0 < bx.x + bx.w - 0.5 && y1 > bx.y + 0.5 && y0 < bx.y + bx.h - 0.5;
+                assert!(!inside, "{name}: an edge runs through a zone box at ({:.0}, {:.0}): {d}", bx.x, bx.y);
+            }
         }
     }
+    assert!(edges > 0 || name.contains("no edges"), "{name}: edges drawn");
 }
 
 #[test]

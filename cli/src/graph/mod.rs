@@ -80,45 +80,10 @@ fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-const W: f64 = 190.0;
-const H: f64 = 54.0;
-const COL: f64 = 330.0;
-const ROW: f64 = 96.0;
-const MARGIN: f64 = 40.0;
+mod layout;
 
-/// Columns by scope, from the outside in: untrusted, out of scope, connected, cde.
-fn column(scope: Scope) -> usize {
-    match scope {
-        Scope::Untrusted => 0,
-        Scope::OutOfScope => 1,
-        Scope::Connected => 2,
-        Scope::Cde => 3,
-    }
-}
-
-/// Four control points of a cubic curve from the box at `a` to the box at
-/// `b`, routed so that it does not run through the boxes between its ends.
-fn curve(same: bool, (ax, ay): (f64, f64), (bx, by): (f64, f64)) -> [(f64, f64); 4] {
-    if same {
-        let (x, y) = (ax + W * 0.7, ay);
-        [(x - 20.0, y), (x - 30.0, y - 44.0), (x + 30.0, y - 44.0), (x + 20.0, y)]
-    } else if (bx - ax).abs() < 1.0 {
-        // Same column: out of the right side and back in, further out the
-        // more rows it spans.
-        let out = 50.0 + 14.0 * ((by - ay).abs() / ROW);
-        let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
-        [(ax + W, sy), (ax + W + out, sy), (bx + W + out, ty), (bx + W, ty)]
-    } else if bx > ax {
-        let (sy, ty) = (ay + H / 2.0, by + H / 2.0);
-        let lift = if (by - ay).abs() < 1.0 && bx - ax > COL + 1.0 { -ROW * 0.55 } else { 0.0 };
-        [(ax + W, sy), (ax + W + 90.0, sy + lift), (bx - 90.0, ty + lift), (bx, ty)]
-    } else {
-        // Backwards: leave from the bottom, arrive at the right side.
-        let dip = 40.0 + 10.0 * ((ax - bx) / COL);
-        let (sx, sy) = (ax + W / 2.0, ay + H);
-        [(sx, sy), (sx, sy + dip), (bx + W + 60.0, by + H / 2.0 + dip), (bx + W, by + H / 2.0)]
-    }
-}
+use layout::MARGIN;
+pub use layout::{H, W};
 
 /// One zone's box: name, first prefixes, scope colours.
 fn zone_box(s: &mut String, z: &segc_compiler::ir::Zone, (x, y): (f64, f64)) {
@@ -174,14 +139,26 @@ pub fn label_width(text: &str) -> f64 {
 /// Label height at font size 10, halo included.
 pub const LABEL_H: f64 = 14.0;
 
-/// The point at `t` on a cubic Bézier curve.
-fn at(p: &[(f64, f64); 4], t: f64) -> (f64, f64) {
-    let u = 1.0 - t;
-    let w = [u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t];
-    (p.iter().zip(w).map(|(q, w)| q.0 * w).sum(), p.iter().zip(w).map(|(q, w)| q.1 * w).sum())
+/// Points along a polyline where a label may sit: the middle of each
+/// segment first (longest segments first), then a quarter and three quarters
+/// along it.
+fn candidates(path: &[(f64, f64)]) -> Vec<((f64, f64), bool)> {
+    let mut segs: Vec<((f64, f64), (f64, f64))> = path.windows(2).map(|w| (w[0], w[1])).collect();
+    segs.sort_by(|a, b| {
+        let len = |s: &((f64, f64), (f64, f64))| (s.1 .0 - s.0 .0).abs() + (s.1 .1 - s.0 .1).abs();
+        len(b).partial_cmp(&len(a)).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut out = Vec::new();
+    for t in [0.5, 0.3, 0.7, 0.15, 0.85, 0.4, 0.6, 0.22, 0.78] {
+        for (p, q) in &segs {
+            let horizontal = (p.1 - q.1).abs() < 0.5;
+            out.push(((p.0 + (q.0 - p.0) * t, p.1 + (q.1 - p.1) * t), horizontal));
+        }
+    }
+    out
 }
 
-/// Where each edge's label goes: on the curve where it overlaps no zone, no
+/// Where each edge's label goes: on its path where it overlaps no zone, no
 /// heading and no other label; else a number there (`[n]`) with the text in
 /// the legend; else only the legend, which names the edge's zones.
 enum Placed {
@@ -189,13 +166,19 @@ enum Placed {
     Legend(Option<Area>, usize),
 }
 
-fn place(text: &str, pts: &[(f64, f64); 4], taken: &mut Vec<Area>, legend: &mut Vec<String>, pair: String) -> Placed {
-    const T: [f64; 11] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.45, 0.55, 0.35, 0.65];
+fn place(text: &str, path: &[(f64, f64)], taken: &mut Vec<Area>, legend: &mut Vec<String>, pair: String) -> Placed {
+    let spots = candidates(path);
     let fits = |w: f64, taken: &[Area]| {
-        T.iter().find_map(|&t| {
-            let (x, y) = at(pts, t);
-            [0.0, -12.0, 12.0].iter().find_map(|dy| {
-                let a = Area { x: x - w / 2.0, y: y - LABEL_H + 2.0 + dy, w, h: LABEL_H };
+        spots.iter().find_map(|&((x, y), horizontal)| {
+            // Above or below a horizontal line; beside a vertical one.
+            let (side, above, below) = (w / 2.0 + 3.0, -2.0, LABEL_H + 1.0);
+            let offsets: &[(f64, f64)] = if horizontal {
+                &[(0.0, above), (0.0, below), (w / 2.0, above), (-w / 2.0, above), (w / 2.0, below), (-w / 2.0, below)]
+            } else {
+                &[(side, 5.0), (-side, 5.0), (side, -10.0), (-side, -10.0), (side, 20.0), (-side, 20.0)]
+            };
+            offsets.iter().find_map(|&(dx, dy)| {
+                let a = Area { x: x + dx - w / 2.0, y: y + dy - LABEL_H, w, h: LABEL_H };
                 (a.x >= 0.0 && a.y >= 0.0 && !taken.iter().any(|o| a.overlaps(o, 1.0))).then_some(a)
             })
         })
@@ -214,38 +197,29 @@ fn place(text: &str, pts: &[(f64, f64); 4], taken: &mut Vec<Area>, legend: &mut 
 }
 
 pub fn svg(model: &Model, g: &ZoneGraph) -> String {
-    let mut pos: Vec<(f64, f64)> = vec![(0.0, 0.0); model.zones.len()];
-    let mut rows = [0usize; 4];
-    for (i, z) in model.zones.iter().enumerate() {
-        let c = column(z.scope);
-        pos[i] = (MARGIN + c as f64 * COL, MARGIN + 30.0 + rows[c] as f64 * ROW);
-        rows[c] += 1;
-    }
-    let used_cols = rows.iter().rposition(|&r| r > 0).map_or(1, |c| c + 1);
+    let edges = edges(model, g);
+    let lay = layout::layout(model, &edges.iter().map(|(a, b, _, _)| (*a, *b)).collect::<Vec<_>>());
+    let pos = &lay.boxes;
     let title = model.policy.name.as_deref().unwrap_or("policy");
-    let heads = ["untrusted", "out of scope", "connected", "cde"];
     // What labels must not cover: the zones, the title and the column headings.
     let mut taken: Vec<Area> = pos.iter().map(|&(x, y)| Area { x, y, w: W, h: H }).collect();
     taken.push(Area { x: MARGIN, y: MARGIN - 26.0, w: title.chars().count() as f64 * 10.0 + 10.0, h: 20.0 });
-    for (c, head) in heads.iter().enumerate().take(used_cols) {
-        taken.push(Area { x: MARGIN + c as f64 * COL, y: MARGIN + 6.0, w: head.len() as f64 * 7.5, h: 16.0 });
+    for (head, x) in &lay.heads {
+        taken.push(Area { x: *x, y: MARGIN + 6.0, w: head.len() as f64 * 7.5, h: 16.0 });
     }
-    let edges = edges(model, g);
-    let curves: Vec<[(f64, f64); 4]> = edges.iter().map(|(a, b, _, _)| curve(a == b, pos[a.0 as usize], pos[b.0 as usize])).collect();
     let mut legend = Vec::new();
     let placed: Vec<Placed> = edges
         .iter()
-        .zip(&curves)
-        .map(|((a, b, label, _), pts)| place(label, pts, &mut taken, &mut legend, model.pair_text(*a, *b)))
+        .zip(&lay.paths)
+        .map(|((a, b, label, _), path)| place(label, path, &mut taken, &mut legend, model.pair_text(*a, *b)))
         .collect();
-    // The canvas holds every box, label and curve (a Bézier curve stays
-    // inside its control points), and the legend below.
-    let right = taken.iter().map(|a| a.x + a.w).chain(curves.iter().flatten().map(|p| p.0 + 8.0)).fold(0.0, f64::max);
-    let bottom = taken.iter().map(|a| a.y + a.h).chain(curves.iter().flatten().map(|p| p.1 + 8.0)).fold(0.0, f64::max);
-    let legend_top = bottom + 24.0;
+    // The canvas holds every box, label and path, and the legend below.
+    let right = taken.iter().map(|a| a.x + a.w + MARGIN).fold(lay.width, f64::max);
+    let bottom = taken.iter().map(|a| a.y + a.h + MARGIN).fold(lay.height, f64::max);
+    let legend_top = bottom;
     let legend_w = legend.iter().map(|l| label_width(l) * 1.1).fold(0.0, f64::max);
-    let width = (right + MARGIN).max(MARGIN * 2.0 + legend_w);
-    let height = if legend.is_empty() { bottom + MARGIN } else { legend_top + 16.0 * legend.len() as f64 + MARGIN };
+    let width = right.max(MARGIN * 2.0 + legend_w);
+    let height = if legend.is_empty() { bottom } else { legend_top + 16.0 * legend.len() as f64 + MARGIN };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -255,20 +229,17 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     s.push_str("<marker id=\"arrow-cde\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#c0392b\"/></marker></defs>\n");
     let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
     let _ = writeln!(s, "<text x=\"{MARGIN}\" y=\"{}\" font-size=\"16\" font-weight=\"bold\">{}</text>", MARGIN - 10.0, xml(title));
-    for (c, label) in heads.iter().enumerate().take(used_cols) {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"#777777\">{label}</text>",
-            MARGIN + c as f64 * COL,
-            MARGIN + 18.0
-        );
+    for (label, x) in &lay.heads {
+        let _ = writeln!(s, "<text x=\"{x:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"#777777\">{label}</text>", MARGIN + 18.0);
     }
-    for ((_, _, _, cde), pts) in edges.iter().zip(&curves) {
+    for ((_, _, _, cde), path) in edges.iter().zip(&lay.paths) {
         let (color, marker) = if *cde { ("#c0392b", "arrow-cde") } else { ("#555555", "arrow") };
+        let d: Vec<String> =
+            path.iter().enumerate().map(|(i, p)| format!("{} {:.1} {:.1}", if i == 0 { "M" } else { "L" }, p.0, p.1)).collect();
         let _ = writeln!(
             s,
-            "<path d=\"M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" marker-end=\"url(#{marker})\"/>",
-            pts[0].0, pts[0].1, pts[1].0, pts[1].1, pts[2].0, pts[2].1, pts[3].0, pts[3].1,
+            "<path d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" stroke-linejoin=\"round\" marker-end=\"url(#{marker})\"/>",
+            d.join(" "),
             if *cde { 2 } else { 1 }
         );
     }
