@@ -59,9 +59,15 @@ struct Span {
     owner: (usize, usize),
 }
 
+/// Each segment's track in one channel, and how many tracks the channel has.
+type Tracks = (BTreeMap<(usize, usize), usize>, usize);
+
+/// The ends meeting one side of a box: (other end's row, edge, which end).
+type Ports = BTreeMap<(usize, Side), Vec<(usize, usize, usize)>>;
+
 /// Interval partitioning: the fewest tracks such that overlapping spans never
 /// share one. Returns the track of each span and the number of tracks.
-fn tracks(spans: &mut [Span]) -> (BTreeMap<(usize, usize), usize>, usize) {
+fn tracks(spans: &mut [Span]) -> Tracks {
     spans.sort_by(|a, b| (a.lo, a.hi, a.owner).partial_cmp(&(b.lo, b.hi, b.owner)).unwrap_or(std::cmp::Ordering::Equal));
     let mut ends: Vec<f64> = Vec::new();
     let mut out = BTreeMap::new();
@@ -140,7 +146,7 @@ pub fn layout(model: &Model, edges: &[(ZoneId, ZoneId)]) -> Layout {
             std::cmp::Ordering::Equal => (Side::Right, Side::Right),
         })
         .collect();
-    let mut at_side: BTreeMap<(usize, Side), Vec<(usize, usize, usize)>> = BTreeMap::new();
+    let mut at_side: Ports = BTreeMap::new();
     for (i, &(a, b)) in edges.iter().enumerate() {
         let (a, b) = (a.0 as usize, b.0 as usize);
         at_side.entry((a, ends[i].0)).or_default().push((row[b], i, 0));
@@ -191,8 +197,8 @@ pub fn layout(model: &Model, edges: &[(ZoneId, ZoneId)]) -> Layout {
             }
         }
     }
-    let vt: Vec<(BTreeMap<(usize, usize), usize>, usize)> = vspans.iter_mut().map(|s| tracks(s)).collect();
-    let ht: Vec<(BTreeMap<(usize, usize), usize>, usize)> = hspans.iter_mut().map(|s| tracks(s)).collect();
+    let vt: Vec<Tracks> = vspans.iter_mut().map(|s| tracks(s)).collect();
+    let ht: Vec<Tracks> = hspans.iter_mut().map(|s| tracks(s)).collect();
 
     // Geometry: each channel as wide as its tracks need.
     let gap_x: Vec<f64> = vt.iter().map(|(_, t)| GAP_X + TRACK * *t as f64).collect();
