@@ -73,6 +73,19 @@ pub enum Op {
 #[derive(Clone, Debug, Default)]
 pub struct Page {
     pub ops: Vec<Op>,
+    /// A landscape page (the diagram of a wide policy).
+    pub landscape: bool,
+}
+
+impl Page {
+    /// The page's width and height.
+    pub fn size(&self) -> (f32, f32) {
+        if self.landscape {
+            (PAGE_H, PAGE_W)
+        } else {
+            (PAGE_W, PAGE_H)
+        }
+    }
 }
 
 /// Text measurement with the embedded fonts.
@@ -115,7 +128,7 @@ impl<'a> Fonts<'a> {
             let mut line = String::new();
             for word in para.split(' ').filter(|w| !w.is_empty()) {
                 let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
-                if self.width(face, size, &candidate) <= width {
+                if self.width(face, size, &candidate) <= width + 0.01 {
                     line = candidate;
                     continue;
                 }
@@ -125,7 +138,7 @@ impl<'a> Fonts<'a> {
                 // The word alone, broken by characters where it must be.
                 for c in word.chars() {
                     line.push(c);
-                    if self.width(face, size, &line) > width && line.chars().count() > 1 {
+                    if self.width(face, size, &line) > width + 0.01 && line.chars().count() > 1 {
                         let last = line.pop().unwrap_or(' ');
                         lines.push(std::mem::take(&mut line));
                         line.push(last);
@@ -225,8 +238,8 @@ impl<'f, 'a> Flow<'f, 'a> {
                 minimum[i] = minimum[i].max(word);
             }
         }
-        let want: Vec<f32> = natural.iter().map(|w| (w + 2.0 * PAD).min(220.0)).collect();
-        let min: Vec<f32> = minimum.iter().zip(&want).map(|(m, w)| (m + 2.0 * PAD).min(110.0).min(*w).max(24.0)).collect();
+        let want: Vec<f32> = natural.iter().map(|w| (w + 2.0 * PAD + 0.5).min(220.0)).collect();
+        let min: Vec<f32> = minimum.iter().zip(&want).map(|(m, w)| (m + 2.0 * PAD + 0.5).min(110.0).min(*w).max(24.0)).collect();
         let total: f32 = want.iter().sum();
         if total <= WIDTH {
             let extra = (WIDTH - total) / n as f32;

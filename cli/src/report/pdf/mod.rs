@@ -147,9 +147,9 @@ fn contents(flow: &mut Flow<'_, '_>, headings: &[layout::Heading], offset: usize
 
 /// The diagram's size on the page: the SVG scaled to the text width, and
 /// down to what is left of the page when it is tall.
-fn diagram_box(svg: &usvg::Tree, room: f32) -> (f32, f32) {
+fn diagram_box(svg: &usvg::Tree, width: f32, room: f32) -> (f32, f32) {
     let s = svg.size();
-    let scale = (WIDTH / s.width()).min(room / s.height()).min(1.4);
+    let scale = (width / s.width()).min(room / s.height()).min(1.4);
     (s.width() * scale, s.height() * scale)
 }
 
@@ -170,11 +170,19 @@ pub fn document(cover: &Cover<'_>, summary: &[String], svg: &str, sections: &[su
     let mut body = Flow::new(&mut fonts);
     body.heading("Zone diagram", 200.0);
     if let Some(t) = &tree {
-        let (w, h) = diagram_box(t, layout::BOTTOM - body.y - 4.0);
-        let x = MARGIN_X + (WIDTH - w) / 2.0;
+        // A wide diagram gets a landscape page of its own, so its labels stay legible.
+        let wide = t.size().width() > t.size().height() * 1.2 && t.size().width() > WIDTH * 1.3;
+        let (avail_w, avail_h) =
+            if wide { (PAGE_H - 2.0 * MARGIN_X, PAGE_W - 64.0 - body.y - 4.0) } else { (WIDTH, layout::BOTTOM - body.y - 4.0) };
+        body.page().landscape = wide;
+        let (w, h) = diagram_box(t, avail_w, avail_h);
+        let x = MARGIN_X + (avail_w - w) / 2.0;
         let y = body.y + 4.0;
         body.page().ops.push(Op::Diagram { x, y, w, h });
         body.y += h + 12.0;
+        if wide {
+            body.new_page();
+        }
     }
     for (title, head, rows) in sections {
         body.heading(&prose(title), 40.0);
@@ -216,11 +224,12 @@ fn render(
     };
     let total = pages.len();
     for (n, page) in pages.into_iter().enumerate() {
-        let Some(settings) = Size::from_wh(PAGE_W, PAGE_H).map(PageSettings::new) else { continue };
+        let (pw, ph) = page.size();
+        let Some(settings) = Size::from_wh(pw, ph).map(PageSettings::new) else { continue };
         let mut p = doc.start_page_with(settings);
         let mut s = p.surface();
         let mut ops = page.ops;
-        ops.extend(footer(fonts, cover, n + 1, total));
+        ops.extend(footer(fonts, cover, n + 1, total, (pw, ph)));
         for op in ops {
             match op {
                 Op::Text { x, y, size, face: f, color: c, text } => {
@@ -278,16 +287,17 @@ fn render(
 
 /// The footer of page `n` of `total`: policy and source hash on the left,
 /// date and page on the right.
-fn footer(fonts: &mut Fonts<'_>, cover: &Cover<'_>, n: usize, total: usize) -> Vec<Op> {
-    let y = PAGE_H - 34.0;
+fn footer(fonts: &mut Fonts<'_>, cover: &Cover<'_>, n: usize, total: usize, (pw, ph): (f32, f32)) -> Vec<Op> {
+    let y = ph - 34.0;
+    let width = pw - 2.0 * MARGIN_X;
     let left = format!("{} \u{00b7} source SHA-256 ", cover.policy);
     let lw = fonts.width(Face::Regular, 7.0, &left);
     let right = format!("generated {} \u{00b7} page {n} of {total}", cover.date);
     let rw = fonts.width(Face::Regular, 7.0, &right);
     vec![
-        Op::Line { x1: MARGIN_X, y1: y - 10.0, x2: MARGIN_X + WIDTH, y2: y - 10.0, width: 0.4, color: layout::RULE },
+        Op::Line { x1: MARGIN_X, y1: y - 10.0, x2: MARGIN_X + width, y2: y - 10.0, width: 0.4, color: layout::RULE },
         Op::Text { x: MARGIN_X, y, size: 7.0, face: Face::Regular, color: GREY, text: left },
         Op::Text { x: MARGIN_X + lw, y, size: 6.2, face: Face::Mono, color: GREY, text: cover.hash.to_string() },
-        Op::Text { x: MARGIN_X + WIDTH - rw, y: y + 10.0, size: 7.0, face: Face::Regular, color: GREY, text: right },
+        Op::Text { x: MARGIN_X + width - rw, y: y + 10.0, size: 7.0, face: Face::Regular, color: GREY, text: right },
     ]
 }
