@@ -359,6 +359,10 @@ pub enum Command {
         /// Exit after this many seconds (for tests); default: until SIGTERM.
         #[arg(long, hide = true)]
         run_for: Option<u64>,
+        /// Read every blocked https feed again this often (milliseconds)
+        /// instead of each feed's `refresh`, and publish a revision when it changed.
+        #[arg(long)]
+        feed_refresh_ms: Option<u64>,
     },
     /// Host daemon: keeps the policy deployed, reloads it atomically, metrics, audit.
     Agent {

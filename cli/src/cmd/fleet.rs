@@ -35,6 +35,7 @@ pub struct ControllerArgs {
     pub lease_ttl: i64,
     pub metrics: Option<std::net::SocketAddr>,
     pub run_for: Option<u64>,
+    pub feed_refresh_ms: Option<u64>,
 }
 
 #[cfg(feature = "fleet")]
@@ -54,6 +55,7 @@ pub fn controller(a: ControllerArgs) -> Result<u8> {
         lease_ttl: a.lease_ttl.max(1),
         metrics: a.metrics,
         run_for: a.run_for.map(std::time::Duration::from_secs),
+        feed_refresh: a.feed_refresh_ms.map(|ms| std::time::Duration::from_millis(ms.max(100))),
     })
 }
 

@@ -49,8 +49,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Audit { action } => audit::audit(action),
         Command::Fleet { action } => fleet::fleet(action),
         #[cfg(feature = "fleet")]
-        Command::Controller { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for } => {
-            fleet::controller(fleet::ControllerArgs { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for })
+        Command::Controller { etcd, id, cloud, reconcile, interval_s, silent_after_s, lease_ttl, metrics, run_for, feed_refresh_ms } => {
+            fleet::controller(fleet::ControllerArgs {
+                etcd,
+                id,
+                cloud,
+                reconcile,
+                interval_s,
+                silent_after_s,
+                lease_ttl,
+                metrics,
+                run_for,
+                feed_refresh_ms,
+            })
         }
         #[cfg(not(feature = "fleet"))]
         Command::Controller { .. } => {

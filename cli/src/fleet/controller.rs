@@ -49,6 +49,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Stop after this long (tests); run until SIGTERM otherwise.
     pub run_for: Option<Duration>,
+    /// Every blocked https feed read again this often, instead of its `refresh`.
+    pub feed_refresh: Option<Duration>,
 }
 
 /// The controller's Prometheus metrics.
@@ -74,13 +76,13 @@ impl Metrics {
 }
 
 /// When this controller may no longer act, as milliseconds since `epoch`.
-struct Deadline {
+pub(super) struct Deadline {
     epoch: Instant,
     until_ms: AtomicU64,
 }
 
 impl Deadline {
-    fn alive(&self) -> bool {
+    pub(super) fn alive(&self) -> bool {
         (self.epoch.elapsed().as_millis() as u64) < self.until_ms.load(Ordering::SeqCst)
     }
 }
@@ -163,6 +165,7 @@ async fn campaign(cfg: &Config, mut client: Client, metrics: &Metrics, done: &dy
     let fence = Compare::create_revision(leader.key().to_vec(), CompareOp::Equal, leader.rev());
     let silent_since = Mutex::new(std::collections::BTreeMap::<String, f64>::new());
     let mut last_reconcile: Option<Instant> = None;
+    let mut feeds_due = std::collections::BTreeMap::<String, Instant>::new();
     let result = loop {
         if done() {
             break Ok(());
@@ -172,6 +175,9 @@ async fn campaign(cfg: &Config, mut client: Client, metrics: &Metrics, done: &dy
         }
         if let Err(e) = mark_silent(cfg, &mut client, &keys, &fence, metrics, &silent_since, &deadline).await {
             break Err(e);
+        }
+        if let Err(e) = super::feeds::refresh(cfg, &mut client, &keys, &fence, &mut feeds_due, &deadline).await {
+            eprintln!("segc controller {}: feeds: {e:#}", cfg.id);
         }
         if cfg.reconcile.is_some() && last_reconcile.is_none_or(|t| t.elapsed() >= cfg.interval) {
             last_reconcile = Some(Instant::now());
@@ -243,12 +249,7 @@ async fn reconcile(cfg: &Config, client: &mut Client, keys: &Keys, metrics: &Met
     let Some((cur, _)) = store::current(client, keys).await? else { return Ok(()) };
     let meta = store::meta(client, keys, cur.revision).await?;
     let sources = store::sources(client, keys, &meta).await?;
-    let mut loader = segc_compiler::source::MemoryLoader::new();
-    for (name, text) in &sources.files {
-        loader = loader.with(name, text);
-    }
-    let c = segc_compiler::compile(&sources.root, &loader, &segc_compiler::Options::default())
-        .map_err(|e| anyhow!("revision {}: {e}", cur.revision))?;
+    let c = sources.compile().map_err(|e| anyhow!("revision {}: {e}", cur.revision))?;
     let apply = cfg.reconcile == Some(Reconcile::Apply);
     let findings = super::reconcile::clouds(cfg, &c, apply, &|| deadline.alive()).await?;
     for (target, n) in &findings {

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod controller;
+mod feeds;
 mod reconcile;
 pub mod store;
 
@@ -146,11 +147,20 @@ fn publisher() -> String {
 }
 
 /// The policy's own files (not the standard library), for the controllers.
-fn sources_of(c: &segc_compiler::Compilation) -> Sources {
+pub(crate) fn sources_of(c: &segc_compiler::Compilation) -> Sources {
     let files: std::collections::BTreeMap<String, String> =
         c.sources().files().filter(|(_, f)| !f.std).map(|(_, f)| (f.name.clone(), f.text.clone())).collect();
     let root = c.sources().files().find(|(_, f)| !f.std).map(|(_, f)| f.name.clone()).unwrap_or_default();
-    Sources { root, files }
+    let feeds = c
+        .model
+        .feeds
+        .iter()
+        .filter_map(|f| match c.tree.feed_data.get(&f.location) {
+            Some(Ok(b)) => Some((f.location.clone(), String::from_utf8_lossy(b).into_owned())),
+            _ => None,
+        })
+        .collect();
+    Sources { root, files, feeds }
 }
 
 /// `segc fleet publish PATH`: refused on any error, nothing published.

@@ -93,6 +93,27 @@ pub struct Meta {
 pub struct Sources {
     pub root: String,
     pub files: BTreeMap<String, String>,
+    /// Each feed's bytes as compiled, by location (path or URL): the
+    /// controllers compile exactly what was published, and refresh https feeds.
+    #[serde(default)]
+    pub feeds: BTreeMap<String, String>,
+}
+
+impl segc_compiler::source::Loader for Sources {
+    fn read(&self, path: &str) -> Result<Vec<u8>, segc_compiler::source::LoadError> {
+        self.files.get(path).map(|t| t.as_bytes().to_vec()).ok_or(segc_compiler::source::LoadError::NotFound)
+    }
+
+    fn feed(&self, location: &str) -> Result<Vec<u8>, segc_compiler::source::LoadError> {
+        self.feeds.get(location).map(|t| t.as_bytes().to_vec()).ok_or(segc_compiler::source::LoadError::NotFound)
+    }
+}
+
+impl Sources {
+    /// Compiles the sources as published.
+    pub fn compile(&self) -> Result<segc_compiler::Compilation, segc_compiler::RootError> {
+        segc_compiler::compile(&self.root, self, &segc_compiler::Options::default())
+    }
 }
 
 /// What an agent reports with every heartbeat.
@@ -183,7 +204,20 @@ pub async fn sources(client: &mut Client, keys: &Keys, m: &Meta) -> Result<Sourc
 /// Stores a new revision: the chunks, the meta, then `current` in one
 /// transaction that fails when another publish got there first (then the
 /// next number is tried, a few times).
-pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &[u8], sources: &Sources, keep: u64) -> Result<Current> {
+pub async fn publish(client: &mut Client, keys: &Keys, meta: Meta, bundle: &[u8], sources: &Sources, keep: u64) -> Result<Current> {
+    publish_fenced(client, keys, meta, bundle, sources, keep, None).await
+}
+
+/// `publish`, and only while `fence` holds (a controller's election key).
+pub async fn publish_fenced(
+    client: &mut Client,
+    keys: &Keys,
+    mut meta: Meta,
+    bundle: &[u8],
+    sources: &Sources,
+    keep: u64,
+    fence: Option<&Compare>,
+) -> Result<Current> {
     let sources = serde_json::to_vec(sources)?;
     meta.bundle_chunks = bundle.len().div_ceil(CHUNK).max(1);
     meta.bytes = bundle.len() as u64;
@@ -207,7 +241,9 @@ pub async fn publish(client: &mut Client, keys: &Keys, mut meta: Meta, bundle: &
             None => Compare::version(keys.current(), CompareOp::Equal, 0),
             Some((_, rev)) => Compare::mod_revision(keys.current(), CompareOp::Equal, *rev),
         };
-        let txn = Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(keys.current(), serde_json::to_vec(&cur)?, None)]);
+        let mut when = vec![guard];
+        when.extend(fence.cloned());
+        let txn = Txn::new().when(when).and_then(vec![TxnOp::put(keys.current(), serde_json::to_vec(&cur)?, None)]);
         if client.txn(txn).await.map_err(etcd)?.succeeded() {
             prune(client, keys, revision, keep).await?;
             return Ok(cur);
