@@ -185,6 +185,24 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Least privilege: the feed thread, which reads from the network, holds
+    // no capability at all; every other thread only CAP_BPF and CAP_NET_ADMIN;
+    // all run under the seccomp filter.
+    wait_for("the lockdown", 30, || {
+        let st = std::fs::read_to_string(format!("/proc/{}/status", agent.0.id())).unwrap_or_default();
+        st.contains("Seccomp:\t2") && st.contains("CapEff:\t0000008000001000")
+    });
+    let mut bare = 0;
+    for t in std::fs::read_dir(format!("/proc/{}/task", agent.0.id())).expect("tasks").flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let field = |k: &str| status.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("").to_string();
+        let eff = field("CapEff:");
+        assert!(eff == "0000008000001000" || eff == "0000000000000000", "thread {:?}: CapEff {eff}", t.file_name());
+        assert_eq!(field("CapPrm:"), eff);
+        assert_eq!(field("Seccomp:"), "2");
+        bare += usize::from(eff == "0000000000000000");
+    }
+    assert!(bare >= 1, "the feed thread holds no capability");
     let m = scrape(mport);
     assert_eq!(metric(&m, "segc_feed_prefixes{feed=\"drop\"}"), 100_001.0, "{m}");
     // The feed lists the server (a connected zone): the zone wins.

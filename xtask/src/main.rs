@@ -11,6 +11,9 @@
 //!   flood of 100k denied packets per second; needs root.
 //! - `bench-fleet`: publish to enforced on 20 agents in namespaces, on a
 //!   three-member etcd cluster on loopback; needs root and etcd-server.
+//! - `perf-gate`: the benches' `--gate` modes (release builds): ratios within
+//!   one run against `perf/baseline.json`, failing on a regression of more
+//!   than 25 %; the eBPF part needs root (skipped, and said, without it).
 
 mod fleet;
 mod flood;
@@ -25,12 +28,29 @@ fn cargo(args: &[&str]) -> bool {
     Command::new(cargo).args(args).status().is_ok_and(|s| s.success())
 }
 
+/// The performance gate: every bench's `--gate` mode must pass.
+fn perf_gate() -> bool {
+    let check = cargo(&["bench", "--locked", "-p", "segc-compiler", "--bench", "check", "--", "--gate"]);
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    let xdp = if root {
+        cargo(&["bench", "--locked", "-p", "segc-loader", "--bench", "xdp", "--", "--gate"])
+    } else {
+        eprintln!("perf-gate: the eBPF figures need root (BPF_PROG_TEST_RUN); skipped");
+        true
+    };
+    check && xdp
+}
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let ok = match task.as_str() {
         "bench" => cargo(&["bench", "--workspace"]),
         "ci" => cargo(&["test", "--workspace", "--locked"]),
         "bpf" => rebuild_bpf(),
+        "perf-gate" => perf_gate(),
         "bench-net" => bench_net(),
         "bench-flood" => flood::bench(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
         "bench-fleet" => fleet::bench(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
@@ -45,7 +65,7 @@ fn main() -> ExitCode {
                     .is_ok_and(|s| s.success())
         }
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf|bench-net|bench-flood|bench-fleet|bench-aerleon>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|perf-gate|bench-net|bench-flood|bench-fleet|bench-aerleon>");
             return ExitCode::from(2);
         }
     };

@@ -83,10 +83,16 @@ impl Mode {
         }
     }
 
-    /// The policy's root folder and the feed cache, for a policy from files.
+    /// For a policy from files that blocks feeds: its root folder and the
+    /// feed cache, which this first compile fills (from the host's namespace,
+    /// where the feeds' servers are reachable). `None` for a fleet, or a
+    /// policy without feeds (no feed thread then).
     pub fn files_root(&self) -> Option<(PathBuf, super::watch::FeedCache)> {
         match self {
-            Mode::Files { watch, .. } => Some((watch.root().to_path_buf(), watch.feeds.clone())),
+            Mode::Files { watch, .. } => {
+                let (c, _) = watch.compile(&Options::default()).ok()?;
+                c.model.blocks_feeds().then(|| (watch.root().to_path_buf(), watch.feeds.clone()))
+            }
             #[cfg(feature = "fleet")]
             Mode::Fleet(_) => None,
         }
