@@ -9,6 +9,7 @@ mod entries;
 pub mod nft;
 pub mod packet;
 mod policy;
+pub mod traffic;
 
 pub use entries::Entries;
 pub use policy::{PolicyMaps, Swap};
@@ -61,6 +62,7 @@ pub const PINNED_MAPS: &[&str] = &[
     rt::names::CONNS,
     rt::names::COUNTERS,
     rt::names::PAIR_COUNTERS,
+    rt::names::PAIR_SLOTS,
     rt::names::EVENTS,
 ];
 
@@ -112,6 +114,17 @@ impl Filter {
     }
 
     /// Runs one frame through an XDP program; see [`run_xdp`].
+    /// Traffic per zone pair and verdict in the live epoch (both places the
+    /// program counts it).
+    pub fn pair_traffic(&mut self) -> Result<Vec<traffic::PairTraffic>, Error> {
+        let epoch = self.maps.config()?.gen;
+        let hash: aya::maps::PerCpuHashMap<&aya::maps::MapData, rt::PairCounterKey, rt::Counter> =
+            aya::maps::PerCpuHashMap::try_from(self.ebpf.map(rt::names::PAIR_COUNTERS).ok_or(Error::Missing("pair counters"))?)?;
+        let slots: aya::maps::PerCpuArray<&aya::maps::MapData, rt::PairSlot> =
+            aya::maps::PerCpuArray::try_from(self.ebpf.map(rt::names::PAIR_SLOTS).ok_or(Error::Missing("pair slots"))?)?;
+        Ok(traffic::sum(&hash, &slots, epoch))
+    }
+
     pub fn run_xdp(&self, program: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration), Error> {
         run_xdp(&self.ebpf, program, frame, repeat)
     }

@@ -124,6 +124,13 @@ struct {
 } segc_pair_counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct segc_pair_slot);
+	__uint(max_entries, SEGC_PAIR_SLOTS);
+} segc_pair_slots SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SEGC_EVENTS_BYTES);
 } segc_events SEC(".maps");
@@ -567,8 +574,28 @@ static __always_inline int related(void *data, void *data_end, struct pkt *p)
 	return bpf_map_lookup_elem(&segc_conns, &k) != 0;
 }
 
+/* Per-pair traffic: in the pair's slot of the per-CPU array (an inlined
+ * lookup), claimed afresh in each epoch; where another pair holds the slot,
+ * in the LRU hash (a helper call, the rare path). */
 static __always_inline void count_pair(__u32 epoch, __u32 sz, __u32 dz, __u32 verdict, __u64 bytes)
 {
+	__u32 idx = (sz * 2654435761u ^ dz * 2246822519u ^ verdict * 3266489917u) & (SEGC_PAIR_SLOTS - 1);
+	struct segc_pair_slot *slot = bpf_map_lookup_elem(&segc_pair_slots, &idx);
+	if (slot) {
+		if (slot->epoch != epoch) {
+			slot->epoch = epoch;
+			slot->src_zone = sz;
+			slot->dst_zone = dz;
+			slot->verdict = verdict;
+			slot->packets = 0;
+			slot->bytes = 0;
+		}
+		if (slot->src_zone == sz && slot->dst_zone == dz && slot->verdict == verdict) {
+			slot->packets += 1;
+			slot->bytes += bytes;
+			return;
+		}
+	}
 	struct segc_pair_counter_key k = {.epoch = epoch, .src_zone = sz, .dst_zone = dz, .verdict = verdict};
 	struct segc_counter *c = bpf_map_lookup_elem(&segc_pair_counters, &k);
 	if (!c) {

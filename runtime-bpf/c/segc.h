@@ -21,6 +21,7 @@
 #define SEGC_VERDICTS_MAX 65536
 #define SEGC_CONNS_MAX 262144
 #define SEGC_PAIR_COUNTERS_MAX 65536
+#define SEGC_PAIR_SLOTS 8192 /* a power of two */
 #define SEGC_EVENTS_BYTES (256 * 1024)
 #define SEGC_PASS_ETHERTYPES_MAX 8
 #define SEGC_FEEDS4_MAX 1048576
@@ -169,6 +170,19 @@ struct segc_pair_counter_key {
 	__u32 src_zone; /* zone id + 1; 0: no zone */
 	__u32 dst_zone;
 	__u32 verdict;  /* 0 allowed, 1 denied */
+};
+
+/* Traffic of one zone pair and verdict on one CPU, in a slot of a per-CPU
+ * array picked by a hash of the pair: counted without a helper call. A pair
+ * whose slot another pair holds (in the live epoch) is counted in
+ * segc_pair_counters instead; readers add both. */
+struct segc_pair_slot {
+	__u32 epoch;
+	__u32 src_zone;
+	__u32 dst_zone;
+	__u32 verdict;
+	__u64 packets;
+	__u64 bytes;
 };
 
 /* A sampled deny, sent through the ring buffer. */

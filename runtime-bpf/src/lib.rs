@@ -20,6 +20,7 @@ pub const PORTS_MAX: u32 = 1_048_576;
 pub const PAIRS_MAX: u32 = 262_144;
 pub const VERDICTS_MAX: u32 = 65536;
 pub const PAIR_COUNTERS_MAX: u32 = 65536;
+pub const PAIR_SLOTS: u32 = 8192;
 pub const FEEDS4_MAX: u32 = 1_048_576;
 pub const FEEDS6_MAX: u32 = 1_048_576;
 
@@ -82,6 +83,7 @@ pub mod names {
     pub const CONNS: &str = "segc_conns";
     pub const COUNTERS: &str = "segc_counters";
     pub const PAIR_COUNTERS: &str = "segc_pair_counters";
+    pub const PAIR_SLOTS: &str = "segc_pair_slots";
     pub const EVENTS: &str = "segc_events";
     pub const XDP: &str = "segc_xdp";
     pub const TC: &str = "segc_tc";
@@ -200,6 +202,18 @@ pub struct PairCounterKey {
     pub verdict: u32,
 }
 
+/// One zone pair's traffic on one CPU, in its slot of the per-CPU array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairSlot {
+    pub epoch: u32,
+    pub src_zone: u32,
+    pub dst_zone: u32,
+    pub verdict: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -231,4 +245,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PairCounterKey {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::PairSlot {}
 }

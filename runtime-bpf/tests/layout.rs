@@ -80,6 +80,10 @@ fn rust_and_c_layouts_agree() {
         "SEGC_CNT_MAX" => CNT_MAX as usize;
         "SEGC_CNT_DENY" => CNT_DENY as usize;
         "SEGC_CNT_FEED" => CNT_FEED as usize;
+        "SEGC_PAIR_SLOTS" => PAIR_SLOTS as usize;
+        "sizeof(struct segc_pair_slot)" => size_of::<PairSlot>();
+        "offsetof(struct segc_pair_slot, verdict)" => offset_of!(PairSlot, verdict);
+        "offsetof(struct segc_pair_slot, packets)" => offset_of!(PairSlot, packets);
         "SEGC_FEEDS4_MAX" => FEEDS4_MAX as usize;
         "SEGC_FEEDS6_MAX" => FEEDS6_MAX as usize;
         "SEGC_ZONE_FEED" => ZONE_FEED as usize;

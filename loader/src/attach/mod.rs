@@ -51,6 +51,8 @@ pub struct LinkOptions {
     pub timeouts: [u32; rt::TO_MAX],
 }
 
+pub use crate::traffic::{pair_counters, PairTraffic};
+
 pub fn pin_dir(netns: Option<&str>) -> PathBuf {
     let scope = netns.map_or_else(|| "host".to_string(), |n| format!("netns-{n}"));
     Path::new(BPFFS).join("segc").join(scope)
@@ -286,7 +288,9 @@ pub fn deploy(t: &Tables, netns: Option<&str>, ifaces: &[String], choice: XdpCho
         f.maps.set_link_options(&opts.pass_ethertypes, opts.timeouts)?;
         let swap = f.install(t)?;
         f.maps.pin(&dir)?;
-        for name in [rt::names::VERDICTS, rt::names::CONNS, rt::names::COUNTERS, rt::names::PAIR_COUNTERS, rt::names::EVENTS] {
+        for name in
+            [rt::names::VERDICTS, rt::names::CONNS, rt::names::COUNTERS, rt::names::PAIR_COUNTERS, rt::names::PAIR_SLOTS, rt::names::EVENTS]
+        {
             f.ebpf
                 .map(name)
                 .ok_or(Error::Missing("map"))?
@@ -378,36 +382,6 @@ pub fn counters(netns: Option<&str>) -> Result<Vec<(u64, u64)>, Error> {
         let v = arr.get(&i, 0)?;
         out.push(v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)));
     }
-    Ok(out)
-}
-
-/// The traffic one zone pair saw with one verdict, summed over CPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PairTraffic {
-    /// Zone id + 1 (0: an address in no zone).
-    pub src_zone: u32,
-    pub dst_zone: u32,
-    /// 0 allow, 1 deny.
-    pub verdict: u32,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-/// Traffic per zone pair and verdict in `epoch`, sorted.
-pub fn pair_counters(netns: Option<&str>, epoch: u32) -> Result<Vec<PairTraffic>, Error> {
-    let dir = pin_dir(netns);
-    let map = aya::maps::Map::from_map_data(aya::maps::MapData::from_pin(dir.join(rt::names::PAIR_COUNTERS))?)?;
-    let h: aya::maps::PerCpuHashMap<aya::maps::MapData, rt::PairCounterKey, rt::Counter> = aya::maps::PerCpuHashMap::try_from(map)?;
-    let mut out: Vec<PairTraffic> = h
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, _)| k.epoch == epoch)
-        .map(|(k, v)| {
-            let (packets, bytes) = v.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            PairTraffic { src_zone: k.src_zone, dst_zone: k.dst_zone, verdict: k.verdict, packets, bytes }
-        })
-        .collect();
-    out.sort();
     Ok(out)
 }
 
