@@ -7,6 +7,8 @@
 //! audit events and metrics.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -63,48 +65,6 @@ impl Drop for Killed {
     }
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it.
-fn make_ca(dir: &Path) {
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=segc test CA",
-    ]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 #[test]
 fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     if !require("agent_refreshes_feeds_over_https_and_refuses_bad_ones", &["ip", "python3", "openssl"]) {
@@ -115,7 +75,8 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("dirs");
     std::fs::create_dir_all(dir.join("policy")).expect("dirs");
-    make_ca(&dir);
+    // A CA of the test's own and a certificate for 127.0.0.1 signed by it.
+    let tls = etcd::Tls::make(&dir.join("tls"));
     // The client (10.99.0.1) is in the untrusted zone `outside`; the server
     // (10.99.0.2) is the policy's own. Both are listed by the feed at some
     // point: only the client is ever cut.
@@ -124,12 +85,10 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut server = Command::new("python3")
         .arg(repo().join("tests/helpers/https_feed.py"))
-        .args([
-            www.to_str().expect("utf-8"),
-            &port.to_string(),
-            dir.join("srv.pem").to_str().expect("utf-8"),
-            dir.join("srv.key").to_str().expect("utf-8"),
-        ])
+        .arg(&www)
+        .arg(port.to_string())
+        .arg(&tls.server_cert)
+        .arg(&tls.server_key)
         .stdout(Stdio::piped())
         .spawn()
         .expect("server");
@@ -154,7 +113,7 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     let o = Command::new(env!("CARGO_BIN_EXE_segc"))
         .args(["check", "--format", "json"])
         .arg(dir.join("policy"))
-        .env("SEGC_FEED_CA_FILE", dir.join("ca.pem"))
+        .env("SEGC_FEED_CA_FILE", tls.ca.clone())
         .output()
         .expect("check");
     let out = String::from_utf8_lossy(&o.stdout);
@@ -172,7 +131,7 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
         .arg(dir.join("policy"))
         .env("SEGC_AUDIT_DIR", &audit)
         .env("SEGC_AUDIT_KEY_FILE", dir.join("audit.key"))
-        .env("SEGC_FEED_CA_FILE", dir.join("ca.pem"))
+        .env("SEGC_FEED_CA_FILE", tls.ca.clone())
         .stderr(std::fs::File::create(dir.join("agent.err")).expect("log"))
         .spawn()
         .expect("agent");
