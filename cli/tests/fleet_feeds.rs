@@ -9,9 +9,8 @@ mod common;
 #[path = "common/etcd.rs"]
 mod etcd;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 struct Killed(Child);
@@ -31,11 +30,6 @@ fn segc(home: &Path, ca: &Path, args: &[&str]) -> Command {
         .env("SEGC_STATE_DIR", home.join("state"))
         .env("SEGC_FEED_CA_FILE", ca);
     c
-}
-
-fn serve(dir: &Path, body: &str) {
-    std::fs::write(dir.join(".tmp"), body).expect("write");
-    std::fs::rename(dir.join(".tmp"), dir.join("drop.netset")).expect("rename");
 }
 
 fn bulk(n: u32) -> String {
@@ -64,20 +58,9 @@ fn the_leader_refreshes_https_feeds_and_publishes_them() {
     let cluster = etcd::Cluster::start(&home.join("etcd"), 1);
     let endpoints = cluster.endpoints();
     let www = home.join("www");
-    serve(&www, &bulk(1000));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut server = Command::new("python3")
-        .arg(common::repo().join("tests/helpers/https_feed.py"))
-        .arg(&www)
-        .arg(port.to_string())
-        .arg(&tls.server_cert)
-        .arg(&tls.server_key)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
-    let _server = Killed(server);
+    common::FeedServer::serve(&www, "drop.netset", &bulk(1000));
+    let server = common::FeedServer::start(&www, &tls.server_cert, &tls.server_key);
+    let port = server.port;
     std::fs::write(
         home.join("policy/main.seg"),
         format!("policy \"fleet-feeds\" {{}}\nzone net {{\n  cidrs = [0.0.0.0/0]\n  scope = untrusted\n}}\nzone web {{\n  cidrs = [10.9.0.0/24]\n  scope = connected\n}}\nfeed drop {{\n  source = \"https://127.0.0.1:{port}/drop.netset\"\n}}\nblock drop\nflow net -> web on tcp/443\n"),
@@ -105,7 +88,7 @@ fn the_leader_refreshes_https_feeds_and_publishes_them() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(revision(), 1, "an unchanged feed publishes nothing");
     // Changed: the leader publishes revision 2 with it.
-    serve(&www, &format!("{}192.0.2.0/24\n", bulk(1000)));
+    common::FeedServer::serve(&www, "drop.netset", &format!("{}192.0.2.0/24\n", bulk(1000)));
     let start = Instant::now();
     while revision() < 2 {
         assert!(
@@ -119,13 +102,13 @@ fn the_leader_refreshes_https_feeds_and_publishes_them() {
     assert_eq!(refreshed.len(), 1, "{refreshed:?}");
     assert_eq!((refreshed[0]["data"]["prefixes"].as_u64(), refreshed[0]["data"]["revision"].as_u64()), (Some(1001), Some(2)));
     // Garbage, then a copy that lost most of itself: refused, nothing published.
-    serve(&www, &format!("{}not-a-prefix\n", bulk(1000)));
+    common::FeedServer::serve(&www, "drop.netset", &format!("{}not-a-prefix\n", bulk(1000)));
     let start = Instant::now();
     while !events(&home, &tls.ca, "feed.refused").iter().any(|e| e["data"]["reason"] == "parse") {
         assert!(start.elapsed() < Duration::from_secs(20), "no parse refusal");
         std::thread::sleep(Duration::from_millis(200));
     }
-    serve(&www, &bulk(100));
+    common::FeedServer::serve(&www, "drop.netset", &bulk(100));
     let start = Instant::now();
     while !events(&home, &tls.ca, "feed.refused").iter().any(|e| e["data"]["reason"] == "shrink") {
         assert!(start.elapsed() < Duration::from_secs(20), "no shrink refusal");

@@ -10,9 +10,8 @@ mod common;
 #[path = "common/etcd.rs"]
 mod etcd;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -49,13 +48,6 @@ fn bulk(n: u32) -> String {
     s
 }
 
-/// Writes what the server serves, atomically.
-fn serve(dir: &Path, name: &str, body: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, body).expect("write");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename");
-}
-
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -81,21 +73,9 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     // (10.99.0.2) is the policy's own. Both are listed by the feed at some
     // point: only the client is ever cut.
     let base = bulk(100_000);
-    serve(&www, "drop.netset", &format!("# test feed\n{base}10.99.0.2/32\n"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut server = Command::new("python3")
-        .arg(repo().join("tests/helpers/https_feed.py"))
-        .arg(&www)
-        .arg(port.to_string())
-        .arg(&tls.server_cert)
-        .arg(&tls.server_key)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready");
-    let _server = Killed(server);
+    FeedServer::serve(&www, "drop.netset", &format!("# test feed\n{base}10.99.0.2/32\n"));
+    let server = FeedServer::start(&www, &tls.server_cert, &tls.server_key);
+    let port = server.port;
     let url = |name: &str| format!("https://127.0.0.1:{port}/{name}");
     let policy = |feed_url: &str| {
         format!(
@@ -169,7 +149,7 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
 
     // The feed now lists the client too: after a refresh, it is cut both ways.
     let refreshes = |m: &str| metric(m, "segc_feed_refreshes_total{feed=\"drop\"}");
-    serve(&www, "drop.netset", &format!("{base}10.99.0.2/32\n10.99.0.1/32\n"));
+    FeedServer::serve(&www, "drop.netset", &format!("{base}10.99.0.2/32\n10.99.0.1/32\n"));
     wait_for("the refresh", 20, || refreshes(&scrape(mport)) >= 1.0);
     assert!(!net.probe(&net.a, "tcp", "10.99.0.2", 8080), "a newly listed source is cut");
     assert!(!net.probe(&net.b, "tcp", "10.99.0.1", 8081), "and as a destination");
@@ -177,11 +157,11 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
 
     // Every bad refresh is refused; the client stays cut.
     let refused = |reason: &str| metric(&scrape(mport), &format!("segc_feed_refusals_total{{feed=\"drop\",reason=\"{reason}\"}}"));
-    serve(&www, "drop.netset", &format!("{base}10.99.0.1/32\nnot-a-prefix\n"));
+    FeedServer::serve(&www, "drop.netset", &format!("{base}10.99.0.1/32\nnot-a-prefix\n"));
     wait_for("the parse refusal", 20, || refused("parse") >= 1.0);
-    serve(&www, "drop.netset", "10.99.0.7/32\n");
+    FeedServer::serve(&www, "drop.netset", "10.99.0.7/32\n");
     wait_for("the shrink refusal", 20, || refused("shrink") >= 1.0);
-    serve(&www, "drop.netset", &bulk(160_000));
+    FeedServer::serve(&www, "drop.netset", &bulk(160_000));
     wait_for("the max_prefixes refusal", 30, || refused("max_prefixes") >= 1.0);
     std::fs::remove_file(www.join("drop.netset")).expect("remove");
     wait_for("the fetch refusal", 20, || refused("fetch") >= 1.0);
@@ -192,7 +172,7 @@ fn agent_refreshes_feeds_over_https_and_refuses_bad_ones() {
     assert!(metric(&m, "segc_feed_blocked_packets_total") >= 1.0, "{m}");
 
     // A good copy without the client again: it passes.
-    serve(&www, "drop.netset", &format!("{base}10.99.0.2/32\n"));
+    FeedServer::serve(&www, "drop.netset", &format!("{base}10.99.0.2/32\n"));
     wait_for("the second refresh", 20, || refreshes(&scrape(mport)) >= 2.0);
     assert!(net.probe(&net.a, "tcp", "10.99.0.2", 8080));
     assert!(metric(&scrape(mport), "segc_feed_age_seconds{feed=\"drop\"}") < 30.0);

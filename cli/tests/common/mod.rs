@@ -178,3 +178,43 @@ pub fn expected(dir: &Path, probes: &[Probe]) -> Vec<bool> {
         .expect("explain");
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.starts_with("allow ")).collect()
 }
+
+/// The test feed server (tests/helpers/https_feed.py): HTTPS on loopback
+/// with the given certificate, serving `dir`; stopped when dropped.
+pub struct FeedServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl FeedServer {
+    pub fn start(dir: &Path, cert: &Path, key: &Path) -> FeedServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let mut child = Command::new("python3")
+            .arg(repo().join("tests/helpers/https_feed.py"))
+            .arg(dir)
+            .arg(port.to_string())
+            .arg(cert)
+            .arg(key)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("feed server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+        assert_eq!(line.trim(), "ready");
+        FeedServer { child, port }
+    }
+
+    /// Serves `body` as `name` from now on (written atomically).
+    pub fn serve(dir: &Path, name: &str, body: &str) {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, body).expect("write");
+        std::fs::rename(&tmp, dir.join(name)).expect("rename");
+    }
+}
+
+impl Drop for FeedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
