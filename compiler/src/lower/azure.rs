@@ -225,7 +225,7 @@ fn feed_rules(model: &Model, blocked: &[Prefix]) -> Vec<Rule> {
 
 /// T001 when the feed rules do not fit below the allows, T002 for a bound
 /// zone that a feed cuts itself (an NSG's rules name peers, not members).
-fn check_feeds(model: &Model, plan: &cloud::Plan, ev: &crate::ir::eval::Evaluator<'_>, feed: &[Rule], diags: &mut Vec<Diagnostic>) {
+fn check_feeds(model: &Model, plan: &cloud::Plan, blocked: &super::feeds::Blocked, feed: &[Rule], diags: &mut Vec<Diagnostic>) {
     let per_direction = feed.iter().filter(|r| r.direction == Direction::Inbound).count();
     let room = (FIRST_ALLOW_WITH_FEEDS - FIRST_PRIORITY) as usize;
     let span = model.feeds.iter().find(|f| f.blocked).and_then(|f| f.block_span).unwrap_or(model.zones[0].span);
@@ -243,7 +243,7 @@ fn check_feeds(model: &Model, plan: &cloud::Plan, ev: &crate::ir::eval::Evaluato
         );
     }
     for b in &plan.bound {
-        if super::feeds::cuts_itself(ev, b.zone) {
+        if blocked.cuts(b.zone) {
             diags.push(super::feeds::self_cut(model, "Azure NSGs", b.zone));
         }
     }
@@ -254,9 +254,10 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut nsgs = Vec::new();
     let ev = crate::ir::eval::Evaluator::new(model);
-    let feed = feed_rules(model, &super::feeds::blocked_prefixes(&ev));
+    let blocked = super::feeds::Blocked::of(&ev);
+    let feed = feed_rules(model, &blocked.prefixes());
     if !feed.is_empty() {
-        check_feeds(model, &plan, &ev, &feed, &mut diags);
+        check_feeds(model, &plan, &blocked, &feed, &mut diags);
     }
     let first_allow = if feed.is_empty() { FIRST_PRIORITY } else { FIRST_ALLOW_WITH_FEEDS };
     for b in &plan.bound {

@@ -10,30 +10,68 @@ use crate::analysis::feeds::{bounds, merge};
 use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, Scope};
 
-/// The blocked addresses of one family, as sorted disjoint ranges.
-pub fn blocked_ranges(ev: &Evaluator<'_>, family: Family) -> Vec<(u128, u128)> {
-    let model = ev.model;
-    let mut feed: Vec<(u128, u128)> = model
-        .feeds
-        .iter()
-        .filter(|f| f.blocked)
-        .flat_map(|f| f.entries.iter())
-        .filter(|e| e.prefix.family == family)
-        .map(|e| bounds(&e.prefix))
-        .collect();
-    if feed.is_empty() {
-        return Vec::new();
+/// What the blocked feeds cut, computed once per lowering.
+pub struct Blocked {
+    /// IPv4 and IPv6, each sorted disjoint ranges.
+    pub v4: Vec<(u128, u128)>,
+    pub v6: Vec<(u128, u128)>,
+    /// The model's atoms (empty when nothing is blocked).
+    atoms: Vec<super::atoms::Atom>,
+}
+
+impl Blocked {
+    pub fn of(ev: &Evaluator<'_>) -> Blocked {
+        let model = ev.model;
+        let feed = |family: Family| -> Vec<(u128, u128)> {
+            let mut r: Vec<(u128, u128)> = model
+                .feeds
+                .iter()
+                .filter(|f| f.blocked)
+                .flat_map(|f| f.entries.iter())
+                .filter(|e| e.prefix.family == family)
+                .map(|e| bounds(&e.prefix))
+                .collect();
+            r.sort_unstable();
+            merge(r)
+        };
+        let (f4, f6) = (feed(Family::V4), feed(Family::V6));
+        if f4.is_empty() && f6.is_empty() {
+            return Blocked { v4: Vec::new(), v6: Vec::new(), atoms: Vec::new() };
+        }
+        let atoms = atoms(ev);
+        let untrusted = |family: Family| -> Vec<(u128, u128)> {
+            merge(
+                atoms
+                    .iter()
+                    .filter(|a| a.family == family && model.zone(a.zone).scope == Scope::Untrusted)
+                    .map(|a| (a.first, a.last))
+                    .collect(),
+            )
+        };
+        Blocked { v4: intersect(&f4, &untrusted(Family::V4)), v6: intersect(&f6, &untrusted(Family::V6)), atoms }
     }
-    feed.sort_unstable();
-    let feed = merge(feed);
-    let untrusted: Vec<(u128, u128)> = merge(
-        atoms(ev)
+
+    pub fn ranges(&self, family: Family) -> &[(u128, u128)] {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    /// The blocked addresses as the fewest prefixes, IPv4 then IPv6.
+    pub fn prefixes(&self) -> Vec<Prefix> {
+        [Family::V4, Family::V6]
             .into_iter()
-            .filter(|a| a.family == family && model.zone(a.zone).scope == Scope::Untrusted)
-            .map(|a| (a.first, a.last))
-            .collect(),
-    );
-    intersect(&feed, &untrusted)
+            .flat_map(|f| self.ranges(f).iter().flat_map(move |&(a, b)| range_to_prefixes(f, a, b)))
+            .collect()
+    }
+
+    /// Whether a blocked feed cuts addresses of this zone itself (an
+    /// untrusted zone bound to a target): targets whose rules name only
+    /// peers cannot say that.
+    pub fn cuts(&self, zone: crate::ir::ZoneId) -> bool {
+        self.atoms.iter().filter(|a| a.zone == zone).any(|a| crate::analysis::feeds::overlaps(self.ranges(a.family), a.first, a.last))
+    }
 }
 
 /// The intersection of two sorted disjoint range lists.
@@ -55,36 +93,13 @@ pub fn intersect(a: &[(u128, u128)], b: &[(u128, u128)]) -> Vec<(u128, u128)> {
     out
 }
 
-/// The blocked addresses as the fewest prefixes, IPv4 then IPv6.
-pub fn blocked_prefixes(ev: &Evaluator<'_>) -> Vec<Prefix> {
-    [Family::V4, Family::V6]
-        .into_iter()
-        .flat_map(|f| blocked_ranges(ev, f).into_iter().flat_map(move |(a, b)| range_to_prefixes(f, a, b)))
-        .collect()
-}
-
 /// Whether an address is in the sorted disjoint ranges of its family.
 pub fn contains(ranges: &[(u128, u128)], addr: u128) -> bool {
     let i = ranges.partition_point(|&(_, last)| last < addr);
     ranges.get(i).is_some_and(|&(first, _)| first <= addr)
 }
 
-/// Whether a blocked feed cuts addresses of this zone itself (an untrusted
-/// zone bound to a target): targets whose rules name only peers cannot say
-/// that.
-pub fn cuts_itself(ev: &Evaluator<'_>, zone: crate::ir::ZoneId) -> bool {
-    let z = ev.model.zone(zone);
-    z.scope == Scope::Untrusted
-        && [Family::V4, Family::V6].into_iter().any(|f| {
-            let blocked = blocked_ranges(ev, f);
-            atoms(ev)
-                .iter()
-                .filter(|a| a.zone == zone && a.family == f)
-                .any(|a| crate::analysis::feeds::overlaps(&blocked, a.first, a.last))
-        })
-}
-
-/// T002 for [`cuts_itself`].
+/// T002 for [`Blocked::cuts`].
 pub fn self_cut(model: &Model, target: &str, zone: crate::ir::ZoneId) -> crate::diag::Diagnostic {
     let z = model.zone(zone);
     crate::diag::Diagnostic::new(

@@ -189,9 +189,10 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "gcp.tag", "GCP")?;
     let mut diags = Vec::new();
     let ev = crate::ir::eval::Evaluator::new(model);
-    let mut rules = feed_rules(model, &plan, &super::feeds::blocked_prefixes(&ev));
+    let blocked = super::feeds::Blocked::of(&ev);
+    let mut rules = feed_rules(model, &plan, &blocked.prefixes());
     for b in &plan.bound {
-        if !rules.is_empty() && super::feeds::cuts_itself(&ev, b.zone) {
+        if !rules.is_empty() && blocked.cuts(b.zone) {
             diags.push(super::feeds::self_cut(model, "GCP firewall rules", b.zone));
         }
     }

@@ -79,13 +79,8 @@ pub fn lower(model: &Model) -> Lowered {
     let ev = Evaluator::new(model);
     let atoms = atoms(&ev);
     let by_zone = |z: ZoneId, f: Family| -> Vec<Atom> { atoms.iter().copied().filter(|a| a.zone == z && a.family == f).collect() };
-    let mut out = Lowered {
-        chains: Vec::new(),
-        map4: Vec::new(),
-        map6: Vec::new(),
-        blocked4: super::feeds::blocked_ranges(&ev, Family::V4),
-        blocked6: super::feeds::blocked_ranges(&ev, Family::V6),
-    };
+    let blocked = super::feeds::Blocked::of(&ev);
+    let mut out = Lowered { chains: Vec::new(), map4: Vec::new(), map6: Vec::new(), blocked4: blocked.v4, blocked6: blocked.v6 };
     for (from, to) in ev.pairs() {
         let allowed = ev.allowed(from, to);
         if allowed.is_empty() {

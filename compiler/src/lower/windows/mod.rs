@@ -256,7 +256,7 @@ pub fn lower(model: &Model) -> Result<Vec<Script>, Vec<Diagnostic>> {
             }
         }
     }
-    let blocked = super::feeds::blocked_prefixes(&ev);
+    let blocked = super::feeds::Blocked::of(&ev).prefixes();
     for script in groups.values_mut() {
         let own_untrusted =
             script.zones.iter().any(|z| model.zone_id(z).is_some_and(|id| model.zone(id).scope == crate::ir::Scope::Untrusted));
