@@ -179,7 +179,7 @@ pub fn run(cfg: Config) -> Result<u8> {
     // A fleet's etcd thread starts here, in the host's namespace.
     let mut mode = source::Mode::start(&cfg)?;
     // Feeds are read from the host's namespace, by a thread without capabilities.
-    let refresher = mode.files_root().map(|(root, cache)| feeds::Refresher::start(root, cache, cfg.feed_refresh, &STOP));
+    let refresher = mode.feeds_to_refresh().map(|(root, cache)| feeds::Refresher::start(root, cache, cfg.feed_refresh, &STOP));
     let listener = TcpListener::bind(cfg.metrics).with_context(|| format!("cannot listen on {}", cfg.metrics))?;
     if let Some(ns) = &cfg.netns {
         attach::enter_netns(ns)?;

@@ -87,7 +87,7 @@ impl Mode {
     /// feed cache, which this first compile fills (from the host's namespace,
     /// where the feeds' servers are reachable). `None` for a fleet, or a
     /// policy without feeds (no feed thread then).
-    pub fn files_root(&self) -> Option<(PathBuf, super::watch::FeedCache)> {
+    pub fn feeds_to_refresh(&self) -> Option<(PathBuf, super::watch::FeedCache)> {
         match self {
             Mode::Files { watch, .. } => {
                 let (c, _) = watch.compile(&Options::default()).ok()?;
