@@ -291,3 +291,34 @@ fn feed_blocks_warn_where_a_target_cannot_block() {
         compile_str(&src.replace("block bad\n", "").replace("feed bad {\n  source = \"bad.netset\"\n}\n", ""), &Options::default());
     assert!(segc_compiler::lower::warnings(&unblocked.model, &all).is_empty());
 }
+
+/// GCP: a project's rule quota is the feed rules' concern at build time (a
+/// policy without feeds is left to the apply, which orders writes around the
+/// quota); with feeds over it, T001 says how many rules the feeds take.
+#[test]
+fn gcp_quota_is_checked_where_feeds_add_rules() {
+    let mut src = String::from("zone net {\n  cidrs = [0.0.0.0/0]\n  scope = untrusted\n}\n");
+    for i in 0..40 {
+        src.push_str(&format!("zone z{i} {{\n  cidrs = [10.0.{i}.0/24]\n  scope = connected\n  gcp.tag = \"t{i}\"\n}}\n"));
+    }
+    for i in 0..40 {
+        for j in 0..8 {
+            src.push_str(&format!("flow z{i} -> z{} on tcp/{}\n", (i + j + 1) % 40, 1000 + j));
+        }
+    }
+    let plain = compile_str(&src, &Options::default());
+    assert!(!plain.has_errors(), "{:?}", plain.diagnostics.first());
+    let out = gcp::lower(&plain.model).expect("no feeds: no build-time quota");
+    assert!(out.firewall_rules.len() > gcp::MAX_RULES, "{} rules", out.firewall_rules.len());
+    let feed: String = (0..2000).map(|i| format!("{}.{}.{}.0/24\n", 30 + i / 65536, (i / 256) % 256, i % 256)).collect();
+    let with = format!("{src}feed bad {{\n  source = \"bad.netset\"\n}}\nblock bad\n");
+    let loader = segc_compiler::source::MemoryLoader::new().with("main.seg", &with).with("bad.netset", &feed);
+    let c = segc_compiler::compile("main.seg", &loader, &Options::default()).expect("in memory");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics.first());
+    let d = gcp::lower(&c.model).expect_err("over the quota with the feed rules");
+    assert!(
+        d.iter().any(|d| d.code.as_str() == "T001" && d.message.contains("of them for blocked feeds")),
+        "{:?}",
+        d.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+}

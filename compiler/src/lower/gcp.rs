@@ -191,6 +191,7 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     let ev = crate::ir::eval::Evaluator::new(model);
     let blocked = super::feeds::Blocked::of(&ev);
     let mut rules = feed_rules(model, &plan, &blocked.prefixes());
+    let feed_count = rules.len();
     for b in &plan.bound {
         if !rules.is_empty() && blocked.cuts(b.zone) {
             diags.push(super::feeds::self_cut(model, "GCP firewall rules", b.zone));
@@ -218,14 +219,18 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
             });
         }
     }
-    if rules.len() > MAX_RULES {
+    // The feed rules are what segc adds to a project on top of the flows'
+    // own rules; where they push the project over its quota, say so (a
+    // policy without feeds is left to the apply, which orders its writes
+    // around the quota).
+    if feed_count > 0 && rules.len() > MAX_RULES {
         let span = model.feeds.iter().find(|f| f.blocked).and_then(|f| f.block_span).unwrap_or(model.zones[0].span);
         diags.push(
             crate::diag::Diagnostic::new(
                 crate::diag::Code::T001,
                 span,
                 format!(
-                    "the policy needs {} GCP firewall rules; a project holds {MAX_RULES}: {} too many",
+                    "the policy needs {} GCP firewall rules, {feed_count} of them for blocked feeds; a project holds {MAX_RULES}: {} too many",
                     rules.len(),
                     rules.len() - MAX_RULES
                 ),
