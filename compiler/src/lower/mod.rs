@@ -122,47 +122,18 @@ pub struct Artifact {
 /// Lowers a checked model (no errors) for the given targets. All or nothing:
 /// any target diagnostic means no artifact at all.
 pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
+    // The targets are independent: each lowers on a thread of its own; the
+    // results are taken in target order, so the output is the same bytes.
+    let results: Vec<Result<Vec<Artifact>, Vec<Diagnostic>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = targets.iter().map(|&t| s.spawn(move || lower_one(model, t))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
     let mut out = Vec::new();
     let mut diags = Vec::new();
-    for t in targets {
-        match t {
-            Target::Nft => out.push(Artifact { path: "nft/ruleset.nft".into(), bytes: nft::render(model).into_bytes() }),
-            Target::Bpf => {
-                let tables = bpf::tables(model);
-                let over = bpf::check_capacity(model, &tables);
-                if !over.is_empty() {
-                    diags.extend(over);
-                    continue;
-                }
-                out.push(Artifact { path: "bpf/policy.bundle".into(), bytes: bpf::bundle(&tables) });
-                let mut json = serde_json::to_vec_pretty(&tables).unwrap_or_default();
-                json.push(b'\n');
-                out.push(Artifact { path: "bpf/policy.json".into(), bytes: json });
-            }
-            Target::Aws => match aws::lower(model) {
-                Ok(o) => out.push(Artifact { path: "aws/security-groups.json".into(), bytes: aws::render(&o) }),
-                Err(d) => diags.extend(d),
-            },
-            Target::K8s => match k8s::lower(model) {
-                Ok(p) => out.push(Artifact { path: "k8s/networkpolicies.yaml".into(), bytes: k8s::render(&p) }),
-                Err(d) => diags.extend(d),
-            },
-            Target::Gcp => match gcp::lower(model) {
-                Ok(o) => out.push(Artifact { path: "gcp/firewall.json".into(), bytes: gcp::render(&o) }),
-                Err(d) => diags.extend(d),
-            },
-            Target::Azure => match azure::lower(model) {
-                Ok(n) => out.push(Artifact { path: "azure/nsg.json".into(), bytes: azure::render(model, &n) }),
-                Err(d) => diags.extend(d),
-            },
-            Target::Windows => match windows::lower(model) {
-                Ok(scripts) => out.extend(
-                    scripts
-                        .iter()
-                        .map(|s| Artifact { path: format!("windows/{}.ps1", s.group), bytes: windows::render(model, s).into_bytes() }),
-                ),
-                Err(d) => diags.extend(d),
-            },
+    for r in results {
+        match r {
+            Ok(a) => out.extend(a),
+            Err(d) => diags.extend(d),
         }
     }
     if !diags.is_empty() {
@@ -170,4 +141,35 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// One target's artifacts, or what stops it.
+fn lower_one(model: &Model, t: Target) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
+    let one = |path: &str, bytes: Vec<u8>| vec![Artifact { path: path.into(), bytes }];
+    match t {
+        Target::Nft => Ok(one("nft/ruleset.nft", nft::render(model).into_bytes())),
+        Target::Bpf => {
+            let tables = bpf::tables(model);
+            let over = bpf::check_capacity(model, &tables);
+            if !over.is_empty() {
+                return Err(over);
+            }
+            let mut json = serde_json::to_vec_pretty(&tables).unwrap_or_default();
+            json.push(b'\n');
+            Ok(vec![
+                Artifact { path: "bpf/policy.bundle".into(), bytes: bpf::bundle(&tables) },
+                Artifact { path: "bpf/policy.json".into(), bytes: json },
+            ])
+        }
+        Target::Aws => aws::lower(model).map(|o| one("aws/security-groups.json", aws::render(&o))),
+        Target::K8s => k8s::lower(model).map(|p| one("k8s/networkpolicies.yaml", k8s::render(&p))),
+        Target::Gcp => gcp::lower(model).map(|o| one("gcp/firewall.json", gcp::render(&o))),
+        Target::Azure => azure::lower(model).map(|n| one("azure/nsg.json", azure::render(model, &n))),
+        Target::Windows => windows::lower(model).map(|scripts| {
+            scripts
+                .iter()
+                .map(|s| Artifact { path: format!("windows/{}.ps1", s.group), bytes: windows::render(model, s).into_bytes() })
+                .collect()
+        }),
+    }
 }
