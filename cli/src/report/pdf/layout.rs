@@ -320,7 +320,13 @@ fn row_height(wrapped: &[Vec<String>]) -> f32 {
 
 /// Cells a reader must not miss.
 pub fn is_alarm(cell: &str) -> bool {
-    cell.starts_with("OVERDUE") || cell.starts_with("NEVER") || cell == "error" || cell == "FAIL" || cell == "MISMATCHES" || cell == "fails"
+    cell.starts_with("OVERDUE")
+        || cell.starts_with("NEVER")
+        || cell == "error"
+        || cell == "FAIL"
+        || cell == "MISMATCHES"
+        || cell == "fails"
+        || cell == "NOT MET"
 }
 
 #[cfg(test)]
