@@ -101,19 +101,23 @@ fn order(model: &Model, col: &[usize], ncols: usize, edges: &[(ZoneId, ZoneId)])
         }
     };
     place(&layers, &mut row);
+    // Each zone's neighbours in other layers, in edge order (so the means,
+    // hence the order, are what scanning every edge for every zone gave),
+    // gathered once instead of once per zone and sweep.
+    let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        let (a, b) = (a.0 as usize, b.0 as usize);
+        if col[a] != col[b] {
+            neighbours[a].push(b);
+            neighbours[b].push(a);
+        }
+    }
     for _ in 0..4 {
         for layer in layers.iter_mut() {
             let key: Vec<(f64, usize)> = layer
                 .iter()
                 .map(|&z| {
-                    let others: Vec<f64> = edges
-                        .iter()
-                        .filter_map(|&(a, b)| match (a.0 as usize, b.0 as usize) {
-                            (a, b) if a == z && col[b] != col[z] => Some(row[b] as f64),
-                            (a, b) if b == z && col[a] != col[z] => Some(row[a] as f64),
-                            _ => None,
-                        })
-                        .collect();
+                    let others: Vec<f64> = neighbours[z].iter().map(|&o| row[o] as f64).collect();
                     let k = if others.is_empty() { row[z] as f64 } else { others.iter().sum::<f64>() / others.len() as f64 };
                     (k, z)
                 })
