@@ -50,23 +50,37 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
             })
         })
         .collect();
+    // Each artifact hashed and written on a thread of its own (tens of
+    // megabytes for a large policy); the manifest, last, names them all.
+    let digests: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = artifacts
+            .iter()
+            .map(|a| {
+                s.spawn(move || -> Result<String> {
+                    write(&out.join(&a.path), &a.bytes)?;
+                    Ok(segc_compiler::sha256::hex(&a.bytes))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Result<_>>()
+    })?;
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,
         "source_sha256": c.sources().digest(),
         "segc_version": env!("CARGO_PKG_VERSION"),
         "targets": chosen.iter().map(|t| t.name()).collect::<Vec<_>>(),
         "feeds": feeds,
-        "artifacts": artifacts.iter().map(|a| (a.path.clone(), serde_json::Value::from(segc_compiler::sha256::hex(&a.bytes)))).collect::<serde_json::Map<_, _>>(),
+        "artifacts": artifacts.iter().zip(digests).map(|(a, d)| (a.path.clone(), serde_json::Value::from(d))).collect::<serde_json::Map<_, _>>(),
     });
-    for a in &artifacts {
-        write(&out.join(&a.path), &a.bytes)?;
-    }
     write(&out.join("manifest.json"), format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes())?;
     record(Kind::Build, serde_json::json!({"out": out.display().to_string(), "manifest": manifest}), false)?;
     for a in &artifacts {
         eprintln!("wrote {}", out.join(&a.path).display());
     }
     eprintln!("wrote {}", out.join("manifest.json").display());
+    // The compilation of a large policy takes a while to free, and the
+    // process ends here.
+    std::mem::forget(c);
     Ok(exit::OK)
 }
 

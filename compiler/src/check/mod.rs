@@ -36,9 +36,10 @@ pub fn build_model(tree: &Tree, names: &Names, today: Option<Date>, diags: &mut 
     rules::build(tree, names, &zone_ids, &mut services, today, &mut model, diags);
     named_services(tree, names, &mut services, &mut model, diags);
     unused_uses(tree, names, &services.used, &zone_ids, diags);
+    // Keys built once a rule (a key clones its set and texts).
     let key = |r: &ir::Rule| (r.from, r.to, r.set.clone(), r.services_text(), r.justification.clone(), r.via.clone());
-    model.flows.sort_by_key(key);
-    model.denies.sort_by_key(key);
+    model.flows.sort_by_cached_key(key);
+    model.denies.sort_by_cached_key(key);
     model.tests.sort_by(|a, b| a.name.cmp(&b.name));
     model
 }

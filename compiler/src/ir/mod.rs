@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod bindings;
 pub mod date;
+pub mod derived;
 pub mod eval;
 pub mod feed;
 pub mod service;
@@ -306,6 +307,9 @@ pub struct Model {
     pub groups: Vec<Group>,
     /// Feeds, sorted by name.
     pub feeds: Vec<feed::Feed>,
+    /// What the targets derive from the finished model, computed once.
+    #[serde(skip)]
+    pub(crate) derived: derived::Derived,
 }
 
 #[derive(Clone, Debug, Serialize)]

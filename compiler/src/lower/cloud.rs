@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::atoms::atoms;
 use crate::diag::{Code, Diagnostic, FileId, Span};
-use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, ServiceSet, ZoneId};
 
 /// How a target reaches a zone's members.
@@ -81,9 +79,8 @@ pub fn plan_by(
     target: &str,
     widen: bool,
 ) -> Result<Plan, Vec<Diagnostic>> {
-    let ev = Evaluator::new(model);
     let mut prefixes: BTreeMap<ZoneId, Vec<Prefix>> = BTreeMap::new();
-    for a in atoms(&ev) {
+    for a in model.atoms() {
         prefixes.entry(a.zone).or_default().extend(a.prefixes());
     }
     let binding = |z: ZoneId| ident(model.zone(z));
@@ -144,16 +141,13 @@ pub fn plan_by(
         Peer::Prefixes(own) => Peer::Prefixes(cover(&own, &spare_prefixes)),
         p => p,
     };
-    for (from, to) in ev.pairs() {
-        let set = ev.allowed(from, to);
-        if set.is_empty() {
-            continue;
-        }
+    for (from, to, set) in model.allowed_pairs() {
+        let (from, to) = (*from, *to);
         if let Some(b) = bound.get_mut(&to) {
             b.ingress.push(Grant { other: from, peer: ingress_peer(from), set: set.clone() });
         }
         if let Some(b) = bound.get_mut(&from) {
-            b.egress.push(Grant { other: to, peer: peer(to), set });
+            b.egress.push(Grant { other: to, peer: peer(to), set: set.clone() });
         }
     }
     Ok(Plan { bound: bound.into_values().collect(), prefixes, spare })

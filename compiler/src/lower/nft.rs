@@ -10,7 +10,9 @@
 
 use std::fmt::Write;
 
-use super::atoms::{atoms, Atom};
+use std::collections::HashMap;
+
+use super::atoms::Atom;
 use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, Proto, RangeSet, ServiceSet, ZoneId};
 
@@ -77,15 +79,16 @@ fn matches(set: &ServiceSet) -> Vec<Match> {
 
 pub fn lower(model: &Model) -> Lowered {
     let ev = Evaluator::new(model);
-    let atoms = atoms(&ev);
-    let by_zone = |z: ZoneId, f: Family| -> Vec<Atom> { atoms.iter().copied().filter(|a| a.zone == z && a.family == f).collect() };
+    // Each zone's atoms by family, in address order.
+    let mut atoms: HashMap<(ZoneId, Family), Vec<Atom>> = HashMap::new();
+    for a in model.atoms() {
+        atoms.entry((a.zone, a.family)).or_default().push(*a);
+    }
+    let by_zone = |z: ZoneId, f: Family| -> &[Atom] { atoms.get(&(z, f)).map_or(&[], Vec::as_slice) };
     let blocked = super::feeds::Blocked::of(&ev);
     let mut out = Lowered { chains: Vec::new(), map4: Vec::new(), map6: Vec::new(), blocked4: blocked.v4, blocked6: blocked.v6 };
-    for (from, to) in ev.pairs() {
-        let allowed = ev.allowed(from, to);
-        if allowed.is_empty() {
-            continue;
-        }
+    for (from, to, allowed) in model.allowed_pairs() {
+        let (from, to) = (*from, *to);
         let idx = out.chains.len();
         let rules = ev.pair(from, to).cloned().unwrap_or_default();
         let mut sources: Vec<String> = rules
@@ -103,14 +106,14 @@ pub fn lower(model: &Model) -> Lowered {
             name: chain_name(&model.zone(from).name, &model.zone(to).name),
             from,
             to,
-            accepts: matches(&allowed),
+            accepts: matches(allowed),
             sources,
         });
         for (fam, map) in [(Family::V4, &mut out.map4), (Family::V6, &mut out.map6)] {
             let dsts = by_zone(to, fam);
             for s in by_zone(from, fam) {
-                for d in &dsts {
-                    map.push((s, *d, idx));
+                for d in dsts {
+                    map.push((*s, *d, idx));
                 }
             }
         }

@@ -17,7 +17,6 @@ pub use bundle::{bundle, parse_bundle, BundleError};
 
 use super::atoms::range_to_prefixes;
 use crate::diag::{Code, Diagnostic, FileId, Span};
-use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, RangeSet};
 
 /// Protocol classes, as in `runtime-bpf/c/segc.h`.
@@ -177,7 +176,6 @@ fn port_blocks(set: &RangeSet, class: u8, src: u32, dst: u32, out: &mut Vec<Rule
 
 /// The tables for a checked model.
 pub fn tables(model: &Model) -> Tables {
-    let ev = Evaluator::new(model);
     let mut zones4 = Vec::new();
     let mut zones6 = Vec::new();
     let blocks = model.blocks_feeds();
@@ -195,8 +193,7 @@ pub fn tables(model: &Model) -> Tables {
     zones4.sort_by_key(|z| (z.addr, z.len));
     zones6.sort_by_key(|z| (z.addr, z.len));
     let mut rules = Vec::new();
-    for (from, to) in ev.pairs() {
-        let allowed = ev.allowed(from, to);
+    for (from, to, allowed) in model.allowed_pairs() {
         let (s, d) = (from.0 + 1, to.0 + 1);
         port_blocks(&allowed.tcp, CLASS_TCP, s, d, &mut rules);
         port_blocks(&allowed.udp, CLASS_UDP, s, d, &mut rules);

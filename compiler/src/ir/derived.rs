@@ -1,0 +1,52 @@
+//! Results derived from a finished model that several targets need, computed
+//! once on first use and shared by the targets lowering it in parallel.
+//!
+//! Only a finished model (after `check`) may be asked: the check builds the
+//! model step by step and never reads these. A clone starts empty, so a
+//! changed copy never answers from its original's results.
+
+use std::sync::OnceLock;
+
+use crate::ir::eval::Evaluator;
+use crate::ir::{Model, ServiceSet, ZoneId};
+use crate::lower::atoms::{atoms, Atom};
+
+#[derive(Default)]
+pub struct Derived {
+    allowed: OnceLock<Vec<(ZoneId, ZoneId, ServiceSet)>>,
+    atoms: OnceLock<Vec<Atom>>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
+}
+
+impl Model {
+    /// Every ordered pair of zones some traffic may go between (flows less
+    /// denies), with what may, sorted by pair.
+    pub fn allowed_pairs(&self) -> &[(ZoneId, ZoneId, ServiceSet)] {
+        self.derived.allowed.get_or_init(|| {
+            let ev = Evaluator::new(self);
+            ev.pairs()
+                .into_iter()
+                .filter_map(|(from, to)| {
+                    let set = ev.allowed(from, to);
+                    (!set.is_empty()).then_some((from, to, set))
+                })
+                .collect()
+        })
+    }
+
+    /// The model's atoms (see [`crate::lower::atoms`]), v4 then v6, by address.
+    pub fn atoms(&self) -> &[Atom] {
+        self.derived.atoms.get_or_init(|| atoms(&Evaluator::new(self)))
+    }
+}
