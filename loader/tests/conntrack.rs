@@ -218,6 +218,8 @@ enum Step {
     Again(usize, u8),
     /// An error from host `from` quoting the earlier packet.
     ErrorAbout(usize, u8),
+    /// The last packet again, exactly (the flow cache's case).
+    Repeat,
     Swap,
 }
 
@@ -227,6 +229,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         5 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Step::Answer(i, v)),
         2 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Step::Again(i, v)),
         2 => (any::<usize>(), 0u8..4).prop_map(|(i, h)| Step::ErrorAbout(i, h)),
+        3 => Just(Step::Repeat),
         1 => Just(Step::Swap),
     ];
     prop::collection::vec(step, 1..80)
@@ -240,6 +243,7 @@ fn derive(step: &Step, sent: &[Pkt]) -> Option<Pkt> {
     match step {
         Step::Packet(p) => Some(p.clone()),
         Step::Swap => None,
+        Step::Repeat => sent.last().cloned(),
         Step::Answer(i, v) => Some(match pick(*i)? {
             Pkt::Tcp { src, dst, sport, dport, .. } => {
                 Pkt::Tcp { src: dst, dst: src, sport: dport, dport: sport, flags: FLAG_CHOICES[*v as usize % 8] }

@@ -130,6 +130,48 @@ struct {
 	__uint(max_entries, SEGC_PAIR_SLOTS);
 } segc_pair_slots SEC(".maps");
 
+/* The flow cache: per CPU, direct-mapped by a hash of the packet's own
+ * 5-tuple. A slot remembers what the full path found for that tuple in an
+ * epoch: a connection (its state, which way the packet goes, when the shared
+ * entry was last refreshed) or no connection either way (the verdict, and the
+ * connection generation it holds for). See flow_fast. */
+enum { FLOW_EMPTY, FLOW_CONN, FLOW_NONE };
+
+union flow_key {
+	struct segc_conn_key k;
+	__u64 w[5];
+};
+
+struct segc_flow {
+	union flow_key key;
+	__u64 refreshed; /* FLOW_CONN: jiffies when the full path last saw the connection */
+	__u64 ct_gen;    /* FLOW_NONE: segc_ct_gen when the table was looked up */
+	__u32 epoch;
+	__u32 verdict;   /* FLOW_NONE: SEGC_V_* */
+	__u32 src_zone;
+	__u32 dst_zone;
+	__u8 kind;       /* FLOW_* */
+	__u8 state;      /* FLOW_CONN: SEGC_CT_* as last seen */
+	__u8 reply;      /* FLOW_CONN: the tuple is the connection's reply direction */
+	__u8 both_ways;  /* FLOW_NONE: the table was looked up both ways */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct segc_flow);
+	__uint(max_entries, SEGC_FLOW_SLOTS);
+} segc_flows SEC(".maps");
+
+/* Bumped after every connection the filter opens: a cached "no connection"
+ * holds only while it has not moved (shared by every CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} segc_ct_gen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SEGC_EVENTS_BYTES);
@@ -648,9 +690,65 @@ static __always_inline enum verdict deny(struct segc_config *cfg, struct pkt *p,
 	return V_DROP;
 }
 
+/* Whether the packet may answer a connection: a SYN without ACK opens, it
+ * never answers; an echo request is never a reply. */
+static __always_inline int may_reply(struct pkt *p)
+{
+	return !(p->class == SEGC_CLASS_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) && !is_echo_request(p);
+}
+
+/* Whether a packet would move its connection's state on (see advance). */
+static __always_inline int moves(struct pkt *p, __u8 state, int reply)
+{
+	if (p->class == SEGC_CLASS_TCP)
+		return (p->tcp_flags & (TCP_RST | TCP_FIN)) || (reply && state == SEGC_CT_NEW && (p->tcp_flags & TCP_ACK));
+	return reply && state != SEGC_CT_ESTABLISHED;
+}
+
+static __always_inline __u64 *ct_gen(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&segc_ct_gen, &zero);
+}
+
+/* The packet's slot in the flow cache (TCP, UDP and other protocols; ICMP
+ * always takes the full path, for its echo and error rules). */
+static __always_inline struct segc_flow *flow_slot(struct pkt *p, union flow_key *fk)
+{
+	if (p->class == SEGC_CLASS_ICMP)
+		return 0;
+	conn_key(&fk->k, p, 0);
+	__u64 h = fk->w[0] * 0x9e3779b97f4a7c15ull;
+#pragma unroll
+	for (int i = 1; i < 5; i++)
+		h = (h ^ fk->w[i]) * 0x9e3779b97f4a7c15ull;
+	__u32 idx = (__u32)(h >> 40) & (SEGC_FLOW_SLOTS - 1);
+	return bpf_map_lookup_elem(&segc_flows, &idx);
+}
+
+static __always_inline int flow_matches(struct segc_flow *f, union flow_key *fk, __u32 epoch)
+{
+	return f->kind != FLOW_EMPTY && f->epoch == epoch && f->key.w[0] == fk->w[0] && f->key.w[1] == fk->w[1] &&
+	       f->key.w[2] == fk->w[2] && f->key.w[3] == fk->w[3] && f->key.w[4] == fk->w[4];
+}
+
+static __always_inline void flow_conn(struct segc_flow *f, union flow_key *fk, __u32 epoch, __u64 now, __u8 state, int reply)
+{
+	if (!f)
+		return;
+	f->key = *fk;
+	f->kind = FLOW_CONN;
+	f->epoch = epoch;
+	f->refreshed = now;
+	f->state = state;
+	f->reply = reply;
+}
+
 /* The connection table's verdict: 1 pass, -1 drop (re-judged away), 0 no
- * connection (judge by policy). */
-static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u8 dir, __u64 len)
+ * connection (judge by policy). A connection found is remembered in the
+ * packet's flow slot `f` (when it has one). */
+static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32 epoch, __u8 dir, __u64 len, struct segc_flow *f,
+				   union flow_key *fk)
 {
 	struct segc_conn_key k;
 	struct segc_conn *c = 0;
@@ -659,9 +757,7 @@ static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32
 		conn_key(&k, p, 0);
 		c = bpf_map_lookup_elem(&segc_conns, &k);
 	}
-	/* A SYN without ACK opens; it never answers. An echo request is never a reply. */
-	int may_reply = !(p->class == SEGC_CLASS_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) && !is_echo_request(p);
-	if (!c && may_reply) {
+	if (!c && may_reply(p)) {
 		conn_key(&k, p, 1);
 		c = bpf_map_lookup_elem(&segc_conns, &k);
 		reply = 1;
@@ -691,8 +787,44 @@ static __always_inline int tracked(struct segc_config *cfg, struct pkt *p, __u32
 	}
 	advance(c, p, reply);
 	c->seen = now;
+	flow_conn(f, fk, epoch, now, c->state, reply);
 	count(SEGC_CNT_ESTABLISHED, len);
 	return 1;
+}
+
+/* The flow cache's answer for a packet whose tuple holds slot `f` in this
+ * epoch: V_PASS or V_DROP as the full path would decide, or -1 to take it.
+ * - A connection: passes while the full path saw it less than a second ago
+ *   (it refreshes the shared entry, so its timeout runs as without the cache)
+ *   and within its timeout, and while the packet would not move its state
+ *   (RST, FIN, the reply that establishes it take the full path), and for
+ *   the reply direction only while the packet may be a reply (a SYN back on
+ *   the reply's tuple is a new connection, never a reply).
+ * - No connection either way: holds while no connection was opened since
+ *   (segc_ct_gen); then the cached verdict decides, except for an allowed
+ *   packet that would open one.
+ * Everything the full path counts or reports is counted and reported. */
+static __always_inline int flow_fast(struct segc_config *cfg, struct pkt *p, struct segc_flow *f, __u64 gen, __u32 epoch, __u8 dir,
+				     __u64 len)
+{
+	if (f->kind == FLOW_CONN) {
+		__u64 age = bpf_jiffies64() - f->refreshed;
+		if (age >= cfg->hz || age > timeout(cfg, p->proto, f->state) || moves(p, f->state, f->reply) || (f->reply && !may_reply(p)))
+			return -1;
+		count(SEGC_CNT_ESTABLISHED, len);
+		return V_PASS;
+	}
+	if (f->ct_gen != gen || (may_reply(p) && !f->both_ways))
+		return -1;
+	if (f->verdict == SEGC_V_ALLOWED) {
+		__u8 state;
+		if (opens(p, &state))
+			return -1;
+		count(SEGC_CNT_ALLOW, len);
+		count_pair(epoch, f->src_zone, f->dst_zone, 0, len);
+		return V_PASS;
+	}
+	return deny(cfg, p, epoch, f->src_zone, f->dst_zone, dir, len, f->verdict);
 }
 
 static __always_inline enum verdict decide(void *data, void *data_end, int parsed, struct pkt *p, __u8 dir)
@@ -731,8 +863,25 @@ static __always_inline enum verdict decide(void *data, void *data_end, int parse
 	}
 	__u32 epoch = cfg->gen;
 	int track = !(cfg->flags & SEGC_F_NO_CONNTRACK);
+	union flow_key fk;
+	struct segc_flow *f = 0;
+	__u64 gen = 0;
 	if (track) {
-		int t = tracked(cfg, p, epoch, dir, len);
+		__u64 *g = ct_gen();
+		if (!g)
+			return V_DROP;
+		/* Read before the table is looked up: a connection opened after
+		 * this read moves it, and the "no connection" cached below with it
+		 * no longer holds. */
+		gen = *g;
+		if (!(cfg->flags & SEGC_F_NO_FLOW_CACHE))
+			f = flow_slot(p, &fk);
+		if (f && flow_matches(f, &fk, epoch)) {
+			int v = flow_fast(cfg, p, f, gen, epoch, dir, len);
+			if (v >= 0)
+				return v;
+		}
+		int t = tracked(cfg, p, epoch, dir, len, f, &fk);
 		if (t > 0)
 			return V_PASS;
 		if (t < 0)
@@ -744,14 +893,28 @@ static __always_inline enum verdict decide(void *data, void *data_end, int parse
 	}
 	__u32 sz, dz;
 	int j = judge(epoch, p, &sz, &dz);
+	__u8 state;
+	if (j == SEGC_V_ALLOWED && track && opens(p, &state)) {
+		struct segc_conn_key k;
+		__u64 now = bpf_jiffies64();
+		struct segc_conn c = {.seen = now, .epoch = epoch, .state = state};
+		conn_key(&k, p, 0);
+		bpf_map_update_elem(&segc_conns, &k, &c, BPF_ANY);
+		__u64 *g = ct_gen();
+		if (g)
+			__sync_fetch_and_add(g, 1);
+		flow_conn(f, &fk, epoch, now, state, 0);
+	} else if (f) {
+		f->key = fk;
+		f->kind = FLOW_NONE;
+		f->epoch = epoch;
+		f->ct_gen = gen;
+		f->both_ways = may_reply(p);
+		f->verdict = j;
+		f->src_zone = sz;
+		f->dst_zone = dz;
+	}
 	if (j == SEGC_V_ALLOWED) {
-		__u8 state;
-		if (track && opens(p, &state)) {
-			struct segc_conn_key k;
-			struct segc_conn c = {.seen = bpf_jiffies64(), .epoch = epoch, .state = state};
-			conn_key(&k, p, 0);
-			bpf_map_update_elem(&segc_conns, &k, &c, BPF_ANY);
-		}
 		count(SEGC_CNT_ALLOW, len);
 		count_pair(epoch, sz, dz, 0, len);
 		return V_PASS;

@@ -22,6 +22,7 @@
 #define SEGC_CONNS_MAX 262144
 #define SEGC_PAIR_COUNTERS_MAX 65536
 #define SEGC_PAIR_SLOTS 8192 /* a power of two */
+#define SEGC_FLOW_SLOTS 4096 /* a power of two: the per-CPU flow cache */
 #define SEGC_EVENTS_BYTES (256 * 1024)
 #define SEGC_PASS_ETHERTYPES_MAX 8
 #define SEGC_FEEDS4_MAX 1048576
@@ -41,6 +42,7 @@
 
 /* config.flags */
 #define SEGC_F_NO_CONNTRACK 1u /* judge every packet by policy alone (explain, tests) */
+#define SEGC_F_NO_FLOW_CACHE 2u /* every packet takes the full path (benchmarks, tests) */
 
 /* counters index */
 #define SEGC_CNT_ALLOW 0       /* new traffic allowed by the policy */

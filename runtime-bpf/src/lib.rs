@@ -21,6 +21,7 @@ pub const PAIRS_MAX: u32 = 262_144;
 pub const VERDICTS_MAX: u32 = 65536;
 pub const PAIR_COUNTERS_MAX: u32 = 65536;
 pub const PAIR_SLOTS: u32 = 8192;
+pub const FLOW_SLOTS: u32 = 4096;
 pub const FEEDS4_MAX: u32 = 1_048_576;
 pub const FEEDS6_MAX: u32 = 1_048_576;
 
@@ -36,6 +37,9 @@ pub const CLASS_UDP: u8 = 17;
 pub const CLASS_OTHER: u8 = 255;
 
 pub const F_NO_CONNTRACK: u32 = 1;
+/// Every packet takes the full path: connection table, verdict cache,
+/// policy (benchmarks and tests of that path).
+pub const F_NO_FLOW_CACHE: u32 = 2;
 
 pub const CNT_ALLOW: u32 = 0;
 pub const CNT_DENY: u32 = 1;

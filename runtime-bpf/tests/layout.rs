@@ -77,6 +77,8 @@ fn rust_and_c_layouts_agree() {
         "SEGC_CONNS_MAX" => CONNS_MAX as usize;
         "SEGC_CLASS_OTHER" => CLASS_OTHER as usize;
         "SEGC_F_NO_CONNTRACK" => F_NO_CONNTRACK as usize;
+        "SEGC_F_NO_FLOW_CACHE" => F_NO_FLOW_CACHE as usize;
+        "SEGC_FLOW_SLOTS" => FLOW_SLOTS as usize;
         "SEGC_CNT_MAX" => CNT_MAX as usize;
         "SEGC_CNT_DENY" => CNT_DENY as usize;
         "SEGC_CNT_FEED" => CNT_FEED as usize;

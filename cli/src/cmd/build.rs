@@ -30,7 +30,7 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
     }
     let mut artifacts = artifacts;
     for f in &c.model.feeds {
-        artifacts.push(lower::Artifact { path: format!("feeds/{}.netset", f.name), bytes: lower::feed_snapshot(f) });
+        artifacts.push(lower::Artifact::new(format!("feeds/{}.netset", f.name), lower::feed_snapshot(f)));
     }
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
     let feeds: Vec<serde_json::Value> = c
@@ -50,19 +50,11 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
             })
         })
         .collect();
-    // Each artifact hashed and written on a thread of its own (tens of
-    // megabytes for a large policy); the manifest, last, names them all.
-    let digests: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = artifacts
-            .iter()
-            .map(|a| {
-                s.spawn(move || -> Result<String> {
-                    write(&out.join(&a.path), &a.bytes)?;
-                    Ok(segc_compiler::sha256::hex(&a.bytes))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Result<_>>()
+    // Each artifact written on a thread of its own (tens of megabytes for a
+    // large policy); the manifest, last, names them all.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = artifacts.iter().map(|a| s.spawn(move || write(&out.join(&a.path), &a.bytes))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Result<()>>()
     })?;
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,
@@ -70,7 +62,7 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
         "segc_version": env!("CARGO_PKG_VERSION"),
         "targets": chosen.iter().map(|t| t.name()).collect::<Vec<_>>(),
         "feeds": feeds,
-        "artifacts": artifacts.iter().zip(digests).map(|(a, d)| (a.path.clone(), serde_json::Value::from(d))).collect::<serde_json::Map<_, _>>(),
+        "artifacts": artifacts.iter().map(|a| (a.path.clone(), serde_json::Value::from(a.sha256.as_str()))).collect::<serde_json::Map<_, _>>(),
     });
     write(&out.join("manifest.json"), format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes())?;
     record(Kind::Build, serde_json::json!({"out": out.display().to_string(), "manifest": manifest}), false)?;

@@ -257,9 +257,7 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
 }
 
 pub fn render(out: &Output) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(out).unwrap_or_default();
-    v.push(b'\n');
-    v
+    super::pretty_json(out, out.security_groups.iter().map(|g| g.ingress.len() + g.egress.len()).sum())
 }
 
 /// Evaluates the groups for a packet, as EC2 would: the destination's group

@@ -246,9 +246,7 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
 }
 
 pub fn render(out: &Output) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(out).unwrap_or_default();
-    v.push(b'\n');
-    v
+    super::pretty_json(out, out.firewall_rules.len())
 }
 
 /// GCP semantics: per direction, the matching rule of lowest priority number

@@ -117,6 +117,29 @@ pub fn feed_snapshot(feed: &crate::ir::feed::Feed) -> Vec<u8> {
 pub struct Artifact {
     pub path: String,
     pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`, lower-case hex (for the manifest), computed on
+    /// the thread that made them.
+    pub sha256: String,
+}
+
+/// Pretty JSON and a final newline. The buffer starts at `items` times a
+/// generous size of one (untouched capacity costs nothing): a large policy's
+/// documents run to tens of megabytes, which regrowing copies again and again.
+pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(v: &T, items: usize) -> Vec<u8> {
+    let mut ser = serde_json::Serializer::pretty(Vec::with_capacity(65536 + items * 1024));
+    if v.serialize(&mut ser).is_err() {
+        return Vec::new();
+    }
+    let mut out = ser.into_inner();
+    out.push(b'\n');
+    out
+}
+
+impl Artifact {
+    pub fn new(path: impl Into<String>, bytes: Vec<u8>) -> Self {
+        let sha256 = crate::sha256::hex(&bytes);
+        Artifact { path: path.into(), bytes, sha256 }
+    }
 }
 
 /// Lowers a checked model (no errors) for the given targets. All or nothing:
@@ -145,7 +168,7 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
 
 /// One target's artifacts, or what stops it.
 fn lower_one(model: &Model, t: Target) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
-    let one = |path: &str, bytes: Vec<u8>| vec![Artifact { path: path.into(), bytes }];
+    let one = |path: &str, bytes: Vec<u8>| vec![Artifact::new(path, bytes)];
     match t {
         Target::Nft => Ok(one("nft/ruleset.nft", nft::render(model).into_bytes())),
         Target::Bpf => {
@@ -154,22 +177,15 @@ fn lower_one(model: &Model, t: Target) -> Result<Vec<Artifact>, Vec<Diagnostic>>
             if !over.is_empty() {
                 return Err(over);
             }
-            let mut json = serde_json::to_vec_pretty(&tables).unwrap_or_default();
-            json.push(b'\n');
-            Ok(vec![
-                Artifact { path: "bpf/policy.bundle".into(), bytes: bpf::bundle(&tables) },
-                Artifact { path: "bpf/policy.json".into(), bytes: json },
-            ])
+            let json = pretty_json(&tables, tables.rules.len());
+            Ok(vec![Artifact::new("bpf/policy.bundle", bpf::bundle(&tables)), Artifact::new("bpf/policy.json", json)])
         }
         Target::Aws => aws::lower(model).map(|o| one("aws/security-groups.json", aws::render(&o))),
         Target::K8s => k8s::lower(model).map(|p| one("k8s/networkpolicies.yaml", k8s::render(&p))),
         Target::Gcp => gcp::lower(model).map(|o| one("gcp/firewall.json", gcp::render(&o))),
         Target::Azure => azure::lower(model).map(|n| one("azure/nsg.json", azure::render(model, &n))),
         Target::Windows => windows::lower(model).map(|scripts| {
-            scripts
-                .iter()
-                .map(|s| Artifact { path: format!("windows/{}.ps1", s.group), bytes: windows::render(model, s).into_bytes() })
-                .collect()
+            scripts.iter().map(|s| Artifact::new(format!("windows/{}.ps1", s.group), windows::render(model, s).into_bytes())).collect()
         }),
     }
 }

@@ -124,7 +124,5 @@ pub fn render(model: &Model, nsgs: &[Nsg]) -> Vec<u8> {
         resources: Vec<Resource<'a>>,
     }
     let t = Template { schema: &doc["$schema"], content_version: &doc["contentVersion"], parameters: &doc["parameters"], resources };
-    let mut v = serde_json::to_vec_pretty(&t).unwrap_or_default();
-    v.push(b'\n');
-    v
+    super::super::pretty_json(&t, nsgs.iter().map(|n| n.rules.len()).sum())
 }
