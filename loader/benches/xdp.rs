@@ -86,11 +86,18 @@ fn feeds(filter: &mut Filter) {
     let empty = ns(per_packet(filter, names::XDP_EMPTY, &allowed, XDP_PASS));
     filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
     let policy_only = ns(per_packet(filter, names::XDP, &allowed, XDP_PASS));
+    filter.set_options(segc_runtime_bpf::F_NO_FLOW_CACHE, 0).expect("config");
+    let full = [(&fresh, XDP_PASS), (&allowed, XDP_PASS), (&denied, XDP_DROP), (&blocked, XDP_DROP)]
+        .map(|(f, v)| format!("+{:.0}", ns(per_packet(filter, names::XDP, f, v)) - empty));
     filter.set_options(0, 0).expect("config");
     let new = ns(per_packet(filter, names::XDP, &fresh, XDP_PASS));
     let established = ns(per_packet(filter, names::XDP, &allowed, XDP_PASS));
     let deny = ns(per_packet(filter, names::XDP, &denied, XDP_DROP));
     let feed_deny = ns(per_packet(filter, names::XDP, &blocked, XDP_DROP));
+    println!(
+        "  full path (flow cache off), ns over the empty program: allowed new {}, established {}, denied {}, denied by the feed {}",
+        full[0], full[1], full[2], full[3]
+    );
     println!(
         "xdp  10000 zones  100000 flows + feed of {n4} prefixes, packets from the internet: empty {empty:.0} ns; allowed new {new:.0} ns (+{:.0}), \
          allowed established {established:.0} ns (+{:.0}), denied {deny:.0} ns (+{:.0}), denied by the feed {feed_deny:.0} ns (+{:.0}); policy alone (conntrack off) allowed {policy_only:.0} ns (+{:.0})",
@@ -190,10 +197,21 @@ fn main() {
         filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
         let policy_only = ns(per_packet(&filter, names::XDP, &allowed, XDP_PASS));
         let policy_only_deny = ns(per_packet(&filter, names::XDP, &denied, XDP_DROP));
+        // The full path (no flow cache): a tuple's first packet.
+        filter.set_options(segc_runtime_bpf::F_NO_FLOW_CACHE, 0).expect("config");
+        let full_new = ns(per_packet(&filter, names::XDP, &fresh, XDP_PASS));
+        let full_established = ns(per_packet(&filter, names::XDP, &allowed, XDP_PASS));
+        let full_deny = ns(per_packet(&filter, names::XDP, &denied, XDP_DROP));
         filter.set_options(0, 0).expect("config");
         let new = ns(per_packet(&filter, names::XDP, &fresh, XDP_PASS));
         let established = ns(per_packet(&filter, names::XDP, &allowed, XDP_PASS));
         let deny = ns(per_packet(&filter, names::XDP, &denied, XDP_DROP));
+        println!(
+            "xdp {zones:>6} zones {flows:>7} flows, full path (flow cache off): allowed new {full_new:.0} ns (+{:.0}), established {full_established:.0} ns (+{:.0}), denied {full_deny:.0} ns (+{:.0})",
+            full_new - empty,
+            full_established - empty,
+            full_deny - empty
+        );
         println!(
             "xdp {zones:>6} zones {flows:>7} flows ({} entries): empty {empty:.0} ns; filter, conntrack on: allowed new {new:.0} ns (+{:.0}), \
              allowed established {established:.0} ns (+{:.0}), denied {deny:.0} ns (+{:.0}); policy alone (conntrack off) allowed {policy_only:.0} ns (+{:.0}), denied {policy_only_deny:.0} ns (+{:.0}); \

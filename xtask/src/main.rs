@@ -64,8 +64,23 @@ fn main() -> ExitCode {
                     .status()
                     .is_ok_and(|s| s.success())
         }
+        // The benchmarks' generated policy, for timing the binary by hand:
+        // `cargo xtask gen-policy 10000 100000 DIR` writes DIR/main.seg.
+        "gen-policy" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            match (args.first().and_then(|z| z.parse().ok()), args.get(1).and_then(|f| f.parse().ok()), args.get(2)) {
+                (Some(zones), Some(flows), Some(dir)) => {
+                    std::fs::create_dir_all(dir).is_ok()
+                        && std::fs::write(std::path::Path::new(dir).join("main.seg"), generate::generate(zones, flows)).is_ok()
+                }
+                _ => {
+                    eprintln!("usage: cargo xtask gen-policy ZONES FLOWS DIR");
+                    false
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask <bench|ci|bpf|perf-gate|bench-net|bench-flood|bench-fleet|bench-aerleon>");
+            eprintln!("usage: cargo xtask <bench|ci|bpf|perf-gate|bench-net|bench-flood|bench-fleet|bench-aerleon|gen-policy>");
             return ExitCode::from(2);
         }
     };

@@ -54,7 +54,7 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
     // large policy); the manifest, last, names them all.
     std::thread::scope(|s| {
         let handles: Vec<_> = artifacts.iter().map(|a| s.spawn(move || write(&out.join(&a.path), &a.bytes))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Result<()>>()
+        handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })?;
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,

@@ -130,6 +130,38 @@ impl Area {
     }
 }
 
+/// The areas taken on the canvas, bucketed in a grid so that a candidate is
+/// checked only against areas near it (a 10000-zone drawing places tens of
+/// thousands of labels; checking each against all was quadratic).
+#[derive(Default)]
+struct Taken {
+    areas: Vec<Area>,
+    cells: std::collections::HashMap<(i64, i64), Vec<usize>>,
+}
+
+impl Taken {
+    const CELL: f64 = 128.0;
+
+    /// The grid cells `a` touches, `pad` around it included.
+    fn cells_of(a: &Area, pad: f64) -> impl Iterator<Item = (i64, i64)> {
+        let c = |v: f64| (v / Self::CELL).floor() as i64;
+        let (x0, x1, y0, y1) = (c(a.x - pad), c(a.x + a.w + pad), c(a.y - pad), c(a.y + a.h + pad));
+        (x0..=x1).flat_map(move |x| (y0..=y1).map(move |y| (x, y)))
+    }
+
+    fn push(&mut self, a: Area) {
+        let i = self.areas.len();
+        self.areas.push(a);
+        for cell in Self::cells_of(&a, 0.0) {
+            self.cells.entry(cell).or_default().push(i);
+        }
+    }
+
+    fn overlaps(&self, a: &Area, pad: f64) -> bool {
+        Self::cells_of(a, pad).any(|cell| self.cells.get(&cell).is_some_and(|v| v.iter().any(|&i| a.overlaps(&self.areas[i], pad))))
+    }
+}
+
 /// The width a label of `text` takes at font size 10 (Helvetica averages
 /// about 0.55 em a character; 0.62 keeps a margin), with room for its halo.
 pub fn label_width(text: &str) -> f64 {
@@ -166,9 +198,9 @@ enum Placed {
     Legend(Option<Area>, usize),
 }
 
-fn place(text: &str, path: &[(f64, f64)], taken: &mut Vec<Area>, legend: &mut Vec<String>, pair: String) -> Placed {
+fn place(text: &str, path: &[(f64, f64)], taken: &mut Taken, legend: &mut Vec<String>, pair: String) -> Placed {
     let spots = candidates(path);
-    let fits = |w: f64, taken: &[Area]| {
+    let fits = |w: f64, taken: &Taken| {
         spots.iter().find_map(|&((x, y), horizontal)| {
             // Above or below a horizontal line; beside a vertical one.
             let (side, above, below) = (w / 2.0 + 3.0, -2.0, LABEL_H + 1.0);
@@ -179,7 +211,7 @@ fn place(text: &str, path: &[(f64, f64)], taken: &mut Vec<Area>, legend: &mut Ve
             };
             offsets.iter().find_map(|&(dx, dy)| {
                 let a = Area { x: x + dx - w / 2.0, y: y + dy - LABEL_H, w, h: LABEL_H };
-                (a.x >= 0.0 && a.y >= 0.0 && !taken.iter().any(|o| a.overlaps(o, 1.0))).then_some(a)
+                (a.x >= 0.0 && a.y >= 0.0 && !taken.overlaps(&a, 1.0)).then_some(a)
             })
         })
     };
@@ -202,7 +234,10 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
     let pos = &lay.boxes;
     let title = model.policy.name.as_deref().unwrap_or("policy");
     // What labels must not cover: the zones, the title and the column headings.
-    let mut taken: Vec<Area> = pos.iter().map(|&(x, y)| Area { x, y, w: W, h: H }).collect();
+    let mut taken = Taken::default();
+    for &(x, y) in pos {
+        taken.push(Area { x, y, w: W, h: H });
+    }
     taken.push(Area { x: MARGIN, y: MARGIN - 26.0, w: title.chars().count() as f64 * 10.0 + 10.0, h: 20.0 });
     for (head, x) in &lay.heads {
         taken.push(Area { x: *x, y: MARGIN + 6.0, w: head.len() as f64 * 7.5, h: 16.0 });
@@ -214,8 +249,8 @@ pub fn svg(model: &Model, g: &ZoneGraph) -> String {
         .map(|((a, b, label, _), path)| place(label, path, &mut taken, &mut legend, model.pair_text(*a, *b)))
         .collect();
     // The canvas holds every box, label and path, and the legend below.
-    let right = taken.iter().map(|a| a.x + a.w + MARGIN).fold(lay.width, f64::max);
-    let bottom = taken.iter().map(|a| a.y + a.h + MARGIN).fold(lay.height, f64::max);
+    let right = taken.areas.iter().map(|a| a.x + a.w + MARGIN).fold(lay.width, f64::max);
+    let bottom = taken.areas.iter().map(|a| a.y + a.h + MARGIN).fold(lay.height, f64::max);
     let legend_top = bottom;
     let legend_w = legend.iter().map(|l| label_width(l) * 1.1).fold(0.0, f64::max);
     let width = right.max(MARGIN * 2.0 + legend_w);
