@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::ir::eval::Evaluator;
@@ -32,11 +32,18 @@ impl ZoneGraph {
     /// The shortest path from `from` to `to` through allowed edges, as hops; at
     /// least one hop, so `a -> a` needs a flow from `a` to itself or a cycle.
     pub fn shortest_path(&self, from: ZoneId, to: ZoneId) -> Option<Vec<(ZoneId, ZoneId, ServiceSet)>> {
+        self.path_in(&self.tree(from), from, to)
+    }
+
+    /// Breadth first from `from`: the edge each zone was first reached by.
+    /// The search starts from the edges out of `from`, so that a path has at
+    /// least one hop. (A search for one destination that stops there finds
+    /// the same parents for it and its ancestors: BFS never changes a parent.)
+    fn tree(&self, from: ZoneId) -> Vec<Option<EdgeIndex>> {
         let n = self.graph.node_count();
-        let mut parent: Vec<Option<petgraph::graph::EdgeIndex>> = vec![None; n];
+        let mut parent: Vec<Option<EdgeIndex>> = vec![None; n];
         let mut seen = vec![false; n];
         let mut queue = VecDeque::new();
-        // Start from the edges out of `from`, so that a path has at least one hop.
         for e in self.graph.edges(node(from)) {
             let t = e.target().index();
             if !seen[t] {
@@ -46,20 +53,6 @@ impl ZoneGraph {
             }
         }
         while let Some(cur) = queue.pop_front() {
-            if cur == node(to) {
-                let mut hops = Vec::new();
-                let mut at = cur;
-                while let Some(eid) = parent[at.index()] {
-                    let (a, b) = self.graph.edge_endpoints(eid)?;
-                    hops.push((self.graph[a], self.graph[b], self.graph[eid].clone()));
-                    if a == node(from) {
-                        break;
-                    }
-                    at = a;
-                }
-                hops.reverse();
-                return Some(hops);
-            }
             for e in self.graph.edges(cur) {
                 let t = e.target().index();
                 if !seen[t] {
@@ -69,7 +62,24 @@ impl ZoneGraph {
                 }
             }
         }
-        None
+        parent
+    }
+
+    /// The path to `to` in the search tree from `from`.
+    fn path_in(&self, parent: &[Option<EdgeIndex>], from: ZoneId, to: ZoneId) -> Option<Vec<(ZoneId, ZoneId, ServiceSet)>> {
+        parent.get(node(to).index()).copied().flatten()?;
+        let mut hops = Vec::new();
+        let mut at = node(to);
+        while let Some(eid) = parent[at.index()] {
+            let (a, b) = self.graph.edge_endpoints(eid)?;
+            hops.push((self.graph[a], self.graph[b], self.graph[eid].clone()));
+            if a == node(from) {
+                break;
+            }
+            at = a;
+        }
+        hops.reverse();
+        Some(hops)
     }
 }
 
@@ -94,12 +104,14 @@ impl ZoneGraph {
             if zu.scope != crate::ir::Scope::Untrusted {
                 continue;
             }
+            let from = ZoneId(u as u32);
+            let tree = self.tree(from);
             for (c, zc) in model.zones.iter().enumerate() {
                 if !zc.is_cde() {
                     continue;
                 }
-                let (from, to) = (ZoneId(u as u32), ZoneId(c as u32));
-                if let Some(hops) = self.shortest_path(from, to) {
+                let to = ZoneId(c as u32);
+                if let Some(hops) = self.path_in(&tree, from, to) {
                     out.push(Exposure { from, to, hops });
                 }
             }
