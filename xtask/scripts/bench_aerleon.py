@@ -64,6 +64,7 @@ if not configs:
     sys.exit("aerleon produced nothing")
 
 s = statistics.median(segc_times)
+print("segc runs (ms):", " ".join(f"{t * 1e3:.0f}" for t in segc_times))
 print(f"segc build, all 6 targets, {zones} zones / {flows} flows: median {s * 1e3:.0f} ms over 3 runs (process start included)")
 print(f"aerleon Generate, nftables only, same policy: {aerleon * 1e3:.0f} ms (1 run)")
 print(f"ratio: aerleon / segc = {aerleon / s:.0f}x")
