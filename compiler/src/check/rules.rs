@@ -304,33 +304,26 @@ fn zone_name(zones: &Zones<'_>, z: ZoneId) -> String {
 /// members of its groups): they join the model.
 pub fn referenced_std_zones(tree: &Tree, names: &Names) -> HashSet<DefId> {
     let mut out = HashSet::new();
+    let mut visit = |path: &ast::Path| {
+        if let Some(def) = names.find(path).filter(|d| d.std && d.kind == DefKind::Zone) {
+            out.insert(def.id);
+        }
+    };
     for (_, _, item) in tree.user_items() {
-        for path in zone_paths(item) {
-            if let Some(def) = names.find(path).filter(|d| d.std && d.kind == DefKind::Zone) {
-                out.insert(def.id);
-            }
+        match item {
+            Item::Flow(f) => f.from.items.iter().chain(&f.to.items).for_each(&mut visit),
+            Item::Deny(d) => d.from.items.iter().chain(&d.to.items).for_each(&mut visit),
+            Item::Assert(a) => a.from.items.iter().chain(&a.to.items).for_each(&mut visit),
+            Item::Group(g) => g.members.iter().for_each(&mut visit),
+            Item::Test(t) => t.cases.iter().flat_map(|c| [&c.from, &c.to]).for_each(|e| {
+                if let ast::Endpoint::Zone(p) = e {
+                    visit(p);
+                }
+            }),
+            _ => {}
         }
     }
     out
-}
-
-fn zone_paths(item: &Item) -> Vec<&ast::Path> {
-    match item {
-        Item::Flow(f) => f.from.items.iter().chain(&f.to.items).collect(),
-        Item::Deny(d) => d.from.items.iter().chain(&d.to.items).collect(),
-        Item::Assert(a) => a.from.items.iter().chain(&a.to.items).collect(),
-        Item::Group(g) => g.members.iter().collect(),
-        Item::Test(t) => t
-            .cases
-            .iter()
-            .flat_map(|c| [&c.from, &c.to])
-            .filter_map(|e| match e {
-                ast::Endpoint::Zone(p) => Some(p),
-                ast::Endpoint::Addr { .. } => None,
-            })
-            .collect(),
-        _ => vec![],
-    }
 }
 
 #[cfg(test)]

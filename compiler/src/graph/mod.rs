@@ -20,11 +20,10 @@ impl ZoneGraph {
         for i in 0..ev.model.zones.len() {
             graph.add_node(ZoneId(i as u32));
         }
-        for (from, to) in ev.pairs() {
-            let set = ev.allowed(from, to);
-            if !set.is_empty() {
-                graph.add_edge(node(from), node(to), set);
-            }
+        let pairs = ev.model.allowed_pairs();
+        graph.reserve_edges(pairs.len());
+        for (from, to, set) in pairs {
+            graph.add_edge(node(*from), node(*to), set.clone());
         }
         ZoneGraph { graph }
     }

@@ -1,9 +1,10 @@
 //! Results derived from a finished model that several targets need, computed
 //! once on first use and shared by the targets lowering it in parallel.
 //!
-//! Only a finished model (after `check`) may be asked: the check builds the
-//! model step by step and never reads these. A clone starts empty, so a
-//! changed copy never answers from its original's results.
+//! Only a finished model may be asked (the analyses after `build_model` and
+//! the targets do; `build_model` itself, which makes the model step by step,
+//! never does). A clone starts empty, so a changed copy never answers from
+//! its original's results.
 
 use std::sync::OnceLock;
 
