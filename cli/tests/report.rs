@@ -73,3 +73,45 @@ fn one_verdict_with_its_reasons_and_the_evidence_tables() {
         .into_owned();
     assert!(html.contains("Controls: PCI DSS v4.0") && html.contains("Verdict: PASS WITH NOTES"));
 }
+
+/// A policy too large for a probe list (the matrix pairs every zone with every
+/// cde zone): the section summarises each cde zone, with counts that follow
+/// from the flows, and stays small; `segc probes` still lists every probe.
+#[test]
+fn a_large_probe_matrix_is_summarised_per_cde_zone() {
+    let dir = std::env::temp_dir().join(format!("segc-report-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = String::new();
+    // 40 zones, the first 10 cde: 39 * 10 * 2 = 780 pairs.
+    for i in 0..40 {
+        let scope = if i < 10 { "cde" } else { "connected" };
+        src.push_str(&format!("zone z{i:02} {{\n  cidrs = [10.0.{i}.0/24]\n  scope = {scope}\n}}\n"));
+    }
+    // z00 is reached from z10..z14 and reaches z20; z01 reaches z00.
+    for i in 10..15 {
+        src.push_str(&format!("flow z{i} -> z00 on tcp/5432 {{\n  justification = \"app\"\n  reviewed = 2026-10-01\n}}\n"));
+    }
+    src.push_str("flow z00 -> z20 on tcp/443 {\n  justification = \"out\"\n  reviewed = 2026-10-01\n}\n");
+    src.push_str("flow z01 -> z00 on tcp/5432 {\n  justification = \"replica\"\n  reviewed = 2026-10-01\n}\n");
+    std::fs::write(dir.join("main.seg"), src).unwrap();
+    let audit = std::env::temp_dir().join(format!("segc-report-large-audit-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_segc"))
+        .args(["report", "--today", "2026-11-28"])
+        .arg(&dir)
+        .env("SEGC_AUDIT_DIR", &audit)
+        .output()
+        .expect("segc runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("780 pairs, too many to list here"), "{text}");
+    let section = text.split("## Segmentation test probes").nth(1).expect("the section").split("\n## ").next().unwrap_or_default();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| z")).collect();
+    assert_eq!(rows.len(), 10, "one row per cde zone: {section}");
+    // cde zone, reached from, reaches, no traffic either way.
+    assert_eq!(rows[0], "| z00 | 6 | 1 | 32 |", "{section}");
+    assert_eq!(rows[1], "| z01 | 0 | 1 | 38 |", "{section}");
+    assert_eq!(rows[2], "| z02 | 0 | 0 | 39 |", "{section}");
+    assert!(text.len() < 100_000, "the report stays small: {} bytes", text.len());
+    // The full matrix is still there for whoever runs the probes.
+    let probes = Command::new(env!("CARGO_BIN_EXE_segc")).arg("probes").arg(&dir).output().expect("segc runs");
+    assert!(String::from_utf8_lossy(&probes.stdout).lines().count() > 780, "every probe");
+}

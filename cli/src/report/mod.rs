@@ -12,6 +12,7 @@ use segc_compiler::Compilation;
 
 mod controls;
 mod pdf;
+mod probes;
 
 pub use controls::Facts;
 
@@ -287,11 +288,8 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
         .iter()
         .map(|d| vec![d.code.to_string(), d.severity.as_str().into(), c.sources().location(d.span), d.message.clone()])
         .collect();
-    let probes = segc_compiler::analysis::probes::matrix(m)
-        .into_iter()
-        .map(|p| vec![format!("must {}", p.expect), p.from_zone, p.to_zone, p.src.to_string(), p.dst.to_string(), p.proto])
-        .collect();
     let h = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    let (probe_header, probes) = probes::section(m, &mut intro);
     let mut sections = vec![
         ("Zones".into(), h(&["zone", "scope", "kind", "prefixes", "owner", "description"]), zone_rows(m)),
         (
@@ -303,7 +301,7 @@ fn tables(c: &Compilation, today: Date, inputs: &Inputs) -> Tables {
         ("Findings".into(), h(&["code", "severity", "where", "message"]), findings),
         ("Asserts".into(), h(&["assert", "where", "result"]), asserts(c)),
         ("Tests".into(), h(&["test", "case", "expected", "got", "result"]), tests(&results)),
-        ("Segmentation test probes (PCI DSS 11.4.5)".into(), h(&["expect", "from", "to", "source", "destination", "service"]), probes),
+        ("Segmentation test probes (PCI DSS 11.4.5)".into(), probe_header, probes),
         ("Threat feeds".into(), h(&["feed", "source", "format", "prefixes", "sha256", "age", "blocked"]), feed_rows(m, &inputs.feed_ages)),
         (
             "Segmentation test runs (PCI DSS 11.4.5)".into(),
