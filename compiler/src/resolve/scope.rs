@@ -1,16 +1,43 @@
 //! The scope of a policy tree: local definitions (E102), `use` items (E101,
 //! E102), and lookups with did-you-mean suggestions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Def, DefId, DefKind, Tree};
 use crate::diag::{did_you_mean, Code, Diagnostic, FileId};
 use crate::syntax::ast::{self, Item, Path, UseTree};
 
+/// The user's definitions by name: hashed, because every name in every flow
+/// is looked up here (a sorted map's string comparisons were a quarter of a
+/// large policy's check); read in name order.
+#[derive(Default)]
+pub struct Defs(HashMap<String, Def>);
+
+impl Defs {
+    pub fn get(&self, name: &str) -> Option<&Def> {
+        self.0.get(name)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    pub fn insert(&mut self, def: Def) {
+        self.0.insert(def.name.clone(), def);
+    }
+
+    /// Every definition, in name order.
+    pub fn values(&self) -> impl Iterator<Item = &Def> {
+        let mut v: Vec<&Def> = self.0.values().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.into_iter()
+    }
+}
+
 /// The names visible in the policy tree.
 pub struct Scope {
     /// Items defined in the user's files.
-    pub locals: BTreeMap<String, Def>,
+    pub locals: Defs,
     /// Names brought in by explicit `use` items.
     pub explicit: BTreeMap<String, Def>,
     /// Names brought in by `use ...*`; locals and explicit uses shadow them.
@@ -53,7 +80,7 @@ fn defs_of(tree: &Tree, file: FileId, std: bool) -> Vec<Def> {
 /// (E101 for unknown modules or members, E102 on clashes).
 pub fn scope(tree: &Tree, diags: &mut Vec<Diagnostic>) -> Scope {
     let mut s = Scope {
-        locals: BTreeMap::new(),
+        locals: Defs::default(),
         explicit: BTreeMap::new(),
         globs: BTreeMap::new(),
         std: BTreeMap::new(),
@@ -83,7 +110,7 @@ pub fn scope(tree: &Tree, diags: &mut Vec<Diagnostic>) -> Scope {
                 );
                 continue;
             }
-            s.locals.insert(def.name.clone(), def);
+            s.locals.insert(def);
         }
     }
     for (_, _, item) in tree.user_items() {
