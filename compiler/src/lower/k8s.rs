@@ -192,6 +192,17 @@ impl Yaml {
         self.0.push(b'\n');
     }
 
+    /// Starts a sequence value: `[]` when empty (and nothing follows), else
+    /// the next line. Whether items follow.
+    fn seq(&mut self, empty: bool) -> bool {
+        if empty {
+            self.0.extend_from_slice(b" []\n");
+        } else {
+            self.open();
+        }
+        !empty
+    }
+
     fn key(&mut self, indent: usize, k: &str) {
         self.pad(indent);
         self.name(k);
@@ -257,11 +268,9 @@ impl Yaml {
 
     /// `rules` as a sequence at `indent`; `peers_key` is `from` or `to`.
     fn rules(&mut self, indent: usize, rules: &[NpRule<'_>], peers_key: &str) {
-        if rules.is_empty() {
-            self.0.extend_from_slice(b" []\n");
+        if !self.seq(rules.is_empty()) {
             return;
         }
-        self.open();
         for r in rules {
             self.dash(indent);
             // Sorted keys: from < ports < to.
@@ -284,11 +293,9 @@ impl Yaml {
     }
 
     fn peers(&mut self, indent: usize, peers: &[NpPeer<'_>]) {
-        if peers.is_empty() {
-            self.0.extend_from_slice(b" []\n");
+        if !self.seq(peers.is_empty()) {
             return;
         }
-        self.open();
         for p in peers {
             self.dash(indent);
             match p {
