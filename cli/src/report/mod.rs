@@ -146,15 +146,20 @@ pub fn probe_runs(c: &Compilation) -> Vec<ProbeRun> {
         .collect()
 }
 
+/// How many untrusted-to-cde paths the summary spells out.
+const EXPOSURES_LISTED: usize = 20;
+
 /// The summary lines at the top: verdict, provenance, counts, paths.
 fn intro(c: &Compilation, today: Date, facts: &Facts, graph: &ZoneGraph) -> Vec<String> {
     let m = &c.model;
     let (verdict, why) = facts.verdict();
     let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
     let cde = m.zones.iter().filter(|z| z.is_cde()).count();
-    let exposures: Vec<String> = graph
-        .exposures(m)
+    let all = graph.exposures(m);
+    // The first few paths in the summary; `segc check --format json` lists them all.
+    let exposures: Vec<String> = all
         .iter()
+        .take(EXPOSURES_LISTED)
         .map(|e| {
             let mut p = m.zone(e.from).name.clone();
             for (_, to, set) in &e.hops {
@@ -182,7 +187,11 @@ fn intro(c: &Compilation, today: Date, facts: &Facts, graph: &ZoneGraph) -> Vec<
     if exposures.is_empty() {
         intro.push("No path leads from an untrusted zone into the cde.".into());
     } else {
-        intro.push(format!("Paths from untrusted zones into the cde: {}.", exposures.join("; ")));
+        let more = match all.len() - exposures.len() {
+            0 => String::new(),
+            n => format!("; and {n} more (`segc check --format json` lists every path)"),
+        };
+        intro.push(format!("Paths from untrusted zones into the cde ({}): {}{more}.", all.len(), exposures.join("; ")));
     }
     intro.push(format!(
         "Tests: {} cases, {} failing; {} of {} flows exercised by a test.",

@@ -153,6 +153,30 @@ fn diagram_box(svg: &usvg::Tree, width: f32, room: f32) -> (f32, f32) {
     (s.width() * scale, s.height() * scale)
 }
 
+/// Below this scale on its page a diagram is a blot even zoomed in (a
+/// thousand-zone drawing comes out at 0.016), and typesetting it took most
+/// of such a report's time: the page says where to find it instead.
+const MIN_DIAGRAM_SCALE: f32 = 0.05;
+
+/// The width and height of one of our own SVG documents, from its root
+/// element (read before parsing the whole drawing).
+fn svg_size(svg: &str) -> Option<(f32, f32)> {
+    let root = &svg[svg.find("<svg")?..];
+    let root = &root[..root.find('>')?];
+    let attr = |name: &str| -> Option<f32> {
+        let start = root.find(&format!(" {name}=\""))? + name.len() + 3;
+        root[start..].split('"').next()?.parse().ok()
+    };
+    Some((attr("width")?, attr("height")?))
+}
+
+/// Whether a `w` x `h` drawing would be legible (zoomed in) on a page of
+/// either orientation.
+fn legible(w: f32, h: f32) -> bool {
+    let scale = |page_w: f32, page_h: f32| ((page_w - 2.0 * MARGIN_X) / w).min((page_h - 64.0 - TOP) / h);
+    scale(PAGE_W, PAGE_H).max(scale(PAGE_H, PAGE_W)) >= MIN_DIAGRAM_SCALE
+}
+
 fn svg_tree(svg: &str) -> Option<usvg::Tree> {
     let mut opts = usvg::Options { font_family: "DejaVu Sans".into(), ..usvg::Options::default() };
     let db = opts.fontdb_mut();
@@ -166,9 +190,20 @@ fn svg_tree(svg: &str) -> Option<usvg::Tree> {
 pub fn document(cover: &Cover<'_>, summary: &[String], svg: &str, sections: &[super::Section]) -> Vec<u8> {
     let Some(mut fonts) = Fonts::new(REGULAR, BOLD, MONO) else { return Vec::new() };
     // The body first (pages numbered after the title and contents pages).
-    let tree = svg_tree(svg);
+    let size = svg_size(svg);
+    let too_large = size.is_some_and(|(w, h)| !legible(w, h));
+    let tree = if too_large { None } else { svg_tree(svg) };
     let mut body = Flow::new(&mut fonts);
-    body.heading("Zone diagram", 200.0);
+    body.heading("Zone diagram", if too_large { 40.0 } else { 200.0 });
+    if too_large {
+        body.paragraph(
+            Face::Regular,
+            BODY,
+            GREY,
+            "The diagram of this policy is too large for a printed page. The HTML report includes it, and `segc graph --format svg` draws it alone.",
+            0.0,
+        );
+    }
     if let Some(t) = &tree {
         // A wide diagram gets a landscape page of its own, so its labels stay legible.
         let wide = t.size().width() > t.size().height() * 1.2 && t.size().width() > WIDTH * 1.3;
@@ -300,4 +335,23 @@ fn footer(fonts: &mut Fonts<'_>, cover: &Cover<'_>, n: usize, total: usize, (pw,
         Op::Text { x: MARGIN_X + lw, y, size: 6.2, face: Face::Mono, color: GREY, text: cover.hash.to_string() },
         Op::Text { x: MARGIN_X + width - rw, y: y + 10.0, size: 7.0, face: Face::Regular, color: GREY, text: right },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diagram_too_large_for_a_page_is_left_to_the_html_and_graph() {
+        let root = |w: u32, h: u32| {
+            format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"></svg>")
+        };
+        assert_eq!(svg_size(&root(1201, 653)), Some((1201.0, 653.0)));
+        assert_eq!(svg_size("<p>not a drawing</p>"), None);
+        // The examples' drawings and a tall 40-zone one fit; a 1000-zone one does not.
+        assert!(legible(1201.0, 653.0) && legible(655.0, 2546.0));
+        assert!(!legible(47834.0, 70663.0));
+        // Either orientation counts: a very tall drawing still fits a portrait page.
+        assert!(legible(500.0, 14000.0) && !legible(500.0, 16000.0));
+    }
 }
