@@ -91,8 +91,13 @@ fn fresh(i: &Inner) -> Result<MapData, Error> {
 fn fresh_all() -> Result<Vec<MapData>, Error> {
     std::thread::scope(|s| {
         let handles: Vec<_> = INNER.iter().map(|i| s.spawn(move || fresh(i))).collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| Error::Other("a map creation thread panicked".into()))?).collect()
+        handles.into_iter().map(|h| joined(h, "a map creation")).collect()
     })
+}
+
+/// A map thread's result; its panic as an error.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, Error>>, what: &str) -> Result<T, Error> {
+    h.join().map_err(|_| Error::Other(format!("{what} thread panicked")))?
 }
 
 impl PolicyMaps {
@@ -251,15 +256,15 @@ impl PolicyMaps {
             .iter()
             .map(|&(src, dst, class, port)| rt::PortKey { src_zone: src.to_be(), dst_zone: dst.to_be(), class, pad: 0, port: port.to_be() })
             .collect();
-        // The exact ports are most of a large policy: two threads fill them
-        // (the kernel locks per bucket), while this one fills the rest.
+        // The exact ports are most of a large policy: two threads fill
+        // halves of them at once (the kernel locks per bucket).
         let (first, second) = ports.split_at(ports.len() / 2);
-        let ones = vec![1u32; first.len().max(second.len())];
-        let (inner_ports, ones_ref) = (&inner[2], &ones);
+        let ones = vec![1u32; second.len()];
+        let (map, ones) = (&inner[2], ones.as_slice());
         std::thread::scope(|s| -> Result<(), Error> {
-            let other = s.spawn(move || fill(inner_ports, first, &ones_ref[..first.len()]));
-            fill(inner_ports, second, &ones[..second.len()])?;
-            other.join().map_err(|_| Error::Other("a map fill thread panicked".into()))?
+            let other = s.spawn(move || fill(map, first, &ones[..first.len()]));
+            fill(map, second, ones)?;
+            joined(other, "a map fill")
         })?;
         let pairs: Vec<rt::PairKey> = placed
             .ranged_pairs
@@ -345,7 +350,7 @@ impl PolicyMaps {
                 })
                 .collect();
             for h in handles {
-                h.join().map_err(|_| Error::Other("a map update thread panicked".into()))??;
+                joined(h, "a map update")?;
             }
             Ok(())
         })?;
