@@ -4,8 +4,9 @@
 //!   checks only the file system can make (symlinks that leave the root folder,
 //!   files that are not regular files, absurd sizes). The CLI, the agent and
 //!   the language server all read policies through it.
-//! - [`write_atomically`]: a temporary file in the same folder, fsynced, then
-//!   renamed over the target, so a reader sees the old file or the new one.
+//! - [`write_atomically`] and [`Staged`]: a temporary file in the same folder,
+//!   fsynced, then renamed over the target, so a reader sees the old file or
+//!   the new one.
 //! - [`clock`]: the one wall clock (seconds since the epoch, today's date).
 
 use std::fs;
@@ -103,27 +104,77 @@ pub fn policy_path(arg: &Path) -> Result<PolicyPath, String> {
 /// fsyncs the folder: a reader sees the old file or the new one, never half,
 /// and a crash after return keeps the new one.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.segc-tmp-{}", std::process::id()));
-    let mode = mode.or_else(|| fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)).unwrap_or(0o644);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
+    let mut f = Staged::create(path, mode)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// A file being written in place of `path`: a temporary file beside it until
+/// [`Staged::commit`] (fsync, rename over `path`, fsync of the folder);
+/// dropped uncommitted, the temporary file is removed and `path` is as it was.
+/// `segc build` streams every artifact into one and commits them only once
+/// every target has lowered.
+pub struct Staged {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: fs::File,
+    committed: bool,
+}
+
+impl Staged {
+    /// Creates the temporary file (and `path`'s folder), with `mode`, or the
+    /// old file's mode when `None` and it exists, else 0644.
+    pub fn create(path: &Path, mode: Option<u32>) -> std::io::Result<Staged> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = dir.join(format!(".{name}.segc-tmp-{}", std::process::id()));
+        let mode = mode.or_else(|| fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)).unwrap_or(0o644);
+        let file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        let staged = Staged { path: path.to_path_buf(), tmp, file, committed: false };
+        staged.file.set_permissions(fs::Permissions::from_mode(mode))?;
+        Ok(staged)
+    }
+
+    /// The file this one replaces on commit.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes the written bytes the file at `path`, durably.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
-    result
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +216,22 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_staged_file_dropped_uncommitted_leaves_the_old_one() {
+        let d = scratch("staged");
+        let p = d.join("f");
+        write_atomically(&p, b"old", None).unwrap();
+        let mut f = Staged::create(&p, None).unwrap();
+        f.write_all(b"half of the new").unwrap();
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 2, "the new bytes go to a temporary file");
+        drop(f);
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "the temporary file is removed");
+        let mut f = Staged::create(&p, None).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
     }
 }

@@ -2,12 +2,15 @@
 //! artifacts and `manifest.json` (all or nothing).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use segc_audit::Kind;
 use segc_compiler::ir::Date;
-use segc_compiler::lower::{self, Target};
+use segc_compiler::lower::{self, Failed, Sink, Target};
+use segc_compiler::sha256::Hashing;
+use segc_fsio::Staged;
 
 use crate::exit;
 use crate::journal::record;
@@ -16,23 +19,41 @@ use crate::policy::{load_error_free, print_diagnostics};
 pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -> Result<u8> {
     let Some(c) = load_error_free(path, today, "built")? else { return Ok(exit::FINDINGS) };
     let chosen: BTreeSet<Target> = if targets.is_empty() { lower::default_targets(&c.model) } else { targets.iter().copied().collect() };
-    let artifacts = match lower::lower(&c.model, &chosen) {
-        Ok(a) => a,
-        Err(diags) => {
+    // Every target streams its files into temporary files beside their
+    // places, hashed on the way; they replace the old files only once every
+    // target has lowered and written (dropped, they are removed).
+    let files = Files { out };
+    let fresh = Fresh::before(out, &chosen);
+    let mut written = match lower::lower_into(&c.model, &chosen, &files) {
+        Ok(w) => w,
+        Err(Failed::Diagnostics(diags)) => {
+            fresh.remove_empty();
             print_diagnostics(&c, &diags)?;
             eprintln!("failed: the policy cannot be expressed exactly for every target; nothing was built");
             return Ok(exit::FINDINGS);
+        }
+        Err(Failed::Io { path, error }) => {
+            fresh.remove_empty();
+            return Err(error).with_context(|| format!("cannot write `{}`; nothing was built", out.join(path).display()));
         }
     };
     let warnings = lower::warnings(&c.model, &chosen);
     if !warnings.is_empty() {
         print_diagnostics(&c, &warnings)?;
     }
-    let mut artifacts = artifacts;
     for f in &c.model.feeds {
-        artifacts.push(lower::Artifact::new(format!("feeds/{}.netset", f.name), lower::feed_snapshot(f)));
+        let path = format!("feeds/{}.netset", f.name);
+        let snapshot = lower::feed_snapshot(f);
+        match files.put(&path, &mut |w| w.write_all(&snapshot)) {
+            Ok(w) => written.push(w),
+            Err(e) => {
+                drop(written);
+                fresh.remove_empty();
+                return Err(e).with_context(|| format!("cannot write `{}`; nothing was built", out.join(&path).display()));
+            }
+        }
     }
-    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    written.sort_by(|a, b| a.path.cmp(&b.path));
     let feeds: Vec<serde_json::Value> = c
         .model
         .feeds
@@ -50,30 +71,72 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
             })
         })
         .collect();
-    // Each artifact written on a thread of its own (tens of megabytes for a
-    // large policy); the manifest, last, names them all.
-    std::thread::scope(|s| {
-        let handles: Vec<_> = artifacts.iter().map(|a| s.spawn(move || write(&out.join(&a.path), &a.bytes))).collect();
-        handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    })?;
+    let artifacts: Vec<(String, String)> = written.iter().map(|w| (w.path.clone(), w.sha256.clone())).collect();
+    for w in written {
+        let path = w.file.path().display().to_string();
+        w.file.commit().with_context(|| format!("cannot write `{path}`"))?;
+    }
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,
         "source_sha256": c.sources().digest(),
         "segc_version": env!("CARGO_PKG_VERSION"),
         "targets": chosen.iter().map(|t| t.name()).collect::<Vec<_>>(),
         "feeds": feeds,
-        "artifacts": artifacts.iter().map(|a| (a.path.clone(), serde_json::Value::from(a.sha256.as_str()))).collect::<serde_json::Map<_, _>>(),
+        "artifacts": artifacts.iter().map(|(path, sha)| (path.clone(), serde_json::Value::from(sha.as_str()))).collect::<serde_json::Map<_, _>>(),
     });
     write(&out.join("manifest.json"), format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes())?;
     record(Kind::Build, serde_json::json!({"out": out.display().to_string(), "manifest": manifest}), false)?;
-    for a in &artifacts {
-        eprintln!("wrote {}", out.join(&a.path).display());
+    for (path, _) in &artifacts {
+        eprintln!("wrote {}", out.join(path).display());
     }
     eprintln!("wrote {}", out.join("manifest.json").display());
     // The compilation of a large policy takes a while to free, and the
     // process ends here.
     std::mem::forget(c);
     Ok(exit::OK)
+}
+
+/// The folders a build would create (the output folder, one per target):
+/// when it fails, those it created are removed again, so a failed build
+/// into a new folder leaves nothing at all.
+struct Fresh(Vec<std::path::PathBuf>);
+
+impl Fresh {
+    fn before(out: &Path, targets: &BTreeSet<Target>) -> Fresh {
+        let dirs = targets.iter().map(|t| out.join(t.name())).chain([out.join("feeds"), out.to_path_buf()]);
+        Fresh(dirs.filter(|d| !d.exists()).collect())
+    }
+
+    /// Removes the folders that did not exist before and are empty now
+    /// (every staged file has been dropped, so removed, by then).
+    fn remove_empty(&self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The file sink: each file staged beside its place and hashed as written.
+struct Files<'a> {
+    out: &'a Path,
+}
+
+/// A file written and not yet committed.
+struct Written {
+    path: String,
+    sha256: String,
+    file: Staged,
+}
+
+impl Sink for Files<'_> {
+    type Put = Written;
+
+    fn put(&self, path: &str, body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<Written> {
+        let mut w = Hashing::new(Staged::create(&self.out.join(path), None)?);
+        body(&mut w)?;
+        let (file, sha256) = w.finish();
+        Ok(Written { path: path.to_string(), sha256, file })
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

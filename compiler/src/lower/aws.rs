@@ -256,10 +256,6 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     Ok(Output { version: 1, policy: model.policy.name.clone(), assumption: ASSUMPTION, security_groups: groups })
 }
 
-pub fn render(out: &Output) -> Vec<u8> {
-    super::pretty_json(out, out.security_groups.iter().map(|g| g.ingress.len() + g.egress.len()).sum())
-}
-
 /// Evaluates the groups for a packet, as EC2 would: the destination's group
 /// must allow it in and the source's group must allow it out (for the ends
 /// that are instances). `member` says which group an address's instance is in.

@@ -245,10 +245,6 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     Ok(Output { version: 1, policy: model.policy.name.clone(), firewall_rules: rules })
 }
 
-pub fn render(out: &Output) -> Vec<u8> {
-    super::pretty_json(out, out.firewall_rules.len())
-}
-
 /// GCP semantics: per direction, the matching rule of lowest priority number
 /// decides (deny before allow at equal priority); implied rules deny ingress
 /// and allow egress. `tag_of` gives an instance's tag. `None` when neither end

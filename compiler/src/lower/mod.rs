@@ -15,6 +15,7 @@ pub mod nft;
 pub mod windows;
 
 use std::collections::BTreeSet;
+use std::io::{self, Write};
 
 use crate::diag::Diagnostic;
 use crate::ir::Model;
@@ -122,19 +123,6 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-/// Pretty JSON and a final newline. The buffer starts at `items` times a
-/// generous size of one (untouched capacity costs nothing): a large policy's
-/// documents run to tens of megabytes, which regrowing copies again and again.
-pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(v: &T, items: usize) -> Vec<u8> {
-    let mut ser = serde_json::Serializer::pretty(Vec::with_capacity(65536 + items * 1024));
-    if v.serialize(&mut ser).is_err() {
-        return Vec::new();
-    }
-    let mut out = ser.into_inner();
-    out.push(b'\n');
-    out
-}
-
 impl Artifact {
     pub fn new(path: impl Into<String>, bytes: Vec<u8>) -> Self {
         let sha256 = crate::sha256::hex(&bytes);
@@ -142,13 +130,69 @@ impl Artifact {
     }
 }
 
+/// Where lowering puts each output file: into memory ([`lower`]), or
+/// straight into files as `segc build` does ([`lower_into`]), so tens of
+/// megabytes of artifacts are never held, copied and hashed in a second pass.
+pub trait Sink: Sync {
+    /// What the sink keeps of one file it was given.
+    type Put: Send;
+    /// One file at `path` (relative to the output folder): `body` writes its
+    /// bytes into the writer it is handed.
+    fn put(&self, path: &str, body: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<Self::Put>;
+}
+
+/// The in-memory sink: each file an [`Artifact`].
+struct InMemory;
+
+impl Sink for InMemory {
+    type Put = Artifact;
+
+    fn put(&self, path: &str, body: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<Artifact> {
+        let mut bytes = Vec::new();
+        body(&mut bytes)?;
+        Ok(Artifact::new(path, bytes))
+    }
+}
+
+/// Why [`lower_into`] made nothing.
+#[derive(Debug)]
+pub enum Failed {
+    /// Some target cannot express the policy exactly.
+    Diagnostics(Vec<Diagnostic>),
+    /// The sink could not take a file.
+    Io { path: String, error: io::Error },
+}
+
+/// Pretty JSON and a final newline, through a buffer (the serialiser makes
+/// many small writes; the sink sees large ones).
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(v: &T, w: &mut dyn Write) -> io::Result<()> {
+    let mut w = io::BufWriter::with_capacity(1 << 16, w);
+    serde_json::to_writer_pretty(&mut w, v)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
 /// Lowers a checked model (no errors) for the given targets. All or nothing:
 /// any target diagnostic means no artifact at all.
 pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
-    // The targets are independent: each lowers on a thread of its own; the
-    // results are taken in target order, so the output is the same bytes.
-    let results: Vec<Result<Vec<Artifact>, Vec<Diagnostic>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = targets.iter().map(|&t| s.spawn(move || lower_one(model, t))).collect();
+    match lower_into(model, targets, &InMemory) {
+        Ok(mut out) => {
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(out)
+        }
+        Err(Failed::Diagnostics(d)) => Err(d),
+        // A `Vec` takes every write, and the serialisers fail only on IO.
+        Err(Failed::Io { path, error }) => unreachable!("writing `{path}` into memory failed: {error}"),
+    }
+}
+
+/// Lowers for the given targets into `sink`, in target order. The targets
+/// are independent: each lowers and writes on a thread of its own. Any
+/// target diagnostic or sink error means nothing is returned: what the sink
+/// was given is dropped (a sink of files removes them then).
+pub fn lower_into<S: Sink>(model: &Model, targets: &BTreeSet<Target>, sink: &S) -> Result<Vec<S::Put>, Failed> {
+    let results: Vec<Result<Vec<S::Put>, Failed>> = std::thread::scope(|s| {
+        let handles: Vec<_> = targets.iter().map(|&t| s.spawn(move || lower_one(model, t, sink))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
     let mut out = Vec::new();
@@ -156,36 +200,51 @@ pub fn lower(model: &Model, targets: &BTreeSet<Target>) -> Result<Vec<Artifact>,
     for r in results {
         match r {
             Ok(a) => out.extend(a),
-            Err(d) => diags.extend(d),
+            Err(Failed::Diagnostics(d)) => diags.extend(d),
+            Err(io @ Failed::Io { .. }) => return Err(io),
         }
     }
     if !diags.is_empty() {
-        return Err(diags);
+        return Err(Failed::Diagnostics(diags));
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-/// One target's artifacts, or what stops it.
-fn lower_one(model: &Model, t: Target) -> Result<Vec<Artifact>, Vec<Diagnostic>> {
-    let one = |path: &str, bytes: Vec<u8>| vec![Artifact::new(path, bytes)];
+/// One target's files, or what stops it.
+fn lower_one<S: Sink>(model: &Model, t: Target, sink: &S) -> Result<Vec<S::Put>, Failed> {
+    let put = |path: &str, body: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>| {
+        sink.put(path, body).map_err(|error| Failed::Io { path: path.to_string(), error })
+    };
+    let bytes = |path: &str, bytes: &[u8]| put(path, &mut |w| w.write_all(bytes));
     match t {
-        Target::Nft => Ok(one("nft/ruleset.nft", nft::render(model).into_bytes())),
+        Target::Nft => Ok(vec![bytes("nft/ruleset.nft", nft::render(model).as_bytes())?]),
         Target::Bpf => {
             let tables = bpf::tables(model);
             let over = bpf::check_capacity(model, &tables);
             if !over.is_empty() {
-                return Err(over);
+                return Err(Failed::Diagnostics(over));
             }
-            let json = pretty_json(&tables, tables.rules.len());
-            Ok(vec![Artifact::new("bpf/policy.bundle", bpf::bundle(&tables)), Artifact::new("bpf/policy.json", json)])
+            Ok(vec![bytes("bpf/policy.bundle", &bpf::bundle(&tables))?, put("bpf/policy.json", &mut |w| write_json(&tables, w))?])
         }
-        Target::Aws => aws::lower(model).map(|o| one("aws/security-groups.json", aws::render(&o))),
-        Target::K8s => k8s::lower(model).map(|p| one("k8s/networkpolicies.yaml", k8s::render(&p))),
-        Target::Gcp => gcp::lower(model).map(|o| one("gcp/firewall.json", gcp::render(&o))),
-        Target::Azure => azure::lower(model).map(|n| one("azure/nsg.json", azure::render(model, &n))),
-        Target::Windows => windows::lower(model).map(|scripts| {
-            scripts.iter().map(|s| Artifact::new(format!("windows/{}.ps1", s.group), windows::render(model, s).into_bytes())).collect()
-        }),
+        Target::Aws => {
+            let o = aws::lower(model).map_err(Failed::Diagnostics)?;
+            Ok(vec![put("aws/security-groups.json", &mut |w| write_json(&o, w))?])
+        }
+        Target::K8s => {
+            let p = k8s::lower(model).map_err(Failed::Diagnostics)?;
+            Ok(vec![bytes("k8s/networkpolicies.yaml", &k8s::render(&p))?])
+        }
+        Target::Gcp => {
+            let o = gcp::lower(model).map_err(Failed::Diagnostics)?;
+            Ok(vec![put("gcp/firewall.json", &mut |w| write_json(&o, w))?])
+        }
+        Target::Azure => {
+            let n = azure::lower(model).map_err(Failed::Diagnostics)?;
+            Ok(vec![put("azure/nsg.json", &mut |w| azure::write(model, &n, w))?])
+        }
+        Target::Windows => {
+            let scripts = windows::lower(model).map_err(Failed::Diagnostics)?;
+            scripts.iter().map(|s| bytes(&format!("windows/{}.ps1", s.group), windows::render(model, s).as_bytes())).collect()
+        }
     }
 }

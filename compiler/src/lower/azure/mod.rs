@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 mod template;
 
-pub use template::render;
+pub use template::write;
 
 use super::cloud::{self, Grant, Peer};
 use crate::diag::{Code, Diagnostic};

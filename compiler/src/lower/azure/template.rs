@@ -92,8 +92,8 @@ struct SecurityRules<'a> {
     security_rules: Vec<RuleOut<'a>>,
 }
 
-/// The ARM template.
-pub fn render(model: &Model, nsgs: &[Nsg]) -> Vec<u8> {
+/// Writes the ARM template.
+pub fn write(model: &Model, nsgs: &[Nsg], w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let policy = model.policy.name.as_deref().unwrap_or_default();
     let resources: Vec<Resource<'_>> = nsgs
         .iter()
@@ -124,5 +124,5 @@ pub fn render(model: &Model, nsgs: &[Nsg]) -> Vec<u8> {
         resources: Vec<Resource<'a>>,
     }
     let t = Template { schema: &doc["$schema"], content_version: &doc["contentVersion"], parameters: &doc["parameters"], resources };
-    super::super::pretty_json(&t, nsgs.iter().map(|n| n.rules.len()).sum())
+    super::super::write_json(&t, w)
 }
