@@ -9,6 +9,19 @@ use segc_compiler::ir::eval::Evaluator;
 use segc_compiler::lower::{aws, azure, bpf, gcp, k8s, nft, windows};
 use segc_compiler::{compile_str, Options};
 
+/// What a target's direct writer writes for `v`.
+fn direct<T>(v: &T, write: fn(&T, &mut dyn std::io::Write) -> std::io::Result<()>) -> String {
+    let mut out = Vec::new();
+    write(v, &mut out).expect("writes into memory");
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// What serde_json writes for `v`, pretty, with the final newline: the
+/// direct writers must write exactly this.
+fn serde_pretty<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("serialises") + "\n"
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -46,6 +59,7 @@ proptest! {
         match aws::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| matches!(d.code.as_str(), "T002" | "T001")), "{:?}", d),
             Ok(out) => {
+                prop_assert_eq!(direct(&out, aws::write), serde_pretty(&out));
                 // What real EC2 refuses: a second rule with the same protocol,
                 // ports and peer; a description too long or with other characters.
                 for g in &out.security_groups {
@@ -106,6 +120,7 @@ proptest! {
         match gcp::lower(&c.model) {
             Err(d) => prop_assert!(d.iter().all(|d| d.code.as_str() == "T002"), "{:?}", d),
             Ok(out) => {
+                prop_assert_eq!(direct(&out, gcp::write), serde_pretty(&out));
                 let tag_of = |ip: std::net::IpAddr| ev.zone_of(ip).and_then(|(z, _)| c.model.zone(z).bindings.gcp_tag.clone());
                 for (s, d, p) in packets {
                     if let Some(got) = gcp::eval(&out, &tag_of, s, d, p) {

@@ -72,10 +72,8 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
         })
         .collect();
     let artifacts: Vec<(String, String)> = written.iter().map(|w| (w.path.clone(), w.sha256.clone())).collect();
-    for w in written {
-        let path = w.file.path().display().to_string();
-        w.file.commit().with_context(|| format!("cannot write `{path}`"))?;
-    }
+    segc_fsio::commit_all(written.into_iter().map(|w| w.file).collect())
+        .with_context(|| format!("cannot write into `{}`", out.display()))?;
     let manifest = serde_json::json!({
         "policy": c.model.policy.name,
         "source_sha256": c.sources().digest(),
@@ -135,6 +133,8 @@ impl Sink for Files<'_> {
         let mut w = Hashing::new(Staged::create(&self.out.join(path), None)?);
         body(&mut w)?;
         let (file, sha256) = w.finish();
+        // Towards the disk while other targets still lower.
+        file.start_writeback();
         Ok(Written { path: path.to_string(), sha256, file })
     }
 }

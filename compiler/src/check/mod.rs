@@ -30,12 +30,14 @@ use crate::syntax::ast::{Item, ValueKind};
 pub fn build_model(tree: &Tree, names: &Names, today: Option<Date>, diags: &mut Vec<Diagnostic>) -> Model {
     let mut model = Model::default();
     policy_meta(tree, &mut model, diags);
-    let zone_ids = zones::build(tree, names, &mut model, diags);
+    // One walk over every item's zone names, for the zones and for W503.
+    let std_zones = rules::referenced_std_zones(tree, names);
+    let zone_ids = zones::build(tree, names, &std_zones, &mut model, diags);
     feeds::build(tree, names, &mut model, diags);
     let mut services = services::Services::new(tree, names);
     rules::build(tree, names, &zone_ids, &mut services, today, &mut model, diags);
     named_services(tree, names, &mut services, &mut model, diags);
-    unused_uses(tree, names, &services.used, &zone_ids, diags);
+    unused_uses(tree, names, &services.used, &zone_ids, &std_zones, diags);
     // Keys built once a rule (a key clones its set and texts).
     let key = |r: &ir::Rule| (r.from, r.to, r.set.clone(), r.services_text(), r.justification.clone(), r.via.clone());
     model.flows.sort_by_cached_key(key);
@@ -72,8 +74,14 @@ fn named_services(tree: &Tree, names: &Names, services: &mut services::Services<
 }
 
 /// W503 for each name a `use` brings in that nothing uses.
-fn unused_uses(tree: &Tree, names: &Names, services: &HashSet<DefId>, zones: &HashMap<DefId, ZoneId>, diags: &mut Vec<Diagnostic>) {
-    let used_zones = rules::referenced_std_zones(tree, names);
+fn unused_uses(
+    tree: &Tree,
+    names: &Names,
+    services: &HashSet<DefId>,
+    zones: &HashMap<DefId, ZoneId>,
+    used_zones: &HashSet<DefId>,
+    diags: &mut Vec<Diagnostic>,
+) {
     for (_, _, item) in tree.user_items() {
         let Item::Use(u) = item else { continue };
         let members: Vec<&crate::syntax::ast::Ident> = match &u.tree {

@@ -12,11 +12,18 @@ use crate::resolve::{Def, DefId, DefKind, Scope as Names, Tree};
 use crate::syntax::ast::{self, Item, Value, ValueKind};
 
 /// Adds the zones to the model, sorted by name: the user's, plus the standard
-/// zones the policy names. Returns each zone definition's id.
-pub fn build(tree: &Tree, names: &Names, model: &mut Model, diags: &mut Vec<Diagnostic>) -> HashMap<DefId, ZoneId> {
+/// zones the policy names (`referenced`: those its items name) or brings in
+/// with `use`. Returns each zone definition's id.
+pub fn build(
+    tree: &Tree,
+    names: &Names,
+    referenced: &HashSet<DefId>,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> HashMap<DefId, ZoneId> {
     let mut zone_defs: Vec<&Def> = names.locals.values().filter(|d| d.kind == DefKind::Zone).collect();
     let mut std_zones: HashSet<DefId> = names.explicit.values().filter(|d| d.kind == DefKind::Zone).map(|d| d.id).collect();
-    std_zones.extend(super::rules::referenced_std_zones(tree, names));
+    std_zones.extend(referenced);
     let std_defs: Vec<&Def> = names.std.values().flat_map(|m| m.values()).filter(|d| std_zones.contains(&d.id)).collect();
     zone_defs.extend(std_defs);
     zone_defs.sort_by(|a, b| (&a.name, a.std).cmp(&(&b.name, b.std)));

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use crate::ir::eval::Evaluator;
+use crate::ir::eval::{Evaluator, Index};
 use crate::ir::{Model, ServiceSet, ZoneId};
 use crate::lower::atoms::{atoms, Atom};
 
@@ -16,6 +16,7 @@ use crate::lower::atoms::{atoms, Atom};
 pub struct Derived {
     allowed: OnceLock<Vec<(ZoneId, ZoneId, ServiceSet)>>,
     atoms: OnceLock<Vec<Atom>>,
+    index: OnceLock<Index>,
 }
 
 impl Clone for Derived {
@@ -44,6 +45,11 @@ impl Model {
                 })
                 .collect()
         })
+    }
+
+    /// What evaluators of this model look up.
+    pub(crate) fn index(&self) -> &Index {
+        self.derived.index.get_or_init(|| Index::build(self))
     }
 
     /// The model's atoms (see [`crate::lower::atoms`]), v4 then v6, by address.

@@ -88,16 +88,19 @@ struct FeedLpm {
     v6: Lpm<(FeedId, u32)>,
 }
 
-pub struct Evaluator<'m> {
-    pub model: &'m Model,
+/// What the evaluator looks up: the zones' and feeds' prefixes and the rules
+/// per pair. Built once per finished model ([`Model::index`]) and shared by
+/// every evaluator of it: the analyses and each target make their own.
+#[derive(Debug)]
+pub(crate) struct Index {
     v4: Lpm<ZoneId>,
     v6: Lpm<ZoneId>,
     feeds: FeedLpm,
     pairs: HashMap<(ZoneId, ZoneId), PairRules>,
 }
 
-impl<'m> Evaluator<'m> {
-    pub fn new(model: &'m Model) -> Self {
+impl Index {
+    pub(crate) fn build(model: &Model) -> Index {
         let mut v4 = Lpm::default();
         let mut v6 = Lpm::default();
         for (i, z) in model.zones.iter().enumerate() {
@@ -124,7 +127,18 @@ impl<'m> Evaluator<'m> {
                 }
             }
         }
-        Evaluator { model, v4, v6, feeds, pairs }
+        Index { v4, v6, feeds, pairs }
+    }
+}
+
+pub struct Evaluator<'m> {
+    pub model: &'m Model,
+    ix: &'m Index,
+}
+
+impl<'m> Evaluator<'m> {
+    pub fn new(model: &'m Model) -> Self {
+        Evaluator { model, ix: model.index() }
     }
 
     /// The blocked feed an address is in, with the line and prefix that put
@@ -132,8 +146,8 @@ impl<'m> Evaluator<'m> {
     pub fn feed_of(&self, ip: IpAddr) -> Option<(FeedId, u32, Prefix)> {
         let (family, bits) = addr_bits(ip);
         let lpm = match family {
-            Family::V4 => &self.feeds.v4,
-            Family::V6 => &self.feeds.v6,
+            Family::V4 => &self.ix.feeds.v4,
+            Family::V6 => &self.ix.feeds.v6,
         };
         lpm.lookup(family, bits).map(|((feed, line), prefix)| (feed, line, prefix))
     }
@@ -151,18 +165,18 @@ impl<'m> Evaluator<'m> {
     pub fn zone_of(&self, ip: IpAddr) -> Option<(ZoneId, Prefix)> {
         let (family, bits) = addr_bits(ip);
         match family {
-            Family::V4 => self.v4.lookup(family, bits),
-            Family::V6 => self.v6.lookup(family, bits),
+            Family::V4 => self.ix.v4.lookup(family, bits),
+            Family::V6 => self.ix.v6.lookup(family, bits),
         }
     }
 
     pub fn pair(&self, from: ZoneId, to: ZoneId) -> Option<&PairRules> {
-        self.pairs.get(&(from, to))
+        self.ix.pairs.get(&(from, to))
     }
 
     /// Every zone pair that has at least one rule, in order.
     pub fn pairs(&self) -> Vec<(ZoneId, ZoneId)> {
-        let mut v: Vec<_> = self.pairs.keys().copied().collect();
+        let mut v: Vec<_> = self.ix.pairs.keys().copied().collect();
         v.sort();
         v
     }
@@ -186,7 +200,7 @@ impl<'m> Evaluator<'m> {
 
     /// The decision for a packet between two zones.
     pub fn decide(&self, from: ZoneId, to: ZoneId, proto: Proto) -> Decision {
-        let Some(rules) = self.pairs.get(&(from, to)) else { return Decision::Default };
+        let Some(rules) = self.ix.pairs.get(&(from, to)) else { return Decision::Default };
         if let Some(&id) = rules.denies.iter().find(|&&id| self.model.rule(Action::Deny, id).set.contains(proto)) {
             return Decision::Deny(id);
         }
@@ -198,7 +212,7 @@ impl<'m> Evaluator<'m> {
 
     /// Everything allowed from one zone to another: the flows minus the denies.
     pub fn allowed(&self, from: ZoneId, to: ZoneId) -> ServiceSet {
-        let Some(rules) = self.pairs.get(&(from, to)) else { return ServiceSet::default() };
+        let Some(rules) = self.ix.pairs.get(&(from, to)) else { return ServiceSet::default() };
         let allowed = rules.flows.iter().fold(ServiceSet::default(), |acc, &id| acc.union(&self.model.rule(Action::Allow, id).set));
         rules.denies.iter().fold(allowed, |acc, &id| acc.difference(&self.model.rule(Action::Deny, id).set))
     }
@@ -207,7 +221,7 @@ impl<'m> Evaluator<'m> {
 impl Evaluator<'_> {
     /// The union of the flows between two zones, before denies.
     pub fn allowed_before_denies(&self, from: ZoneId, to: ZoneId) -> ServiceSet {
-        self.pairs.get(&(from, to)).map_or_else(ServiceSet::default, |rules| {
+        self.ix.pairs.get(&(from, to)).map_or_else(ServiceSet::default, |rules| {
             rules.flows.iter().fold(ServiceSet::default(), |acc, &id| acc.union(&self.model.rule(Action::Allow, id).set))
         })
     }

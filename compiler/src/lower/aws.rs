@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::cloud::{self, Grant, Peer, Plan};
+use super::json::Json;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
 
@@ -254,6 +255,59 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     }
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Output { version: 1, policy: model.policy.name.clone(), assumption: ASSUMPTION, security_groups: groups })
+}
+
+/// Writes `aws/security-groups.json`: what `Output`'s `Serialize` writes,
+/// pretty, written directly.
+pub fn write(out: &Output, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut j = Json::new(w);
+    j.open_object();
+    j.int_field("version", out.version.into());
+    j.key("policy");
+    j.opt_string(out.policy.as_deref());
+    j.str_field("assumption", out.assumption);
+    j.key("security_groups");
+    j.open_array();
+    for g in &out.security_groups {
+        j.element();
+        j.open_object();
+        j.str_field("name", &g.name);
+        j.str_field("zone", &g.zone);
+        j.str_field("description", &g.description);
+        for (k, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {
+            j.key(k);
+            j.open_array();
+            for r in rules {
+                j.element();
+                write_rule(&mut j, r);
+            }
+            j.close_array();
+            j.flush_if_full()?;
+        }
+        j.close_object();
+    }
+    j.close_array();
+    j.close_object();
+    j.finish()
+}
+
+fn write_rule(j: &mut Json<'_>, r: &SgRule) {
+    j.open_object();
+    j.str_field("protocol", &r.protocol);
+    j.int_field("from_port", r.from_port.into());
+    j.int_field("to_port", r.to_port.into());
+    j.key("peer");
+    j.open_object();
+    match &r.peer {
+        SgPeer::Group(g) => j.str_field("group", g),
+        SgPeer::Cidr(c) => j.str_field("cidr", c),
+    }
+    j.close_object();
+    j.str_field("description", &r.description);
+    if !r.covers.is_empty() {
+        j.strings_field("covers", &r.covers);
+    }
+    j.close_object();
 }
 
 /// Evaluates the groups for a packet, as EC2 would: the destination's group

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::cloud::{self, Grant, Peer};
+use super::json::Json;
 use crate::diag::Diagnostic;
 use crate::ir::{Family, Model, Prefix, Proto, ServiceSet, ZoneId};
 
@@ -243,6 +244,58 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     }
     rules.sort();
     Ok(Output { version: 1, policy: model.policy.name.clone(), firewall_rules: rules })
+}
+
+/// Writes `gcp/firewall.json`: what `Output`'s `Serialize` writes, pretty,
+/// written directly (42000 rules for a thousand zones).
+pub fn write(out: &Output, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut j = Json::new(w);
+    j.open_object();
+    j.int_field("version", out.version.into());
+    j.key("policy");
+    j.opt_string(out.policy.as_deref());
+    j.key("firewall_rules");
+    j.open_array();
+    for r in &out.firewall_rules {
+        j.element();
+        write_rule(&mut j, r);
+        j.flush_if_full()?;
+    }
+    j.close_array();
+    j.close_object();
+    j.finish()
+}
+
+fn write_rule(j: &mut Json<'_>, r: &Rule) {
+    j.open_object();
+    j.str_field("name", &r.name);
+    j.str_field("direction", &r.direction);
+    j.int_field("priority", r.priority.into());
+    j.strings_field("targetTags", &r.target_tags);
+    for (k, list) in [("sourceTags", &r.source_tags), ("sourceRanges", &r.source_ranges), ("destinationRanges", &r.destination_ranges)] {
+        if !list.is_empty() {
+            j.strings_field(k, list);
+        }
+    }
+    for (k, list) in [("allowed", &r.allowed), ("denied", &r.denied)] {
+        if list.is_empty() {
+            continue;
+        }
+        j.key(k);
+        j.open_array();
+        for a in list {
+            j.element();
+            j.open_object();
+            j.str_field("IPProtocol", &a.ip_protocol);
+            if !a.ports.is_empty() {
+                j.strings_field("ports", &a.ports);
+            }
+            j.close_object();
+        }
+        j.close_array();
+    }
+    j.str_field("description", &r.description);
+    j.close_object();
 }
 
 /// GCP semantics: per direction, the matching rule of lowest priority number

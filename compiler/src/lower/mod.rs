@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod cloud;
 pub mod feeds;
 pub mod gcp;
+mod json;
 pub mod k8s;
 pub mod nft;
 pub mod windows;
@@ -228,7 +229,7 @@ fn lower_one<S: Sink>(model: &Model, t: Target, sink: &S) -> Result<Vec<S::Put>,
         }
         Target::Aws => {
             let o = aws::lower(model).map_err(Failed::Diagnostics)?;
-            Ok(vec![put("aws/security-groups.json", &mut |w| write_json(&o, w))?])
+            Ok(vec![put("aws/security-groups.json", &mut |w| aws::write(&o, w))?])
         }
         Target::K8s => {
             let p = k8s::lower(model).map_err(Failed::Diagnostics)?;
@@ -236,7 +237,7 @@ fn lower_one<S: Sink>(model: &Model, t: Target, sink: &S) -> Result<Vec<S::Put>,
         }
         Target::Gcp => {
             let o = gcp::lower(model).map_err(Failed::Diagnostics)?;
-            Ok(vec![put("gcp/firewall.json", &mut |w| write_json(&o, w))?])
+            Ok(vec![put("gcp/firewall.json", &mut |w| gcp::write(&o, w))?])
         }
         Target::Azure => {
             let n = azure::lower(model).map_err(Failed::Diagnostics)?;
