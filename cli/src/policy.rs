@@ -47,13 +47,31 @@ pub fn summary(c: &Compilation) -> String {
     format!("{}, {}", plural(e, "error"), plural(w, "warning"))
 }
 
+/// [`load`] with `alongside` run on the model while the analyses run (see
+/// [`segc_compiler::compile_alongside`]).
+pub fn load_alongside<T: Send>(
+    path: &Path,
+    opts: &Options,
+    alongside: impl FnOnce(&segc_compiler::ir::Model) -> T + Send,
+) -> Result<(Compilation, Option<T>)> {
+    let p = policy_path(path).map_err(anyhow::Error::msg)?;
+    let inner = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
+    Ok(segc_compiler::compile_alongside(&p.file, &crate::feeds::FeedLoader { inner }, opts, alongside)?)
+}
+
+/// Prints the errors of a policy that had to have none, and what was not done.
+pub fn refuse(c: &Compilation, verb: &str) -> Result<()> {
+    print_human(c)?;
+    eprintln!("failed: the policy has errors ({}); nothing was {verb}", summary(c));
+    Ok(())
+}
+
 /// Compiles a policy that must have no error at all (what is built or
 /// deployed); prints them and returns `None` otherwise.
 pub fn load_error_free(path: &Path, today: Option<Date>, verb: &str) -> Result<Option<Compilation>> {
     let c = load(path, &Options { today: Some(today_or_now(today)) })?;
     if c.has_errors() {
-        print_human(&c)?;
-        eprintln!("failed: the policy has errors ({}); nothing was {verb}", summary(&c));
+        refuse(&c, verb)?;
         return Ok(None);
     }
     Ok(Some(c))

@@ -100,3 +100,26 @@ fn a_file_that_cannot_be_written_leaves_the_old_build_untouched() {
     assert_eq!(tree(&out), before, "no artifact replaced, no temporary file left");
     assert!(String::from_utf8_lossy(&before["nft/ruleset.nft"]).contains("8080"));
 }
+
+/// An analysis error (P103: a flow into a cde zone without justification):
+/// the build lowers alongside the analyses, and drops what it made.
+#[test]
+fn an_analysis_error_leaves_no_folder_and_the_old_build_untouched() {
+    let d = scratch("analysis");
+    let cde = "zone vault {\n  cidrs = [10.0.5.0/24]\n  scope = cde\n  gcp.tag = \"vault\"\n}\nflow app -> vault on tcp/5432\n";
+    std::fs::write(d.join("main.seg"), format!("{GOOD}{cde}")).expect("policy");
+    let fresh = d.join("fresh");
+    let o = build(&d, &fresh);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("P103") && err.contains("nothing was built"), "{err}");
+    assert!(!fresh.exists(), "{:?}", tree(&fresh).keys().collect::<Vec<_>>());
+
+    std::fs::write(d.join("main.seg"), GOOD).expect("policy");
+    let out = d.join("out");
+    assert!(build(&d, &out).status.success());
+    let before = tree(&out);
+    std::fs::write(d.join("main.seg"), format!("{GOOD}{cde}")).expect("policy");
+    assert_eq!(build(&d, &out).status.code(), Some(1));
+    assert_eq!(tree(&out), before);
+}

@@ -75,6 +75,41 @@ impl Compilation {
 /// Parses, resolves and checks the policy tree rooted at `root` (a path relative
 /// to the loader's root folder), then runs the analyses, asserts and tests.
 pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compilation, RootError> {
+    let (tree, names, model, mut diags) = front_end(root, loader, opts)?;
+    if front_end_clean(&diags) {
+        analyse(&tree, &model, opts, &mut diags);
+    }
+    Ok(finish(tree, names, model, diags))
+}
+
+/// [`compile`], running `alongside` on the finished model on a thread of its
+/// own while the analyses run, when the front end found no error (`None`
+/// otherwise). `segc build` lowers there: what it made is used only when the
+/// compilation has no error at all, and dropped otherwise.
+pub fn compile_alongside<T: Send>(
+    root: &str,
+    loader: &dyn Loader,
+    opts: &Options,
+    alongside: impl FnOnce(&Model) -> T + Send,
+) -> Result<(Compilation, Option<T>), RootError> {
+    let (tree, names, model, mut diags) = front_end(root, loader, opts)?;
+    if !front_end_clean(&diags) {
+        return Ok((finish(tree, names, model, diags), None));
+    }
+    let made = std::thread::scope(|s| {
+        let h = s.spawn(|| alongside(&model));
+        analyse(&tree, &model, opts, &mut diags);
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    Ok((finish(tree, names, model, diags), Some(made)))
+}
+
+/// Loading, name resolution and the model with its diagnostics.
+fn front_end(
+    root: &str,
+    loader: &dyn Loader,
+    opts: &Options,
+) -> Result<(resolve::Tree, resolve::Scope, Model, Vec<Diagnostic>), RootError> {
     let mut diags = Vec::new();
     let tree = resolve::load(root, loader, &mut diags)?;
     let names = resolve::scope(&tree, &mut diags);
@@ -89,26 +124,35 @@ pub fn compile(root: &str, loader: &dyn Loader, opts: &Options) -> Result<Compil
             ));
         }
     }
-    let front_end_clean = !diags.iter().any(|d| d.is_error() && d.code.is_front_end());
-    if front_end_clean {
-        let ev = ir::eval::Evaluator::new(&model);
-        let graph = graph::ZoneGraph::new(&ev);
-        analysis::verify::run_asserts(&ev, &graph, &tree.sources, &mut diags);
-        for t in &model.tests {
-            for c in &t.cases {
-                let r = analysis::verify::run_case(&ev, &t.name, c);
-                if !r.passed {
-                    diags.push(analysis::verify::case_diagnostic(&model, &tree.sources, c, &r));
-                }
+    Ok((tree, names, model, diags))
+}
+
+fn front_end_clean(diags: &[Diagnostic]) -> bool {
+    !diags.iter().any(|d| d.is_error() && d.code.is_front_end())
+}
+
+/// The asserts, tests and analyses of a model the front end found no error in.
+fn analyse(tree: &resolve::Tree, model: &Model, opts: &Options, diags: &mut Vec<Diagnostic>) {
+    let ev = ir::eval::Evaluator::new(model);
+    let graph = graph::ZoneGraph::new(&ev);
+    analysis::verify::run_asserts(&ev, &graph, &tree.sources, diags);
+    for t in &model.tests {
+        for c in &t.cases {
+            let r = analysis::verify::run_case(&ev, &t.name, c);
+            if !r.passed {
+                diags.push(analysis::verify::case_diagnostic(model, &tree.sources, c, &r));
             }
         }
-        analysis::pci::run(&ev, opts.today, &mut diags);
-        analysis::hygiene::run(&ev, &tree.sources, &mut diags);
-        analysis::feeds::run(&model, &tree.sources, &mut diags);
     }
+    analysis::pci::run(&ev, opts.today, diags);
+    analysis::hygiene::run(&ev, &tree.sources, diags);
+    analysis::feeds::run(model, &tree.sources, diags);
+}
+
+fn finish(tree: resolve::Tree, names: resolve::Scope, model: Model, mut diags: Vec<Diagnostic>) -> Compilation {
     diag::sort(&mut diags);
     diags.dedup();
-    Ok(Compilation { tree, names, model, diagnostics: diags })
+    Compilation { tree, names, model, diagnostics: diags }
 }
 
 /// Compiles a single in-memory file named `main.seg`; for tests and fuzzing.

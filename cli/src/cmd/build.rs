@@ -10,21 +10,36 @@ use segc_audit::Kind;
 use segc_compiler::ir::Date;
 use segc_compiler::lower::{self, Failed, Sink, Target};
 use segc_compiler::sha256::Hashing;
+use segc_compiler::Options;
 use segc_fsio::Staged;
 
 use crate::exit;
 use crate::journal::record;
-use crate::policy::{load_error_free, print_diagnostics};
+use crate::policy::{load_alongside, print_diagnostics, refuse, today_or_now};
 
 pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -> Result<u8> {
-    let Some(c) = load_error_free(path, today, "built")? else { return Ok(exit::FINDINGS) };
-    let chosen: BTreeSet<Target> = if targets.is_empty() { lower::default_targets(&c.model) } else { targets.iter().copied().collect() };
     // Every target streams its files into temporary files beside their
     // places, hashed on the way; they replace the old files only once every
-    // target has lowered and written (dropped, they are removed).
+    // target has lowered and written (dropped, they are removed). Lowering
+    // starts as soon as the model is built, alongside the analyses; what it
+    // made is dropped if they find an error.
     let files = Files { out };
-    let fresh = Fresh::before(out, &chosen);
-    let mut written = match lower::lower_into(&c.model, &chosen, &files) {
+    let fresh = Fresh::before(out);
+    let (c, lowered) = load_alongside(path, &Options { today: Some(today_or_now(today)) }, |model| {
+        let chosen: BTreeSet<Target> = if targets.is_empty() { lower::default_targets(model) } else { targets.iter().copied().collect() };
+        let written = lower::lower_into(model, &chosen, &files);
+        (chosen, written)
+    })?;
+    let (chosen, lowered) = match lowered {
+        Some(l) if !c.has_errors() => l,
+        _ => {
+            drop(lowered);
+            fresh.remove_empty();
+            refuse(&c, "built")?;
+            return Ok(exit::FINDINGS);
+        }
+    };
+    let mut written = match lowered {
         Ok(w) => w,
         Err(Failed::Diagnostics(diags)) => {
             fresh.remove_empty();
@@ -100,8 +115,8 @@ pub fn build(path: &Path, out: &Path, targets: &[Target], today: Option<Date>) -
 struct Fresh(Vec<std::path::PathBuf>);
 
 impl Fresh {
-    fn before(out: &Path, targets: &BTreeSet<Target>) -> Fresh {
-        let dirs = targets.iter().map(|t| out.join(t.name())).chain([out.join("feeds"), out.to_path_buf()]);
+    fn before(out: &Path) -> Fresh {
+        let dirs = Target::ALL.iter().map(|t| out.join(t.name())).chain([out.join("feeds"), out.to_path_buf()]);
         Fresh(dirs.filter(|d| !d.exists()).collect())
     }
 

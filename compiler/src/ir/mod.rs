@@ -220,8 +220,14 @@ impl Rule {
 
     /// The service list as written, joined: `postgres, tcp/8443`.
     pub fn services_text(&self) -> String {
-        let parts: Vec<&str> = self.services.iter().map(|s| s.text.as_str()).collect();
-        parts.join(", ")
+        let mut text = String::with_capacity(self.services.iter().map(|s| s.text.len() + 2).sum());
+        for (i, s) in self.services.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&s.text);
+        }
+        text
     }
 }
 

@@ -131,8 +131,10 @@ impl ServiceSet {
         self.tcp.is_empty() && self.udp.is_empty() && self.icmp.is_empty() && !self.other
     }
 
+    /// Every protocol and port (checked in place: targets ask this of every
+    /// rule, and `ServiceSet::any()` allocates).
     pub fn is_any(&self) -> bool {
-        *self == ServiceSet::any()
+        self.other && self.tcp.ranges() == [(0, u16::MAX)] && self.udp.ranges() == [(0, u16::MAX)] && self.icmp.ranges() == [(0, 255)]
     }
 
     pub fn union(&self, o: &ServiceSet) -> ServiceSet {
@@ -196,27 +198,34 @@ impl fmt::Display for ServiceSet {
         if self.is_any() {
             return f.write_str("any");
         }
-        let mut parts = Vec::new();
+        // Written part by part (targets describe every rule with this).
+        let mut first = true;
+        let mut part = |f: &mut fmt::Formatter<'_>, args: fmt::Arguments<'_>| {
+            let sep = if first { "" } else { ", " };
+            first = false;
+            f.write_str(sep)?;
+            f.write_fmt(args)
+        };
         for (name, set, full) in [("tcp", &self.tcp, u16::MAX), ("udp", &self.udp, u16::MAX), ("icmp", &self.icmp, 255)] {
             if set.ranges() == [(0, full)] {
-                parts.push(name.to_string());
+                part(f, format_args!("{name}"))?;
                 continue;
             }
             for &(lo, hi) in set.ranges() {
                 if lo == hi {
-                    parts.push(format!("{name}/{lo}"));
+                    part(f, format_args!("{name}/{lo}"))?;
                 } else {
-                    parts.push(format!("{name}/{lo}-{hi}"));
+                    part(f, format_args!("{name}/{lo}-{hi}"))?;
                 }
             }
         }
         if self.other {
-            parts.push("other protocols".to_string());
+            part(f, format_args!("other protocols"))?;
         }
-        if parts.is_empty() {
+        if first {
             return f.write_str("nothing");
         }
-        f.write_str(&parts.join(", "))
+        Ok(())
     }
 }
 

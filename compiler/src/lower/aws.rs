@@ -127,7 +127,7 @@ fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress
     let mut per: BTreeMap<Shape, Wanted> = BTreeMap::new();
     for g in grants {
         let (from, to) = if ingress { (g.other, zone) } else { (zone, g.other) };
-        for shape in shapes(model, &g.set, from, to, diags) {
+        for shape in shapes(model, g.set, from, to, diags) {
             let w = per.entry(shape).or_default();
             match &g.peer {
                 Peer::Bound(z) => {

@@ -21,33 +21,34 @@ pub enum Peer {
     Prefixes(Vec<Prefix>),
 }
 
-/// What one zone may receive from, or send to, another.
+/// What one zone may receive from, or send to, another (the set is the
+/// model's, for the pair).
 #[derive(Clone, Debug)]
-pub struct Grant {
+pub struct Grant<'m> {
     pub other: ZoneId,
     pub peer: Peer,
-    pub set: ServiceSet,
+    pub set: &'m ServiceSet,
 }
 
 #[derive(Clone, Debug)]
-pub struct BoundZone {
+pub struct BoundZone<'m> {
     pub zone: ZoneId,
     pub binding: String,
-    pub ingress: Vec<Grant>,
-    pub egress: Vec<Grant>,
+    pub ingress: Vec<Grant<'m>>,
+    pub egress: Vec<Grant<'m>>,
 }
 
 /// The plan for one target: its bound zones, and each zone's prefixes as
 /// atoms, for peers addressed by address.
-pub struct Plan {
-    pub bound: Vec<BoundZone>,
+pub struct Plan<'m> {
+    pub bound: Vec<BoundZone<'m>>,
     pub prefixes: BTreeMap<ZoneId, Vec<Prefix>>,
     /// The atoms of the bound zones, which ingress prefixes may also cover
     /// where that saves prefixes (empty when the target does not widen).
     pub spare: Vec<(ZoneId, Vec<Prefix>)>,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// The bound zones with addresses inside `p` (a widened ingress prefix).
     pub fn bound_within(&self, p: &Prefix) -> Vec<ZoneId> {
         self.spare.iter().filter(|(_, atoms)| atoms.iter().any(|a| p.covers(a) || a.covers(p))).map(|(z, _)| *z).collect()
@@ -65,30 +66,32 @@ pub fn span(model: &Model) -> Span {
 
 /// Builds the plan for the zones bound by `key` (e.g. `aws.security_group`).
 /// Two zones sharing one binding cannot be told apart by the target: T002.
-pub fn plan(model: &Model, key: &str, target: &str) -> Result<Plan, Vec<Diagnostic>> {
+pub fn plan<'m>(model: &'m Model, key: &str, target: &str) -> Result<Plan<'m>, Vec<Diagnostic>> {
     plan_by(model, &|z: &crate::ir::Zone| z.bindings.by_key(key), key, target, true)
 }
 
 /// [`plan`] with the binding computed from the zone (Kubernetes binds by
 /// namespace and selector); `widen` lets ingress from unbound zones also name
 /// bound zones' addresses (see `docs/DECISIONS.md`).
-pub fn plan_by(
-    model: &Model,
+pub fn plan_by<'m>(
+    model: &'m Model,
     ident: &dyn Fn(&crate::ir::Zone) -> Option<String>,
     key: &str,
     target: &str,
     widen: bool,
-) -> Result<Plan, Vec<Diagnostic>> {
+) -> Result<Plan<'m>, Vec<Diagnostic>> {
     let mut prefixes: BTreeMap<ZoneId, Vec<Prefix>> = BTreeMap::new();
     for a in model.atoms() {
         prefixes.entry(a.zone).or_default().extend(a.prefixes());
     }
-    let binding = |z: ZoneId| ident(model.zone(z));
-    let mut seen: BTreeMap<String, ZoneId> = BTreeMap::new();
+    // Each zone's binding, asked once.
+    let bindings: Vec<Option<String>> = model.zones.iter().map(ident).collect();
+    let is_bound = |z: ZoneId| bindings[z.0 as usize].is_some();
+    let mut seen: BTreeMap<&str, ZoneId> = BTreeMap::new();
     let mut diags = Vec::new();
     for (i, z) in model.zones.iter().enumerate() {
-        if let Some(b) = &ident(z) {
-            if let Some(&other) = seen.get(b) {
+        if let Some(b) = &bindings[i] {
+            if let Some(&other) = seen.get(b.as_str()) {
                 diags.push(
                     Diagnostic::new(
                         Code::T002,
@@ -104,23 +107,19 @@ pub fn plan_by(
                     .with_help(format!("give each zone its own `{key}`")),
                 );
             }
-            seen.insert(b.clone(), ZoneId(i as u32));
+            seen.insert(b, ZoneId(i as u32));
         }
     }
     if !diags.is_empty() {
         return Err(diags);
     }
-    let peer = |z: ZoneId| match binding(z) {
-        Some(_) => Peer::Bound(z),
-        None => Peer::Prefixes(prefixes.get(&z).cloned().unwrap_or_default()),
-    };
-    let mut bound: BTreeMap<ZoneId, BoundZone> = model
-        .zones
+    let own = |z: ZoneId| Peer::Prefixes(prefixes.get(&z).cloned().unwrap_or_default());
+    let mut bound: BTreeMap<ZoneId, BoundZone<'m>> = bindings
         .iter()
         .enumerate()
-        .filter_map(|(i, z)| {
+        .filter_map(|(i, b)| {
             let id = ZoneId(i as u32);
-            ident(z).map(|b| (id, BoundZone { zone: id, binding: b, ingress: Vec::new(), egress: Vec::new() }))
+            b.clone().map(|b| (id, BoundZone { zone: id, binding: b, ingress: Vec::new(), egress: Vec::new() }))
         })
         .collect();
     // Ingress from an unbound zone may also name bound zones' addresses where
@@ -129,25 +128,35 @@ pub fn plan_by(
     // members, whose own egress (always exact) still has to allow the packet.
     // A prefix is widened only when that saves one, so a group never names a
     // bound zone's subnet on its own.
-    let spare: Vec<(ZoneId, Vec<Prefix>)> = model
-        .zones
-        .iter()
-        .enumerate()
-        .filter(|(_, z)| widen && ident(z).is_some())
-        .map(|(i, _)| (ZoneId(i as u32), prefixes.get(&ZoneId(i as u32)).cloned().unwrap_or_default()))
+    let spare: Vec<(ZoneId, Vec<Prefix>)> = (0..model.zones.len() as u32)
+        .map(ZoneId)
+        .filter(|&z| widen && is_bound(z))
+        .map(|z| (z, prefixes.get(&z).cloned().unwrap_or_default()))
         .collect();
     let spare_prefixes: Vec<Prefix> = spare.iter().flat_map(|(_, ps)| ps.iter().copied()).collect();
-    let ingress_peer = |z: ZoneId| match peer(z) {
-        Peer::Prefixes(own) => Peer::Prefixes(cover(&own, &spare_prefixes)),
-        p => p,
-    };
+    // An unbound zone's peer (and its widened cover as an ingress peer) is
+    // the same in every grant naming it: made once a zone.
+    let mut egress_peers: BTreeMap<ZoneId, Peer> = BTreeMap::new();
+    let mut ingress_peers: BTreeMap<ZoneId, Peer> = BTreeMap::new();
     for (from, to, set) in model.allowed_pairs() {
         let (from, to) = (*from, *to);
         if let Some(b) = bound.get_mut(&to) {
-            b.ingress.push(Grant { other: from, peer: ingress_peer(from), set: set.clone() });
+            let peer = if is_bound(from) {
+                Peer::Bound(from)
+            } else {
+                ingress_peers
+                    .entry(from)
+                    .or_insert_with(|| match own(from) {
+                        Peer::Prefixes(own) => Peer::Prefixes(cover(&own, &spare_prefixes)),
+                        p => p,
+                    })
+                    .clone()
+            };
+            b.ingress.push(Grant { other: from, peer, set });
         }
         if let Some(b) = bound.get_mut(&from) {
-            b.egress.push(Grant { other: to, peer: peer(to), set: set.clone() });
+            let peer = if is_bound(to) { Peer::Bound(to) } else { egress_peers.entry(to).or_insert_with(|| own(to)).clone() };
+            b.egress.push(Grant { other: to, peer, set });
         }
     }
     Ok(Plan { bound: bound.into_values().collect(), prefixes, spare })

@@ -61,7 +61,15 @@ pub struct Output {
 
 /// A GCP resource name: lowercase letters, digits and dashes, at most 63.
 fn name(parts: &[&str]) -> String {
-    let raw: String = parts.join("-").to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut raw = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            raw.push('-');
+        }
+        for c in part.chars().flat_map(char::to_lowercase) {
+            raw.push(if c.is_ascii_alphanumeric() { c } else { '-' });
+        }
+    }
     if raw.len() <= 63 {
         return raw;
     }
@@ -109,9 +117,13 @@ fn tag(model: &Model, z: ZoneId) -> String {
 fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {
     let mut out = Vec::new();
     for fam in [Family::V4, Family::V6] {
-        let list: Vec<String> = ps.iter().filter(|p| p.family == fam).map(Prefix::to_string).collect();
-        for chunk in list.chunks(MAX_RANGES) {
-            out.push((fam, chunk.to_vec()));
+        let mut list = ps.iter().filter(|p| p.family == fam).map(Prefix::to_string);
+        loop {
+            let chunk: Vec<String> = list.by_ref().take(MAX_RANGES).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            out.push((fam, chunk));
         }
     }
     out
@@ -119,33 +131,35 @@ fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {
 
 fn grant_rules(model: &Model, plan: &cloud::Plan, g: &Grant, target: ZoneId, ingress: bool, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
     let (from, to) = if ingress { (g.other, target) } else { (target, g.other) };
-    let mut base = |suffix: String, fam: Option<Family>| Rule {
-        name: name(&["segc", if ingress { "in" } else { "out" }, &model.zone(from).name, &model.zone(to).name, &suffix]),
+    let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
+    let description = format!("{from_name} -> {to_name} on {}", g.set);
+    let mut base = |suffix: &str, fam: Option<Family>| Rule {
+        name: name(&["segc", if ingress { "in" } else { "out" }, from_name, to_name, suffix]),
         direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
         priority: ALLOW_PRIORITY,
         target_tags: vec![tag(model, target)],
         source_tags: vec![],
         source_ranges: vec![],
         destination_ranges: vec![],
-        allowed: allowed(model, &g.set, fam, from, to, diags),
+        allowed: allowed(model, g.set, fam, from, to, diags),
         denied: vec![],
-        description: format!("{} on {}", model.pair_text(from, to), g.set),
+        description: description.clone(),
     };
-    let prefixes: Vec<Prefix> = match &g.peer {
+    let prefixes: &[Prefix] = match &g.peer {
         Peer::Bound(z) if ingress => {
-            let mut r = base("tag".into(), None);
+            let mut r = base("tag", None);
             r.source_tags = vec![tag(model, *z)];
             return vec![r];
         }
         // Egress cannot name tags: the bound zone's exact addresses (its atoms).
-        Peer::Bound(z) => plan.prefixes.get(z).cloned().unwrap_or_default(),
-        Peer::Prefixes(ps) => ps.clone(),
+        Peer::Bound(z) => plan.prefixes.get(z).map_or(&[], Vec::as_slice),
+        Peer::Prefixes(ps) => ps,
     };
-    by_family(&prefixes)
+    by_family(prefixes)
         .into_iter()
         .enumerate()
         .map(|(i, (fam, ranges))| {
-            let mut r = base(format!("{}{i}", if fam == Family::V4 { "v4-" } else { "v6-" }), Some(fam));
+            let mut r = base(&format!("{}{i}", if fam == Family::V4 { "v4-" } else { "v6-" }), Some(fam));
             if ingress {
                 r.source_ranges = ranges;
             } else {
@@ -242,7 +256,8 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    rules.sort();
+    // Unstable is enough: rules that compare equal are the same bytes.
+    rules.sort_unstable();
     Ok(Output { version: 1, policy: model.policy.name.clone(), firewall_rules: rules })
 }
 

@@ -150,13 +150,13 @@ pub fn lower(model: &Model) -> Result<Vec<NetworkPolicy<'_>>, Vec<Diagnostic>> {
         let Some((namespace, pod_selector)) = pods(model, b.zone) else { continue };
         let mut ingress = Vec::with_capacity(b.ingress.len());
         for g in &b.ingress {
-            if let Some(ports) = ports(model, &g.set, g.other, b.zone, &mut diags) {
+            if let Some(ports) = ports(model, g.set, g.other, b.zone, &mut diags) {
                 ingress.push(NpRule { peers: peers(g), ports });
             }
         }
         let mut egress = Vec::with_capacity(b.egress.len());
         for g in &b.egress {
-            if let Some(ports) = ports(model, &g.set, b.zone, g.other, &mut diags) {
+            if let Some(ports) = ports(model, g.set, b.zone, g.other, &mut diags) {
                 egress.push(NpRule { peers: peers(g), ports });
             }
         }

@@ -107,11 +107,11 @@ pub struct Nsg {
 
 fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound: bool, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
     let (from, to) = if inbound { (g.other, zone) } else { (zone, g.other) };
-    let prefixes: Vec<Prefix> = match &g.peer {
-        Peer::Bound(z) => plan.prefixes.get(z).cloned().unwrap_or_default(),
-        Peer::Prefixes(ps) => ps.clone(),
+    let prefixes: &[Prefix] = match &g.peer {
+        Peer::Bound(z) => plan.prefixes.get(z).map_or(&[], Vec::as_slice),
+        Peer::Prefixes(ps) => ps,
     };
-    let set = &g.set;
+    let set = g.set;
     let mut protos: Vec<(Protocol, Vec<String>)> = Vec::new();
     if set.is_any() {
         protos.push((Protocol::Any, vec!["*".into()]));
@@ -140,25 +140,32 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
             protos.push((Protocol::Icmp, vec!["*".into()]));
         }
     }
+    let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
+    let description = format!("{from_name} -> {to_name} on {set}");
+    let dir = if inbound { "in" } else { "out" };
     let mut out = Vec::new();
     for fam in [Family::V4, Family::V6] {
         let peer: Vec<String> = prefixes.iter().filter(|p| p.family == fam).map(Prefix::to_string).collect();
         if peer.is_empty() {
             continue;
         }
+        let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
         for (protocol, ports) in &protos {
-            let dir = if inbound { "in" } else { "out" };
-            let fam_s = if fam == Family::V4 { "v4" } else { "v6" };
-            let proto_s = if *protocol == Protocol::Any { "any" } else { protocol.as_str() };
+            let proto_s = match protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+                Protocol::Icmp => "icmp",
+                Protocol::Any => "any",
+            };
             out.push(Rule {
-                name: format!("segc-{dir}-{}-{}-{}-{fam_s}", model.zone(from).name, model.zone(to).name, proto_s.to_lowercase()),
+                name: format!("segc-{dir}-{from_name}-{to_name}-{proto_s}-{fam_s}"),
                 direction: if inbound { Direction::Inbound } else { Direction::Outbound },
                 priority: 0,
                 access: Access::Allow,
                 protocol: *protocol,
                 peer: peer.clone(),
                 ports: ports.clone(),
-                description: format!("{} on {}", model.pair_text(from, to), g.set),
+                description: description.clone(),
             });
         }
     }
