@@ -304,7 +304,19 @@ fn zone_name(zones: &Zones<'_>, z: ZoneId) -> String {
 /// members of its groups): they join the model.
 pub fn referenced_std_zones(tree: &Tree, names: &Names) -> HashSet<DefId> {
     let mut out = HashSet::new();
+    // A one-segment name reaches a standard zone only through a `use` of one
+    // (locals are the user's): without such a use, only `std.zones.x` paths
+    // are looked up.
+    let single = names.explicit.values().chain(names.globs.values()).any(|d| d.std && d.kind == DefKind::Zone);
     let mut visit = |path: &ast::Path| {
+        let may_be_std = match path.segments.as_slice() {
+            [_] => single,
+            [first, _, _] => first.name == "std",
+            _ => false,
+        };
+        if !may_be_std {
+            return;
+        }
         if let Some(def) = names.find(path).filter(|d| d.std && d.kind == DefKind::Zone) {
             out.insert(def.id);
         }
