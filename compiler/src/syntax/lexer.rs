@@ -135,7 +135,10 @@ pub const MAX_TOKEN_LEN: usize = 1024;
 /// Comments and strings are scanned here, by hand, so their length is unbounded
 /// and a `#` inside a string stays part of it; logos lexes what lies between.
 pub fn lex(file: FileId, src: &str) -> Lexed<'_> {
-    let mut tokens = Vec::new();
+    // Room for a token every four bytes: more than a policy has, and room
+    // never written costs nothing (doubling from empty would copy and touch
+    // the large buffers again and again).
+    let mut tokens = Vec::with_capacity(src.len() / 4 + 16);
     let mut comments = Vec::new();
     let mut diagnostics = Vec::new();
     let bytes = src.as_bytes();

@@ -34,9 +34,31 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     let lexed = lex(file, src);
     let mut diagnostics = lexed.diagnostics;
     let mut recovered = Vec::new();
-    let balanced = super::repair::repair(file, src, &lexed.tokens, &mut diagnostics);
+    let balanced = super::repair::repair(file, src, lexed.tokens, &mut diagnostics);
+    // Every item starts with one of these words, so there are no more items
+    // than them (a close upper bound: room never written costs nothing).
+    let items = balanced
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.1,
+                Tok::Policy
+                    | Tok::Use
+                    | Tok::Import
+                    | Tok::Service
+                    | Tok::Zone
+                    | Tok::Group
+                    | Tok::Feed
+                    | Tok::Block
+                    | Tok::Flow
+                    | Tok::Deny
+                    | Tok::Assert
+                    | Tok::Test
+            )
+        })
+        .count();
     let tokens = balanced.iter().map(|&t| Ok::<_, NoLexError>(t));
-    let result = FileParser::new().parse(file, &mut recovered, tokens);
+    let result = FileParser::new().parse(file, &mut recovered, items, tokens);
     // The token before an error, to tell a reserved word used as a name.
     let before = |at: usize| balanced.iter().position(|t| t.0 == at).and_then(|i| i.checked_sub(1)).map(|i| balanced[i].1);
     for rec in recovered {

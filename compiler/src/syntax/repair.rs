@@ -46,8 +46,8 @@ fn starts_item(t: Tok<'_>, kind: Block) -> bool {
 
 /// The tokens with reserved words after `zone`, `service` and `group` read
 /// as names, and a `}` added where a block was left open; one E001 for each.
-pub fn repair<'a>(file: FileId, src: &'a str, tokens: &[Token<'a>], diags: &mut Vec<Diagnostic>) -> Vec<Token<'a>> {
-    let mut out = Vec::with_capacity(tokens.len() + 1);
+pub fn repair<'a>(file: FileId, src: &'a str, tokens: Vec<Token<'a>>, diags: &mut Vec<Diagnostic>) -> Vec<Token<'a>> {
+    let mut out = Repaired { copy: None };
     let mut open: Vec<(usize, Block)> = Vec::new();
     for (i, &tok) in tokens.iter().enumerate() {
         let (start, t, end) = tok;
@@ -60,14 +60,14 @@ pub fn repair<'a>(file: FileId, src: &'a str, tokens: &[Token<'a>], diags: &mut 
                     .with_label(span, "reserved word")
                     .with_help(format!("rename it, e.g. `{word}_env` (and wherever it is used)")),
             );
-            out.push((start, Tok::Ident(word), end));
+            out.change(&tokens, i, (start, Tok::Ident(word), end));
             continue;
         }
         if let Some(&(brace, kind)) = open.last() {
             let line_start = i > 0 && src[tokens[i - 1].2..start].contains('\n');
             if line_start && starts_item(t, kind) {
                 diags.push(unclosed(file, src, brace, Some(start)));
-                out.push((start, Tok::RBrace, start));
+                out.change(&tokens, i, (start, Tok::RBrace, start));
                 open.pop();
             }
         }
@@ -81,13 +81,40 @@ pub fn repair<'a>(file: FileId, src: &'a str, tokens: &[Token<'a>], diags: &mut 
             }
             _ => {}
         }
-        out.push(tok);
+        out.keep(tok);
     }
     while let Some((brace, _)) = open.pop() {
         diags.push(unclosed(file, src, brace, None));
-        out.push((src.len(), Tok::RBrace, src.len()));
+        out.change(&tokens, tokens.len(), (src.len(), Tok::RBrace, src.len()));
     }
-    out
+    out.copy.unwrap_or(tokens)
+}
+
+/// The repaired stream: a copy of the input made only at the first repair
+/// (of the tokens before it), so a file that needs none is handed back as it
+/// came instead of copied.
+struct Repaired<'a> {
+    copy: Option<Vec<Token<'a>>>,
+}
+
+impl<'a> Repaired<'a> {
+    /// The next input token, unchanged.
+    fn keep(&mut self, tok: Token<'a>) {
+        if let Some(v) = &mut self.copy {
+            v.push(tok);
+        }
+    }
+
+    /// `tok` where the stream departs from the input, whose first `at`
+    /// tokens went through unchanged.
+    fn change(&mut self, tokens: &[Token<'a>], at: usize, tok: Token<'a>) {
+        let v = self.copy.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(tokens.len() + 16);
+            v.extend_from_slice(&tokens[..at]);
+            v
+        });
+        v.push(tok);
+    }
 }
 
 /// Whether a token is a reserved word.

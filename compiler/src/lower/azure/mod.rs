@@ -263,7 +263,6 @@ fn check_feeds(model: &Model, plan: &cloud::Plan, blocked: &super::feeds::Blocke
 pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "azure.nsg", "Azure")?;
     let mut diags = Vec::new();
-    let mut nsgs = Vec::new();
     let ev = crate::ir::eval::Evaluator::new(model);
     let blocked = super::feeds::Blocked::of(&ev);
     let feed = feed_rules(model, &blocked.prefixes());
@@ -271,8 +270,10 @@ pub fn lower(model: &Model) -> Result<Vec<Nsg>, Vec<Diagnostic>> {
         check_feeds(model, &plan, &blocked, &feed, &mut diags);
     }
     let first_allow = if feed.is_empty() { FIRST_PRIORITY } else { FIRST_ALLOW_WITH_FEEDS };
+    let mut nsgs = Vec::with_capacity(plan.bound.len());
     for b in &plan.bound {
-        let mut rules = Vec::new();
+        // Mostly one rule a grant and family; room never written costs nothing.
+        let mut rules = Vec::with_capacity(2 * (b.ingress.len() + b.egress.len()) + 2 + feed.len());
         for g in &b.ingress {
             rules.extend(rules_for(model, &plan, g, b.zone, true, &mut diags));
         }
