@@ -273,4 +273,21 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new");
     }
+
+    #[test]
+    fn a_commit_that_cannot_rename_fails_and_leaves_no_temporary_file() {
+        let d = scratch("commit");
+        let (good, blocked) = (d.join("good"), d.join("blocked"));
+        // A non-empty folder where a file should go: its rename fails.
+        fs::create_dir_all(blocked.join("inside")).unwrap();
+        let mut a = Staged::create(&good, None).unwrap();
+        a.write_all(b"a").unwrap();
+        let mut b = Staged::create(&blocked, None).unwrap();
+        b.write_all(b"b").unwrap();
+        assert!(commit_all(vec![a, b]).is_err());
+        let mut left: Vec<String> = fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["blocked", "good"], "no temporary file left");
+        assert!(blocked.join("inside").is_dir(), "the folder in the way is untouched");
+    }
 }

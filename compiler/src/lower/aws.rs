@@ -261,10 +261,7 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
 /// pretty, written directly.
 pub fn write(out: &Output, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut j = Json::new(w);
-    j.open_object();
-    j.int_field("version", out.version.into());
-    j.key("policy");
-    j.opt_string(out.policy.as_deref());
+    j.open_document(out.version, out.policy.as_deref());
     j.str_field("assumption", out.assumption);
     j.key("security_groups");
     j.open_array();

@@ -269,10 +269,7 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
 /// written directly (42000 rules for a thousand zones).
 pub fn write(out: &Output, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut j = Json::new(w);
-    j.open_object();
-    j.int_field("version", out.version.into());
-    j.key("policy");
-    j.opt_string(out.policy.as_deref());
+    j.open_document(out.version, out.policy.as_deref());
     j.key("firewall_rules");
     j.open_array();
     for r in &out.firewall_rules {

@@ -72,6 +72,15 @@ impl<'w> Json<'w> {
         self.close(b']');
     }
 
+    /// Opens a segc document: `{"version": .., "policy": ..` (its other
+    /// members follow).
+    pub fn open_document(&mut self, version: u32, policy: Option<&str>) {
+        self.open_object();
+        self.int_field("version", version.into());
+        self.key("policy");
+        self.opt_string(policy);
+    }
+
     /// The next member's key; its value follows.
     pub fn key(&mut self, k: &str) {
         self.next_element();
