@@ -14,9 +14,15 @@ use crate::render;
 
 /// Loads and compiles the policy at `path`; IO problems are usage errors.
 pub fn load(path: &Path, opts: &Options) -> Result<Compilation> {
+    let (file, loader) = loader_for(path)?;
+    Ok(compile(&file, &loader, opts)?)
+}
+
+/// The root file of the policy at `path` and the loader over its folder.
+fn loader_for(path: &Path) -> Result<(String, crate::feeds::FeedLoader<FsLoader>)> {
     let p = policy_path(path).map_err(anyhow::Error::msg)?;
     let inner = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
-    Ok(compile(&p.file, &crate::feeds::FeedLoader { inner }, opts)?)
+    Ok((p.file, crate::feeds::FeedLoader { inner }))
 }
 
 /// `--today`, or today's date from the one clock.
@@ -54,9 +60,8 @@ pub fn load_alongside<T: Send>(
     opts: &Options,
     alongside: impl FnOnce(&segc_compiler::ir::Model) -> T + Send,
 ) -> Result<(Compilation, Option<T>)> {
-    let p = policy_path(path).map_err(anyhow::Error::msg)?;
-    let inner = FsLoader::new(&p.dir).with_context(|| format!("cannot open folder `{}`", p.dir.display()))?;
-    Ok(segc_compiler::compile_alongside(&p.file, &crate::feeds::FeedLoader { inner }, opts, alongside)?)
+    let (file, loader) = loader_for(path)?;
+    Ok(segc_compiler::compile_alongside(&file, &loader, opts, alongside)?)
 }
 
 /// Prints the errors of a policy that had to have none, and what was not done.

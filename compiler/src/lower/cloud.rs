@@ -113,7 +113,8 @@ pub fn plan_by<'m>(
     if !diags.is_empty() {
         return Err(diags);
     }
-    let own = |z: ZoneId| Peer::Prefixes(prefixes.get(&z).cloned().unwrap_or_default());
+    // A zone's own addresses, its atoms.
+    let own = |z: ZoneId| prefixes.get(&z).map_or(&[][..], Vec::as_slice);
     let mut bound: BTreeMap<ZoneId, BoundZone<'m>> = bindings
         .iter()
         .enumerate()
@@ -128,11 +129,8 @@ pub fn plan_by<'m>(
     // members, whose own egress (always exact) still has to allow the packet.
     // A prefix is widened only when that saves one, so a group never names a
     // bound zone's subnet on its own.
-    let spare: Vec<(ZoneId, Vec<Prefix>)> = (0..model.zones.len() as u32)
-        .map(ZoneId)
-        .filter(|&z| widen && is_bound(z))
-        .map(|z| (z, prefixes.get(&z).cloned().unwrap_or_default()))
-        .collect();
+    let spare: Vec<(ZoneId, Vec<Prefix>)> =
+        (0..model.zones.len() as u32).map(ZoneId).filter(|&z| widen && is_bound(z)).map(|z| (z, own(z).to_vec())).collect();
     let spare_prefixes: Vec<Prefix> = spare.iter().flat_map(|(_, ps)| ps.iter().copied()).collect();
     // An unbound zone's peer (and its widened cover as an ingress peer) is
     // the same in every grant naming it: made once a zone.
@@ -144,18 +142,16 @@ pub fn plan_by<'m>(
             let peer = if is_bound(from) {
                 Peer::Bound(from)
             } else {
-                ingress_peers
-                    .entry(from)
-                    .or_insert_with(|| match own(from) {
-                        Peer::Prefixes(own) => Peer::Prefixes(cover(&own, &spare_prefixes)),
-                        p => p,
-                    })
-                    .clone()
+                ingress_peers.entry(from).or_insert_with(|| Peer::Prefixes(cover(own(from), &spare_prefixes))).clone()
             };
             b.ingress.push(Grant { other: from, peer, set });
         }
         if let Some(b) = bound.get_mut(&from) {
-            let peer = if is_bound(to) { Peer::Bound(to) } else { egress_peers.entry(to).or_insert_with(|| own(to)).clone() };
+            let peer = if is_bound(to) {
+                Peer::Bound(to)
+            } else {
+                egress_peers.entry(to).or_insert_with(|| Peer::Prefixes(own(to).to_vec())).clone()
+            };
             b.egress.push(Grant { other: to, peer, set });
         }
     }

@@ -102,6 +102,28 @@ pub enum Tok<'a> {
     Str(&'a str),
 }
 
+impl Tok<'_> {
+    /// Whether the token is a word that starts an item (every item starts
+    /// with one).
+    pub fn starts_item(self) -> bool {
+        matches!(
+            self,
+            Tok::Policy
+                | Tok::Use
+                | Tok::Import
+                | Tok::Service
+                | Tok::Zone
+                | Tok::Group
+                | Tok::Feed
+                | Tok::Block
+                | Tok::Flow
+                | Tok::Deny
+                | Tok::Assert
+                | Tok::Test
+        )
+    }
+}
+
 /// What went wrong at an unlexable position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bad {

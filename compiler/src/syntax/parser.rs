@@ -35,28 +35,10 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     let mut diagnostics = lexed.diagnostics;
     let mut recovered = Vec::new();
     let balanced = super::repair::repair(file, src, lexed.tokens, &mut diagnostics);
-    // Every item starts with one of these words, so there are no more items
-    // than them (a close upper bound: room never written costs nothing).
-    let items = balanced
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.1,
-                Tok::Policy
-                    | Tok::Use
-                    | Tok::Import
-                    | Tok::Service
-                    | Tok::Zone
-                    | Tok::Group
-                    | Tok::Feed
-                    | Tok::Block
-                    | Tok::Flow
-                    | Tok::Deny
-                    | Tok::Assert
-                    | Tok::Test
-            )
-        })
-        .count();
+    // Every item starts with an item word, so there are no more items than
+    // them (`deny` is also a test case's: an upper bound, and room never
+    // written costs nothing).
+    let items = balanced.iter().filter(|t| t.1.starts_item()).count();
     let tokens = balanced.iter().map(|&t| Ok::<_, NoLexError>(t));
     let result = FileParser::new().parse(file, &mut recovered, items, tokens);
     // The token before an error, to tell a reserved word used as a name.

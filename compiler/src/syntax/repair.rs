@@ -27,21 +27,7 @@ enum Block {
 /// Whether `t` starts an item, and so cannot appear inside a block of `kind`
 /// (`allow` and `deny` are also test cases).
 fn starts_item(t: Tok<'_>, kind: Block) -> bool {
-    match t {
-        Tok::Policy
-        | Tok::Use
-        | Tok::Import
-        | Tok::Service
-        | Tok::Zone
-        | Tok::Flow
-        | Tok::Assert
-        | Tok::Test
-        | Tok::Group
-        | Tok::Feed
-        | Tok::Block => true,
-        Tok::Deny => kind == Block::Attrs,
-        _ => false,
-    }
+    t.starts_item() && (t != Tok::Deny || kind == Block::Attrs)
 }
 
 /// The tokens with reserved words after `zone`, `service` and `group` read
