@@ -92,8 +92,30 @@ fn check(policy: &Path, name: &str, scratch: &Path) -> Vec<String> {
     // Same policy, same day: the same bytes.
     let again = scratch.join(format!("{name}-again.pdf"));
     pdf(policy, &[], &again);
-    assert_eq!(std::fs::read(&file).expect("a"), std::fs::read(&again).expect("b"), "{name}: deterministic");
+    same_bytes(&file, &again, name);
     texts
+}
+
+/// Fails unless the two reports are byte for byte the same, saying where they
+/// part and how their text differs (a dump of two PDFs says nothing).
+fn same_bytes(a: &Path, b: &Path, name: &str) {
+    let (x, y) = (std::fs::read(a).expect("a"), std::fs::read(b).expect("b"));
+    if x == y {
+        return;
+    }
+    let at = x.iter().zip(&y).position(|(p, q)| p != q).unwrap_or(x.len().min(y.len()));
+    let around = |v: &[u8]| String::from_utf8_lossy(&v[at.saturating_sub(120)..(at + 120).min(v.len())]).into_owned();
+    let text = |f: &Path| tool("pdftotext", &["-layout", f.to_str().expect("utf-8"), "-"]);
+    let (tx, ty) = (text(a), text(b));
+    let lines: Vec<String> = tx.lines().zip(ty.lines()).filter(|(p, q)| p != q).take(10).map(|(p, q)| format!("- {p}\n+ {q}")).collect();
+    panic!(
+        "{name}: not deterministic: {} and {} bytes, first difference at byte {at}\n--- first:\n{}\n--- again:\n{}\n--- text lines that differ:\n{}",
+        x.len(),
+        y.len(),
+        around(&x),
+        around(&y),
+        lines.join("\n")
+    );
 }
 
 fn scratch() -> PathBuf {
