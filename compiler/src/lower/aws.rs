@@ -108,8 +108,8 @@ fn shapes(model: &Model, set: &ServiceSet, from: ZoneId, to: ZoneId, diags: &mut
 /// What one direction of a group allows for one shape: the groups it names
 /// (with the zone pairs each serves) and the zones it reaches by address.
 #[derive(Default)]
-struct Wanted {
-    groups: BTreeMap<String, BTreeSet<String>>,
+struct Wanted<'m> {
+    groups: BTreeMap<&'m str, BTreeSet<String>>,
     by_address: BTreeSet<ZoneId>,
 }
 
@@ -119,12 +119,20 @@ struct Wanted {
 /// rules: the fewest CIDRs covering all of them, exactly (egress), or with
 /// bound zones' addresses as don't-cares where that saves rules (ingress;
 /// the rule's `covers` names those zones).
-fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress: bool, diags: &mut Vec<Diagnostic>) -> Vec<SgRule> {
+fn direction<'m>(
+    model: &'m Model,
+    plan: &Plan,
+    spare: &[Prefix],
+    zone: ZoneId,
+    grants: &[Grant],
+    ingress: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<SgRule> {
     let pair = |other: ZoneId| {
         let (from, to) = if ingress { (other, zone) } else { (zone, other) };
         format!("{} to {}", model.zone(from).name, model.zone(to).name)
     };
-    let mut per: BTreeMap<Shape, Wanted> = BTreeMap::new();
+    let mut per: BTreeMap<Shape, Wanted<'m>> = BTreeMap::new();
     for g in grants {
         let (from, to) = if ingress { (g.other, zone) } else { (zone, g.other) };
         for shape in shapes(model, g.set, from, to, diags) {
@@ -139,7 +147,7 @@ fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress
             }
         }
     }
-    let spare = if ingress { plan.spare_prefixes() } else { Vec::new() };
+    let spare = if ingress { spare } else { &[] };
     let mut out = Vec::new();
     for ((protocol, from_port, to_port, fam), w) in per {
         let rule = |peer: SgPeer, pairs: Vec<String>, covers: Vec<String>| {
@@ -151,11 +159,11 @@ fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress
             SgRule { protocol: protocol.into(), from_port, to_port, peer, description: description(&pairs, &suffix), covers }
         };
         for (group, pairs) in w.groups {
-            out.push(rule(SgPeer::Group(group), pairs.into_iter().collect(), Vec::new()));
+            out.push(rule(SgPeer::Group(group.to_string()), pairs.into_iter().collect(), Vec::new()));
         }
         let atoms = |z: &ZoneId| plan.prefixes.get(z).into_iter().flatten().filter(|p| fam.is_none_or(|f| p.family == f)).copied();
         let own: Vec<Prefix> = w.by_address.iter().flat_map(atoms).collect();
-        for p in cloud::cover(&own, &spare) {
+        for p in cloud::cover(&own, spare) {
             let pairs: Vec<String> =
                 w.by_address.iter().filter(|z| atoms(z).any(|a| p.covers(&a) || a.covers(&p))).map(|&z| pair(z)).collect();
             let covers: Vec<String> =
@@ -170,33 +178,40 @@ fn direction(model: &Model, plan: &Plan, zone: ZoneId, grants: &[Grant], ingress
 /// `items` joined with `; `, then `suffix`, in EC2's description characters
 /// and at most [`DESCRIPTION_MAX`] long: what does not fit is counted (`+3 more`).
 pub fn description(items: &[String], suffix: &str) -> String {
-    let clean = |t: &str| -> String { t.chars().map(|c| if allowed_char(c) { c } else { '_' }).collect() };
-    let suffix = clean(suffix);
-    let mut text = String::new();
+    // Every character outside EC2's set becomes `_`, so the text is ASCII
+    // and a cleaned string is as long as its count of characters.
+    let push_clean = |text: &mut String, t: &str| text.extend(t.chars().map(|c| if allowed_char(c) { c } else { '_' }));
+    let suffix_len = suffix.chars().count();
+    let mut text = String::with_capacity(64);
     for (i, item) in items.iter().enumerate() {
-        let item = clean(item);
         let sep = if i == 0 { "" } else { "; " };
         let left = items.len() - i - 1;
-        let more = if left > 0 { format!("; +{left} more") } else { String::new() };
-        if text.len() + sep.len() + item.len() + more.len() + suffix.len() > DESCRIPTION_MAX {
+        // `; +{left} more`
+        let more = if left > 0 { 8 + left.ilog10() as usize + 1 } else { 0 };
+        if text.len() + sep.len() + item.chars().count() + more + suffix_len > DESCRIPTION_MAX {
             let rest = format!("{sep}+{} more", items.len() - i);
             text.push_str(if i == 0 { rest.trim_start_matches("; ") } else { &rest });
             break;
         }
         text.push_str(sep);
-        text.push_str(&item);
+        push_clean(&mut text, item);
     }
-    text.push_str(&suffix);
-    text.chars().take(DESCRIPTION_MAX).collect()
+    push_clean(&mut text, suffix);
+    text.truncate(DESCRIPTION_MAX);
+    text
 }
 
 /// The characters EC2 accepts in a rule description.
 pub fn allowed_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            ' ' | '.' | '_' | '-' | ':' | '/' | '(' | ')' | '#' | ',' | '@' | '[' | ']' | '+' | '=' | '&' | ';' | '{' | '}' | '!' | '$' | '*'
+        )
 }
 
-fn binding(model: &Model, z: ZoneId) -> String {
-    model.zone(z).bindings.aws_security_group.clone().unwrap_or_default()
+fn binding(model: &Model, z: ZoneId) -> &str {
+    model.zone(z).bindings.aws_security_group.as_deref().unwrap_or_default()
 }
 
 /// Counts rules per address family: a CIDR rule in its family, a group rule
@@ -213,9 +228,13 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     let plan = cloud::plan(model, "aws.security_group", "AWS")?;
     let mut diags = Vec::new();
     let mut groups = Vec::new();
+    // Every bound zone's atoms, which ingress CIDR rules may also cover: one
+    // list for all groups (a copy per group was a million prefixes copied
+    // at a thousand zones).
+    let spare = plan.spare_prefixes();
     for b in &plan.bound {
-        let ingress = direction(model, &plan, b.zone, &b.ingress, true, &mut diags);
-        let egress = direction(model, &plan, b.zone, &b.egress, false, &mut diags);
+        let ingress = direction(model, &plan, &spare, b.zone, &b.ingress, true, &mut diags);
+        let egress = direction(model, &plan, &spare, b.zone, &b.egress, false, &mut diags);
         for (dir, rules) in [("inbound", &ingress), ("outbound", &egress)] {
             let (v4, v6) = per_family(rules);
             for (fam, n) in [("IPv4", v4), ("IPv6", v6)] {
@@ -340,4 +359,52 @@ pub fn eval(out: &Output, member: &dyn Fn(IpAddr) -> Option<String>, src: IpAddr
     let inbound = gd.as_deref().and_then(|g| by_name.get(g)).is_none_or(|g| g.ingress.iter().any(|r| matches(r, src, &gs)));
     let outbound = gs.as_deref().and_then(|g| by_name.get(g)).is_none_or(|g| g.egress.iter().any(|r| matches(r, dst, &gd)));
     Some(inbound && outbound)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{allowed_char, description, DESCRIPTION_MAX};
+
+    /// The plain statement of `description`: each piece cleaned, then
+    /// measured.
+    fn reference(items: &[String], suffix: &str) -> String {
+        let clean = |t: &str| -> String { t.chars().map(|c| if allowed_char(c) { c } else { '_' }).collect() };
+        let suffix = clean(suffix);
+        let mut text = String::new();
+        for (i, item) in items.iter().enumerate() {
+            let item = clean(item);
+            let sep = if i == 0 { "" } else { "; " };
+            let left = items.len() - i - 1;
+            let more = if left > 0 { format!("; +{left} more") } else { String::new() };
+            if text.len() + sep.len() + item.len() + more.len() + suffix.len() > DESCRIPTION_MAX {
+                let rest = format!("{sep}+{} more", items.len() - i);
+                text.push_str(if i == 0 { rest.trim_start_matches("; ") } else { &rest });
+                break;
+            }
+            text.push_str(sep);
+            text.push_str(&item);
+        }
+        text.push_str(&suffix);
+        text.chars().take(DESCRIPTION_MAX).collect()
+    }
+
+    #[test]
+    fn a_long_list_is_counted_and_foreign_characters_replaced() {
+        let items: Vec<String> = (0..40).map(|i| format!("zone_{i} to vault")).collect();
+        let d = description(&items, " (also covers bound zones a, b: their egress decides)");
+        assert!(d.len() <= DESCRIPTION_MAX && d.contains("more (also covers"), "{d}");
+        assert_eq!(description(&["zö\"ne to b".into()], ""), "z__ne to b");
+    }
+
+    proptest! {
+        #[test]
+        fn description_is_its_plain_statement(
+            items in proptest::collection::vec("[a-z_0-9 ;\u{e9}\u{1F600}\"]{0,40}", 0..120),
+            suffix in "[a-z ():,\u{e9}]{0,80}",
+        ) {
+            prop_assert_eq!(description(&items, &suffix), reference(&items, &suffix));
+        }
+    }
 }
