@@ -66,8 +66,13 @@ fn name(parts: &[&str]) -> String {
         if i > 0 {
             raw.push('-');
         }
-        for c in part.chars().flat_map(char::to_lowercase) {
-            raw.push(if c.is_ascii_alphanumeric() { c } else { '-' });
+        if part.is_ascii() {
+            raw.extend(part.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b.to_ascii_lowercase()) } else { '-' }));
+        } else {
+            // Some letters lower-case to ASCII ones (KELVIN SIGN to `k`).
+            for c in part.chars().flat_map(char::to_lowercase) {
+                raw.push(if c.is_ascii_alphanumeric() { c } else { '-' });
+            }
         }
     }
     if raw.len() <= 63 {
@@ -129,7 +134,30 @@ fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {
     out
 }
 
-fn grant_rules(model: &Model, plan: &cloud::Plan, g: &Grant, target: ZoneId, ingress: bool, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+/// Each peer zone's ranges as rules hold them ([`by_family`]), made once a
+/// zone and direction: a bound zone is the egress peer of every zone that
+/// sends to it.
+struct Ranges(Vec<[Option<Vec<(Family, Vec<String>)>>; 2]>);
+
+impl Ranges {
+    fn new(model: &Model) -> Self {
+        Ranges(vec![[None, None]; model.zones.len()])
+    }
+
+    fn of(&mut self, other: ZoneId, ingress: bool, prefixes: &[Prefix]) -> &[(Family, Vec<String>)] {
+        self.0[other.0 as usize][usize::from(ingress)].get_or_insert_with(|| by_family(prefixes))
+    }
+}
+
+fn grant_rules(
+    model: &Model,
+    plan: &cloud::Plan,
+    ranges: &mut Ranges,
+    g: &Grant,
+    target: ZoneId,
+    ingress: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Rule> {
     let (from, to) = if ingress { (g.other, target) } else { (target, g.other) };
     let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
     let description = format!("{from_name} -> {to_name} on {}", g.set);
@@ -155,15 +183,16 @@ fn grant_rules(model: &Model, plan: &cloud::Plan, g: &Grant, target: ZoneId, ing
         Peer::Bound(z) => plan.prefixes.get(z).map_or(&[], Vec::as_slice),
         Peer::Prefixes(ps) => ps,
     };
-    by_family(prefixes)
-        .into_iter()
+    ranges
+        .of(g.other, ingress, prefixes)
+        .iter()
         .enumerate()
         .map(|(i, (fam, ranges))| {
-            let mut r = base(&format!("{}{i}", if fam == Family::V4 { "v4-" } else { "v6-" }), Some(fam));
+            let mut r = base(&format!("{}{i}", if *fam == Family::V4 { "v4-" } else { "v6-" }), Some(*fam));
             if ingress {
-                r.source_ranges = ranges;
+                r.source_ranges = ranges.clone();
             } else {
-                r.destination_ranges = ranges;
+                r.destination_ranges = ranges.clone();
             }
             r
         })
@@ -216,12 +245,13 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
             diags.push(super::feeds::self_cut(model, "GCP firewall rules", b.zone));
         }
     }
+    let mut ranges = Ranges::new(model);
     for b in &plan.bound {
         for g in &b.ingress {
-            rules.extend(grant_rules(model, &plan, g, b.zone, true, &mut diags));
+            rules.extend(grant_rules(model, &plan, &mut ranges, g, b.zone, true, &mut diags));
         }
         for g in &b.egress {
-            rules.extend(grant_rules(model, &plan, g, b.zone, false, &mut diags));
+            rules.extend(grant_rules(model, &plan, &mut ranges, g, b.zone, false, &mut diags));
         }
         for (fam, all) in [("v4", "0.0.0.0/0"), ("v6", "::/0")] {
             rules.push(Rule {
