@@ -4,6 +4,8 @@
 //! every zone bound to every cloud and cluster target, one `tcp` port a flow.
 //! The bytes go to a sink that counts them, so no file system is timed.
 //! `-- --bench gcp` times one target alone (for `perf record`).
+//! `-- --bench --runs=1 gcp` under `valgrind --tool=cachegrind` counts its
+//! instructions instead.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -70,7 +72,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (zones, flows, runs) = if quick { (50, 500, 1) } else { (1_000, 20_000, 15) };
+    let (zones, flows, mut runs) = if quick { (50, 500, 1) } else { (1_000, 20_000, 15) };
+    // `--runs=1` under `valgrind --tool=cachegrind` counts instructions, which
+    // this VM's varying speed does not blur.
+    if let Some(n) = std::env::args().find_map(|a| a.strip_prefix("--runs=").and_then(|n| n.parse().ok())) {
+        runs = n;
+    }
     let c = compile_str(&policy(zones, flows), &Options { today: Date::parse("2026-11-28") });
     assert!(!c.has_errors(), "{:?}", c.diagnostics.iter().find(|d| d.is_error()));
     let model = &c.model;
