@@ -29,9 +29,10 @@ struct Zones<'t> {
 impl Zones<'_> {
     /// The zones a name stands for, and the group's name when it is a group.
     fn resolve(&mut self, path: &ast::Path, diags: &mut Vec<Diagnostic>) -> Option<(Vec<ZoneId>, Option<String>)> {
-        let def = self.names.lookup_zones(path, diags)?.clone();
+        let names = self.names;
+        let def = names.lookup_zones(path, diags)?;
         match def.kind {
-            DefKind::Group => Some((self.group(&def, diags)?, Some(def.name.clone()))),
+            DefKind::Group => Some((self.group(def, diags)?, Some(def.name.clone()))),
             _ => Some((vec![*self.ids.get(&def.id)?], None)),
         }
     }

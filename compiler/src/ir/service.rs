@@ -192,40 +192,98 @@ impl ServiceSet {
     }
 }
 
-impl fmt::Display for ServiceSet {
-    /// Canonical text: `any`, or a comma-separated list of `tcp/22`, `udp/1-2`, `icmp`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ServiceSet {
+    /// The canonical text (`any`, or `tcp/22, udp/1-2, icmp`), piece by
+    /// piece into `put`: what `Display` writes, without the formatting
+    /// machinery (targets describe tens of thousands of rules with it).
+    pub fn write_text(&self, put: &mut dyn FnMut(&str)) {
         if self.is_any() {
-            return f.write_str("any");
+            return put("any");
         }
-        // Written part by part (targets describe every rule with this).
         let mut first = true;
-        let mut part = |f: &mut fmt::Formatter<'_>, args: fmt::Arguments<'_>| {
-            let sep = if first { "" } else { ", " };
+        let mut sep = |put: &mut dyn FnMut(&str)| {
+            if !first {
+                put(", ");
+            }
             first = false;
-            f.write_str(sep)?;
-            f.write_fmt(args)
         };
         for (name, set, full) in [("tcp", &self.tcp, u16::MAX), ("udp", &self.udp, u16::MAX), ("icmp", &self.icmp, 255)] {
             if set.ranges() == [(0, full)] {
-                part(f, format_args!("{name}"))?;
+                sep(put);
+                put(name);
                 continue;
             }
             for &(lo, hi) in set.ranges() {
-                if lo == hi {
-                    part(f, format_args!("{name}/{lo}"))?;
-                } else {
-                    part(f, format_args!("{name}/{lo}-{hi}"))?;
+                sep(put);
+                put(name);
+                put("/");
+                put(Decimal::of(lo).as_str());
+                if lo != hi {
+                    put("-");
+                    put(Decimal::of(hi).as_str());
                 }
             }
         }
         if self.other {
-            part(f, format_args!("other protocols"))?;
+            sep(put);
+            put("other protocols");
         }
         if first {
-            return f.write_str("nothing");
+            put("nothing");
         }
-        Ok(())
+    }
+
+    /// [`ServiceSet::write_text`] onto the end of `out`.
+    pub fn push_text(&self, out: &mut String) {
+        self.write_text(&mut |piece| out.push_str(piece));
+    }
+}
+
+/// `lo`, or `lo-hi`: a port range as targets write it.
+pub fn range_text(lo: u16, hi: u16) -> String {
+    let mut s = String::with_capacity(11);
+    s.push_str(Decimal::of(lo).as_str());
+    if lo != hi {
+        s.push('-');
+        s.push_str(Decimal::of(hi).as_str());
+    }
+    s
+}
+
+/// A port or type in decimal, on the stack.
+struct Decimal {
+    digits: [u8; 5],
+    start: usize,
+}
+
+impl Decimal {
+    fn of(mut v: u16) -> Decimal {
+        let mut d = Decimal { digits: [b'0'; 5], start: 5 };
+        loop {
+            d.start -= 1;
+            d.digits[d.start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                return d;
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[self.start..]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ServiceSet {
+    /// Canonical text: `any`, or a comma-separated list of `tcp/22`, `udp/1-2`, `icmp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut result = Ok(());
+        self.write_text(&mut |piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
+            }
+        });
+        result
     }
 }
 
@@ -306,6 +364,58 @@ mod tests {
         };
         assert_eq!(s.to_string(), "tcp/443, tcp/8000-8100, icmp");
         assert_eq!(ServiceSet::any().to_string(), "any");
+    }
+
+    /// The plain statement of the canonical text, through `format!`.
+    fn reference(s: &ServiceSet) -> String {
+        if s.is_any() {
+            return "any".into();
+        }
+        let mut parts = Vec::new();
+        for (name, set, full) in [("tcp", &s.tcp, u16::MAX), ("udp", &s.udp, u16::MAX), ("icmp", &s.icmp, 255)] {
+            if set.ranges() == [(0, full)] {
+                parts.push(name.to_string());
+                continue;
+            }
+            for &(lo, hi) in set.ranges() {
+                parts.push(if lo == hi { format!("{name}/{lo}") } else { format!("{name}/{lo}-{hi}") });
+            }
+        }
+        if s.other {
+            parts.push("other protocols".into());
+        }
+        if parts.is_empty() {
+            return "nothing".into();
+        }
+        parts.join(", ")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_text_is_its_plain_statement(
+            tcp in proptest::collection::vec((0u16..=u16::MAX, 0u16..2000), 0..4),
+            udp in proptest::collection::vec((0u16..=u16::MAX, 0u16..2000), 0..3),
+            icmp in proptest::collection::vec((0u16..=255, 0u16..40), 0..3),
+            other: bool,
+            full in 0u8..8,
+        ) {
+            let set = |v: &[(u16, u16)], max: u16, whole: bool| {
+                if whole {
+                    return RangeSet::range(0, max);
+                }
+                RangeSet::from_ranges(v.iter().map(|&(lo, n)| (lo.min(max), lo.saturating_add(n).min(max))).collect())
+            };
+            let s = ServiceSet {
+                tcp: set(&tcp, u16::MAX, full & 1 != 0),
+                udp: set(&udp, u16::MAX, full & 2 != 0),
+                icmp: set(&icmp, 255, full & 4 != 0),
+                other,
+            };
+            let mut pushed = String::from("x");
+            s.push_text(&mut pushed);
+            proptest::prop_assert_eq!(s.to_string(), reference(&s));
+            proptest::prop_assert_eq!(pushed, format!("x{}", reference(&s)));
+        }
     }
 
     #[test]

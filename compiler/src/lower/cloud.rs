@@ -170,6 +170,18 @@ pub fn inexpressible(model: &Model, target: &str, from: ZoneId, to: ZoneId, what
     .with_help("change the flow or its denies so the target can express it, or do not bind these zones to the target")
 }
 
+/// `from -> to on SET`: what a cloud rule's description says of the flow it
+/// serves (built without the formatting machinery: one for every rule).
+pub fn pair_description(from: &str, to: &str, set: &ServiceSet) -> String {
+    let mut d = String::with_capacity(from.len() + to.len() + 24);
+    d.push_str(from);
+    d.push_str(" -> ");
+    d.push_str(to);
+    d.push_str(" on ");
+    set.push_text(&mut d);
+    d
+}
+
 pub fn family_of(p: &Prefix) -> Family {
     p.family
 }

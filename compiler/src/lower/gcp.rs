@@ -61,20 +61,20 @@ pub struct Output {
 
 /// A GCP resource name: lowercase letters, digits and dashes, at most 63.
 fn name(parts: &[&str]) -> String {
-    let mut raw = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    // Every byte written is an ASCII letter, digit or dash.
+    let mut raw: Vec<u8> = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
-            raw.push('-');
+            raw.push(b'-');
         }
         if part.is_ascii() {
-            raw.extend(part.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b.to_ascii_lowercase()) } else { '-' }));
+            raw.extend(part.bytes().map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_lowercase() } else { b'-' }));
         } else {
             // Some letters lower-case to ASCII ones (KELVIN SIGN to `k`).
-            for c in part.chars().flat_map(char::to_lowercase) {
-                raw.push(if c.is_ascii_alphanumeric() { c } else { '-' });
-            }
+            raw.extend(part.chars().flat_map(char::to_lowercase).map(|c| if c.is_ascii_alphanumeric() { c as u8 } else { b'-' }));
         }
     }
+    let raw = String::from_utf8(raw).unwrap_or_default();
     if raw.len() <= 63 {
         return raw;
     }
@@ -91,7 +91,7 @@ fn allowed(model: &Model, set: &ServiceSet, fam: Option<Family>, from: ZoneId, t
         return vec![];
     }
     let ports = |r: &crate::ir::RangeSet| -> Vec<String> {
-        r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect()
+        r.ranges().iter().map(|&(lo, hi)| crate::ir::service::range_text(lo, hi)).collect()
     };
     let mut v = Vec::new();
     if !set.tcp.is_empty() {
@@ -160,7 +160,7 @@ fn grant_rules(
 ) -> Vec<Rule> {
     let (from, to) = if ingress { (g.other, target) } else { (target, g.other) };
     let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
-    let description = format!("{from_name} -> {to_name} on {}", g.set);
+    let description = cloud::pair_description(from_name, to_name, g.set);
     let mut base = |suffix: &str, fam: Option<Family>| Rule {
         name: name(&["segc", if ingress { "in" } else { "out" }, from_name, to_name, suffix]),
         direction: if ingress { "INGRESS" } else { "EGRESS" }.into(),
@@ -188,7 +188,9 @@ fn grant_rules(
         .iter()
         .enumerate()
         .map(|(i, (fam, ranges))| {
-            let mut r = base(&format!("{}{i}", if *fam == Family::V4 { "v4-" } else { "v6-" }), Some(*fam));
+            let mut suffix = String::from(if *fam == Family::V4 { "v4-" } else { "v6-" });
+            suffix.push_str(&crate::ir::service::range_text(i as u16, i as u16));
+            let mut r = base(&suffix, Some(*fam));
             if ingress {
                 r.source_ranges = ranges.clone();
             } else {
@@ -290,9 +292,25 @@ pub fn lower(model: &Model) -> Result<Output, Vec<Diagnostic>> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    // Unstable is enough: rules that compare equal are the same bytes.
-    rules.sort_unstable();
+    sort(&mut rules);
     Ok(Output { version: 1, policy: model.policy.name.clone(), firewall_rules: rules })
+}
+
+/// Sorts rules as `Ord` does (by name first), comparing the first 16 bytes
+/// of each name as one integer and whole rules only where those tie: most
+/// names share a long `segc-in-` head, and 42000 rules take 700000 comparisons.
+/// Unstable is enough: rules that compare equal are the same bytes.
+fn sort(rules: &mut Vec<Rule>) {
+    let head = |name: &str| {
+        let mut b = [0u8; 16];
+        let n = name.len().min(16);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        u128::from_be_bytes(b)
+    };
+    let mut order: Vec<(u128, usize)> = rules.iter().enumerate().map(|(i, r)| (head(&r.name), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rules[a.1].cmp(&rules[b.1])));
+    let mut taken: Vec<Option<Rule>> = std::mem::take(rules).into_iter().map(Some).collect();
+    rules.extend(order.into_iter().map(|(_, i)| taken[i].take().expect("each rule once")));
 }
 
 /// Writes `gcp/firewall.json`: what `Output`'s `Serialize` writes, pretty,

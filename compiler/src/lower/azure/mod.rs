@@ -124,7 +124,7 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
             if r.ranges() == [(0, u16::MAX)] {
                 return vec!["*".into()];
             }
-            r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect()
+            r.ranges().iter().map(|&(lo, hi)| crate::ir::service::range_text(lo, hi)).collect()
         };
         if !set.tcp.is_empty() {
             protos.push((Protocol::Tcp, ports(&set.tcp)));
@@ -141,7 +141,7 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
         }
     }
     let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
-    let description = format!("{from_name} -> {to_name} on {set}");
+    let description = cloud::pair_description(from_name, to_name, set);
     let dir = if inbound { "in" } else { "out" };
     let mut out = Vec::new();
     for fam in [Family::V4, Family::V6] {
