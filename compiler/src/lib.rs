@@ -92,16 +92,13 @@ pub fn compile_alongside<T: Send>(
     opts: &Options,
     alongside: impl FnOnce(&Model) -> T + Send,
 ) -> Result<(Compilation, Option<T>), RootError> {
-    eprintln!("T {} fe-start", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros());
     let (tree, names, model, mut diags) = front_end(root, loader, opts)?;
-    eprintln!("T {} fe-end", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros());
     if !front_end_clean(&diags) {
         return Ok((finish(tree, names, model, diags), None));
     }
     let made = std::thread::scope(|s| {
-        let h = s.spawn(|| { let r = alongside(&model); eprintln!("T {} lower-end", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()); r });
+        let h = s.spawn(|| alongside(&model));
         analyse(&tree, &model, opts, &mut diags);
-        eprintln!("T {} analyse-end", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros());
         h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
     });
     Ok((finish(tree, names, model, diags), Some(made)))
@@ -115,9 +112,7 @@ fn front_end(
 ) -> Result<(resolve::Tree, resolve::Scope, Model, Vec<Diagnostic>), RootError> {
     let mut diags = Vec::new();
     let tree = resolve::load(root, loader, &mut diags)?;
-    eprintln!("T {} parsed", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros());
     let names = resolve::scope(&tree, &mut diags);
-    eprintln!("T {} resolved", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros());
     let model = check::build_model(&tree, &names, opts.today, &mut diags);
     let held_back = names.held_back.borrow().clone();
     if !held_back.is_empty() {
