@@ -81,11 +81,14 @@ impl<'w> Json<'w> {
         self.opt_string(policy);
     }
 
-    /// The next member's key; its value follows.
-    pub fn key(&mut self, k: &str) {
+    /// The next member's key; its value follows. Keys are the writers' own
+    /// constants, none of which needs escaping.
+    pub fn key(&mut self, k: &'static str) {
+        debug_assert!(!k.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{k}");
         self.next_element();
-        self.string(k);
-        self.buf.extend_from_slice(b": ");
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(k.as_bytes());
+        self.buf.extend_from_slice(b"\": ");
     }
 
     /// The next array element; its value follows.
@@ -150,12 +153,12 @@ impl<'w> Json<'w> {
         }
     }
 
-    pub fn str_field(&mut self, k: &str, v: &str) {
+    pub fn str_field(&mut self, k: &'static str, v: &str) {
         self.key(k);
         self.string(v);
     }
 
-    pub fn int_field(&mut self, k: &str, v: i64) {
+    pub fn int_field(&mut self, k: &'static str, v: i64) {
         self.key(k);
         self.int(v);
     }
@@ -170,7 +173,7 @@ impl<'w> Json<'w> {
         self.close_array();
     }
 
-    pub fn strings_field(&mut self, k: &str, items: &[impl AsRef<str>]) {
+    pub fn strings_field(&mut self, k: &'static str, items: &[impl AsRef<str>]) {
         self.key(k);
         self.strings(items);
     }

@@ -158,7 +158,7 @@ fn rules_for(model: &Model, plan: &cloud::Plan, g: &Grant, zone: ZoneId, inbound
                 Protocol::Any => "any",
             };
             out.push(Rule {
-                name: format!("segc-{dir}-{from_name}-{to_name}-{proto_s}-{fam_s}"),
+                name: ["segc-", dir, "-", from_name, "-", to_name, "-", proto_s, "-", fam_s].concat(),
                 direction: if inbound { Direction::Inbound } else { Direction::Outbound },
                 priority: 0,
                 access: Access::Allow,

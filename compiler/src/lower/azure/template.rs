@@ -77,12 +77,12 @@ fn write_rule(j: &mut Json<'_>, r: &Rule) {
     let inbound = r.direction == Direction::Inbound;
     let (src, srcs) = if inbound { (peer, peers) } else { (Some("*"), None) };
     let (dst, dsts) = if inbound { (Some("*"), None) } else { (peer, peers) };
-    let one = |j: &mut Json<'_>, k: &str, v: Option<&str>| {
+    let one = |j: &mut Json<'_>, k: &'static str, v: Option<&str>| {
         if let Some(v) = v {
             j.str_field(k, v);
         }
     };
-    let many = |j: &mut Json<'_>, k: &str, v: Option<&[String]>| {
+    let many = |j: &mut Json<'_>, k: &'static str, v: Option<&[String]>| {
         if let Some(v) = v {
             j.strings_field(k, v);
         }
