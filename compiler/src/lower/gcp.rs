@@ -189,7 +189,7 @@ fn grant_rules(
         .enumerate()
         .map(|(i, (fam, ranges))| {
             let mut suffix = String::from(if *fam == Family::V4 { "v4-" } else { "v6-" });
-            suffix.push_str(&crate::ir::service::range_text(i as u16, i as u16));
+            suffix.push_str(&i.to_string());
             let mut r = base(&suffix, Some(*fam));
             if ingress {
                 r.source_ranges = ranges.clone();

@@ -10,7 +10,6 @@
 
 use std::fmt::Write;
 
-use std::collections::HashMap;
 
 use super::atoms::Atom;
 use crate::ir::eval::Evaluator;
@@ -54,7 +53,7 @@ pub struct Lowered {
 
 /// `p3_dmz_card_vault`: the length of the first name keeps names unambiguous.
 fn chain_name(from: &str, to: &str) -> String {
-    format!("p{}_{from}_{to}", from.len())
+    ["p", from.len().to_string().as_str(), "_", from, "_", to].concat()
 }
 
 fn matches(set: &ServiceSet) -> Vec<Match> {
@@ -80,30 +79,36 @@ fn matches(set: &ServiceSet) -> Vec<Match> {
 pub fn lower(model: &Model) -> Lowered {
     let ev = Evaluator::new(model);
     // Each zone's atoms by family, in address order.
-    let mut atoms: HashMap<(ZoneId, Family), Vec<Atom>> = HashMap::new();
+    let mut atoms: Vec<[Vec<Atom>; 2]> = vec![[Vec::new(), Vec::new()]; model.zones.len()];
     for a in model.atoms() {
-        atoms.entry((a.zone, a.family)).or_default().push(*a);
+        atoms[a.zone.0 as usize][usize::from(a.family == Family::V6)].push(*a);
     }
-    let by_zone = |z: ZoneId, f: Family| -> &[Atom] { atoms.get(&(z, f)).map_or(&[], Vec::as_slice) };
+    let by_zone = |z: ZoneId, f: Family| -> &[Atom] { &atoms[z.0 as usize][usize::from(f == Family::V6)] };
     let blocked = super::feeds::Blocked::of(&ev);
     let mut out = Lowered { chains: Vec::new(), map4: Vec::new(), map6: Vec::new(), blocked4: blocked.v4, blocked6: blocked.v6 };
     for (from, to, allowed) in model.allowed_pairs() {
         let (from, to) = (*from, *to);
         let idx = out.chains.len();
-        let rules = ev.pair(from, to).cloned().unwrap_or_default();
-        let mut sources: Vec<String> = rules
-            .flows
-            .iter()
-            .map(|&id| format!("flow {} on {}", model.pair_text(from, to), model.rule(crate::ir::Action::Allow, id).services_text()))
-            .collect();
-        sources.extend(
-            rules
-                .denies
-                .iter()
-                .map(|&id| format!("deny {} on {}", model.pair_text(from, to), model.rule(crate::ir::Action::Deny, id).services_text())),
-        );
+        let (from_name, to_name) = (&model.zone(from).name, &model.zone(to).name);
+        // `flow a -> b on tcp/443`, for each flow and deny the pair has.
+        let source = |verb: &str, rule: &crate::ir::Rule| {
+            let mut line = String::with_capacity(from_name.len() + to_name.len() + 32);
+            for piece in [verb, " ", from_name, " -> ", to_name, " on "] {
+                line.push_str(piece);
+            }
+            for (i, s) in rule.services.iter().enumerate() {
+                line.push_str(if i > 0 { ", " } else { "" });
+                line.push_str(&s.text);
+            }
+            line
+        };
+        let mut sources = Vec::new();
+        if let Some(rules) = ev.pair(from, to) {
+            sources.extend(rules.flows.iter().map(|&id| source("flow", model.rule(crate::ir::Action::Allow, id))));
+            sources.extend(rules.denies.iter().map(|&id| source("deny", model.rule(crate::ir::Action::Deny, id))));
+        }
         out.chains.push(PairChain {
-            name: chain_name(&model.zone(from).name, &model.zone(to).name),
+            name: chain_name(from_name, to_name),
             from,
             to,
             accepts: matches(allowed),
@@ -134,8 +139,13 @@ fn range_text(a: &Atom) -> String {
 }
 
 fn set_text(r: &RangeSet) -> String {
-    let parts: Vec<String> = r.ranges().iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect();
-    format!("{{ {} }}", parts.join(", "))
+    let mut s = String::from("{ ");
+    for (i, &(lo, hi)) in r.ranges().iter().enumerate() {
+        s.push_str(if i > 0 { ", " } else { "" });
+        s.push_str(&crate::ir::service::range_text(lo, hi));
+    }
+    s.push_str(" }");
+    s
 }
 
 fn nft_string(s: &str) -> String {
@@ -157,9 +167,19 @@ pub fn render(model: &Model) -> String {
         let _ = writeln!(s, "  map pairs{fam} {{\n    type {ty} . {ty} : verdict\n    flags interval");
         if !map.is_empty() {
             s.push_str("    elements = {\n");
+            // Each atom's text once: an atom is in the map once for every
+            // zone its zone may talk to.
+            let mut texts: std::collections::BTreeMap<(u128, u128), String> = std::collections::BTreeMap::new();
+            for (a, b, _) in map {
+                for atom in [a, b] {
+                    texts.entry((atom.first, atom.last)).or_insert_with(|| range_text(atom));
+                }
+            }
             for (i, (a, b, c)) in map.iter().enumerate() {
-                let sep = if i + 1 == map.len() { "" } else { "," };
-                let _ = writeln!(s, "      {} . {} : jump {}{sep}", range_text(a), range_text(b), l.chains[*c].name);
+                for piece in ["      ", &texts[&(a.first, a.last)], " . ", &texts[&(b.first, b.last)], " : jump ", &l.chains[*c].name] {
+                    s.push_str(piece);
+                }
+                s.push_str(if i + 1 == map.len() { "\n" } else { ",\n" });
             }
             s.push_str("    }\n");
         }
