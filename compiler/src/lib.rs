@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod check;
 pub mod diag;
 pub mod graph;
+mod hash;
 pub mod ir;
 pub mod lower;
 pub mod resolve;

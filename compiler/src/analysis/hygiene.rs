@@ -2,7 +2,7 @@
 //! (W501), dead flows (W502), unused zones and services (W503), zones that can
 //! never match (W504).
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 use crate::analysis::pci::effective;
 use crate::diag::{Code, Diagnostic};
@@ -36,7 +36,7 @@ pub fn run(ev: &Evaluator<'_>, sources: &SourceMap, diags: &mut Vec<Diagnostic>)
         }
         // W501: covered by the other live flows. Later flows are judged first, so
         // of two identical flows the first one written in canonical order stays.
-        let mut redundant: HashSet<RuleId> = HashSet::new();
+        let mut redundant: HashSet<RuleId> = HashSet::default();
         for (id, set) in eff.iter().rev() {
             if set.is_empty() {
                 continue;
@@ -73,7 +73,7 @@ pub fn run(ev: &Evaluator<'_>, sources: &SourceMap, diags: &mut Vec<Diagnostic>)
 }
 
 fn unused(model: &Model, diags: &mut Vec<Diagnostic>) {
-    let mut used: HashSet<ZoneId> = HashSet::new();
+    let mut used: HashSet<ZoneId> = HashSet::default();
     for r in model.flows.iter().chain(&model.denies) {
         used.insert(r.from);
         used.insert(r.to);

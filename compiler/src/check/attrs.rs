@@ -2,7 +2,8 @@
 //! schema (E201 unknown, E102 twice, E202 wrong type or value, E203 missing,
 //! E205/E206 malformed prefixes, dates and durations).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use crate::hash::HashMap;
 
 use super::schema::{AttrSpec, Ty};
 use crate::diag::{did_you_mean, Code, Diagnostic, Span};
@@ -47,7 +48,7 @@ pub fn check_block<'a>(
     diags: &mut Vec<Diagnostic>,
 ) -> Attrs<'a> {
     let mut values = BTreeMap::new();
-    let mut seen: HashMap<String, Span> = HashMap::new();
+    let mut seen: HashMap<String, Span> = HashMap::default();
     for attr in block.iter().flat_map(|b| &b.attrs) {
         let name = attr.name.dotted();
         let Some(s) = spec.iter().find(|s| s.name == name) else {

@@ -14,7 +14,7 @@ pub mod schema;
 mod services;
 mod zones;
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 pub use attrs::prefix_error;
 pub use services::literal_set;

@@ -3,7 +3,8 @@
 //! becomes one rule (or assert) per zone pair, each remembering the groups it
 //! came through. A test case end is an address, a zone or a group.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+use crate::hash::{HashMap, HashSet};
 
 use super::attrs::{check_block, Attrs};
 use super::prefix_error;
@@ -44,7 +45,7 @@ impl Zones<'_> {
         }
         let mut zones = BTreeSet::new();
         let mut ok = true;
-        let mut seen = HashSet::from([def.id]);
+        let mut seen = HashSet::from_iter([def.id]);
         let mut work = vec![def.id];
         while let Some(g) = work.pop() {
             let Item::Group(item) = self.tree.item(g) else { continue };
@@ -119,7 +120,7 @@ pub fn build(
     model: &mut Model,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut zones = Zones { tree, names, ids, groups: HashMap::new() };
+    let mut zones = Zones { tree, names, ids, groups: HashMap::default() };
     let mut group_defs: Vec<&Def> = names.locals.values().filter(|d| d.kind == DefKind::Group).collect();
     group_defs.sort_by(|a, b| a.name.cmp(&b.name));
     for def in group_defs {
@@ -304,7 +305,7 @@ fn zone_name(zones: &Zones<'_>, z: ZoneId) -> String {
 /// The standard-library zones the policy's items name (directly, or as
 /// members of its groups): they join the model.
 pub fn referenced_std_zones(tree: &Tree, names: &Names) -> HashSet<DefId> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     // A one-segment name reaches a standard zone only through a `use` of one
     // (locals are the user's): without such a use, only `std.zones.x` paths
     // are looked up.

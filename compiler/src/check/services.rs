@@ -2,7 +2,7 @@
 //! exact sets, memoised, with services defined in terms of themselves (E207)
 //! caught and nesting bounded.
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 use super::attrs::check_block;
 use super::schema;
@@ -81,7 +81,7 @@ struct Frame<'t> {
 
 impl<'t> Services<'t> {
     pub fn new(tree: &'t Tree, names: &'t Names) -> Self {
-        Services { tree, names, memo: HashMap::new(), used: HashSet::new() }
+        Services { tree, names, memo: HashMap::default(), used: HashSet::default() }
     }
 
     /// One entry of a service list: a literal, `icmp`, `any` or a name.

@@ -1,7 +1,7 @@
 //! Zones: their attributes, prefixes (E205, E209) and typed bindings (E202,
 //! E203), and prefixes listed by two zones (E301).
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 use super::attrs::{check_block, Attrs};
 use super::schema;
@@ -27,7 +27,7 @@ pub fn build(
     let std_defs: Vec<&Def> = names.std.values().flat_map(|m| m.values()).filter(|d| std_zones.contains(&d.id)).collect();
     zone_defs.extend(std_defs);
     zone_defs.sort_by(|a, b| (&a.name, a.std).cmp(&(&b.name, b.std)));
-    let mut zone_ids = HashMap::new();
+    let mut zone_ids = HashMap::default();
     for def in &zone_defs {
         let Item::Zone(z) = tree.item(def.id) else { continue };
         zone_ids.insert(def.id, ZoneId(model.zones.len() as u32));
@@ -232,7 +232,7 @@ fn duplicate_prefixes(model: &Model, diags: &mut Vec<Diagnostic>) {
     let mut all: Vec<(Span, &str, Prefix)> =
         model.zones.iter().flat_map(|z| z.prefixes.iter().map(move |p| (p.span, z.name.as_str(), p.prefix))).collect();
     all.sort_by_key(|(span, _, _)| (span.file, span.start));
-    let mut seen: HashMap<Prefix, (&str, Span)> = HashMap::new();
+    let mut seen: HashMap<Prefix, (&str, Span)> = HashMap::default();
     for (span, zone, prefix) in all {
         match seen.get(&prefix) {
             Some(&(other, first)) => {

@@ -8,7 +8,7 @@
 //!   between its zones does. Everything else is denied, traffic inside one zone
 //!   included.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::net::IpAddr;
 
 use crate::ir::addr::addr_bits;
@@ -70,7 +70,7 @@ impl<T: Copy> Lpm<T> {
                 m.entry(p.addr).or_insert((v, p));
             }
             None => {
-                self.by_len.push((p.len, HashMap::from([(p.addr, (v, p))])));
+                self.by_len.push((p.len, HashMap::from_iter([(p.addr, (v, p))])));
                 self.by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
             }
         }
@@ -111,7 +111,7 @@ impl Index {
                 }
             }
         }
-        let mut pairs: HashMap<(ZoneId, ZoneId), PairRules> = HashMap::new();
+        let mut pairs: HashMap<(ZoneId, ZoneId), PairRules> = HashMap::default();
         for (i, r) in model.flows.iter().enumerate() {
             pairs.entry((r.from, r.to)).or_default().flows.push(RuleId(i as u32));
         }

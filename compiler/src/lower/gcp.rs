@@ -134,10 +134,13 @@ fn by_family(ps: &[Prefix]) -> Vec<(Family, Vec<String>)> {
     out
 }
 
-/// Each peer zone's ranges as rules hold them ([`by_family`]), made once a
-/// zone and direction: a bound zone is the egress peer of every zone that
-/// sends to it.
-struct Ranges(Vec<[Option<Vec<(Family, Vec<String>)>>; 2]>);
+/// One peer zone's ranges as rules hold them ([`by_family`]), as an egress
+/// and as an ingress peer.
+type ZoneRanges = [Option<Vec<(Family, Vec<String>)>>; 2];
+
+/// Each peer zone's ranges, made once a zone and direction: a bound zone is
+/// the egress peer of every zone that sends to it.
+struct Ranges(Vec<ZoneRanges>);
 
 impl Ranges {
     fn new(model: &Model) -> Self {

@@ -1,7 +1,8 @@
 //! Loading a policy tree: the root file, what it imports (E103, E104), and
 //! the standard library, each parsed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use crate::hash::HashMap;
 
 use super::{stdlib::STDLIB, Tree};
 use crate::diag::{Code, Diagnostic, FileId, Span};
@@ -46,7 +47,7 @@ pub fn load(root: &str, loader: &dyn Loader, diags: &mut Vec<Diagnostic>) -> Res
         LoadError::Io(m) => RootError::Io(root.to_string(), m),
     })?;
     let root_id = add_file(&mut tree, root.to_string(), bytes, false, diags);
-    let mut loaded: HashMap<String, FileId> = HashMap::from([(root.to_string(), root_id)]);
+    let mut loaded: HashMap<String, FileId> = HashMap::from_iter([(root.to_string(), root_id)]);
     let mut stack = vec![root_id];
     load_imports(&mut tree, loader, root_id, &mut stack, &mut loaded, diags);
     read_feeds(&mut tree, loader);

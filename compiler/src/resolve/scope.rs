@@ -1,7 +1,8 @@
 //! The scope of a policy tree: local definitions (E102), `use` items (E101,
 //! E102), and lookups with did-you-mean suggestions.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use crate::hash::{HashMap, HashSet};
 
 use super::{Def, DefId, DefKind, Tree};
 use crate::diag::{did_you_mean, Code, Diagnostic, FileId};
@@ -84,8 +85,8 @@ pub fn scope(tree: &Tree, diags: &mut Vec<Diagnostic>) -> Scope {
         explicit: BTreeMap::new(),
         globs: BTreeMap::new(),
         std: BTreeMap::new(),
-        used_std: HashSet::new(),
-        silenced: HashSet::new(),
+        used_std: HashSet::default(),
+        silenced: HashSet::default(),
         import_failed: false,
         held_back: Default::default(),
     };
