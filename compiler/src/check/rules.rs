@@ -183,23 +183,28 @@ impl Rule<'_> {
         let set = list.iter().fold(ServiceSet::default(), |acc, s| acc.union(&s.set));
         let reviewed = reviewed(attrs, today, diags);
         let head = self.span.with_end(self.refs.last().map_or(self.span.end, |r| r.span().end));
-        pairs(&from, &to)
-            .into_iter()
-            .map(|(from, to, via)| ir::Rule {
-                action: self.action,
-                from,
-                to,
-                services: list.clone(),
-                set: set.clone(),
-                justification: attrs.str("justification"),
-                owner: attrs.str("owner"),
-                reviewed,
-                description: attrs.str("description"),
-                span: self.span,
-                head,
-                via,
-            })
-            .collect()
+        let mut pairs = pairs(&from, &to).into_iter();
+        let Some((from, to, via)) = pairs.next() else { return Vec::new() };
+        let first = ir::Rule {
+            action: self.action,
+            from,
+            to,
+            services: list,
+            set,
+            justification: attrs.str("justification"),
+            owner: attrs.str("owner"),
+            reviewed,
+            description: attrs.str("description"),
+            span: self.span,
+            head,
+            via,
+        };
+        // A group end makes more rules, copies of the first but for the pair.
+        let rest: Vec<ir::Rule> = pairs.map(|(from, to, via)| ir::Rule { from, to, via, ..first.clone() }).collect();
+        let mut out = Vec::with_capacity(1 + rest.len());
+        out.push(first);
+        out.extend(rest);
+        out
     }
 }
 
