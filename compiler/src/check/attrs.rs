@@ -2,8 +2,8 @@
 //! schema (E201 unknown, E102 twice, E202 wrong type or value, E203 missing,
 //! E205/E206 malformed prefixes, dates and durations).
 
-use std::collections::BTreeMap;
 use crate::hash::HashMap;
+use std::collections::BTreeMap;
 
 use super::schema::{AttrSpec, Ty};
 use crate::diag::{did_you_mean, Code, Diagnostic, Span};

@@ -3,8 +3,8 @@
 //! becomes one rule (or assert) per zone pair, each remembering the groups it
 //! came through. A test case end is an address, a zone or a group.
 
-use std::collections::BTreeSet;
 use crate::hash::{HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use super::attrs::{check_block, Attrs};
 use super::prefix_error;

@@ -90,9 +90,8 @@ fn allowed(model: &Model, set: &ServiceSet, fam: Option<Family>, from: ZoneId, t
         diags.push(cloud::inexpressible(model, "GCP firewall rules", from, to, "other IP protocols are allowed, but not all protocols"));
         return vec![];
     }
-    let ports = |r: &crate::ir::RangeSet| -> Vec<String> {
-        r.ranges().iter().map(|&(lo, hi)| crate::ir::service::range_text(lo, hi)).collect()
-    };
+    let ports =
+        |r: &crate::ir::RangeSet| -> Vec<String> { r.ranges().iter().map(|&(lo, hi)| crate::ir::service::range_text(lo, hi)).collect() };
     let mut v = Vec::new();
     if !set.tcp.is_empty() {
         v.push(Allowed { ip_protocol: "tcp".into(), ports: if set.tcp.ranges() == [(0, u16::MAX)] { vec![] } else { ports(&set.tcp) } });

@@ -10,7 +10,6 @@
 
 use std::fmt::Write;
 
-
 use super::atoms::Atom;
 use crate::ir::eval::Evaluator;
 use crate::ir::{Family, Model, Prefix, Proto, RangeSet, ServiceSet, ZoneId};
@@ -107,13 +106,7 @@ pub fn lower(model: &Model) -> Lowered {
             sources.extend(rules.flows.iter().map(|&id| source("flow", model.rule(crate::ir::Action::Allow, id))));
             sources.extend(rules.denies.iter().map(|&id| source("deny", model.rule(crate::ir::Action::Deny, id))));
         }
-        out.chains.push(PairChain {
-            name: chain_name(from_name, to_name),
-            from,
-            to,
-            accepts: matches(allowed),
-            sources,
-        });
+        out.chains.push(PairChain { name: chain_name(from_name, to_name), from, to, accepts: matches(allowed), sources });
         for (fam, map) in [(Family::V4, &mut out.map4), (Family::V6, &mut out.map6)] {
             let dsts = by_zone(to, fam);
             for s in by_zone(from, fam) {

@@ -1,8 +1,8 @@
 //! Loading a policy tree: the root file, what it imports (E103, E104), and
 //! the standard library, each parsed.
 
-use std::collections::BTreeMap;
 use crate::hash::HashMap;
+use std::collections::BTreeMap;
 
 use super::{stdlib::STDLIB, Tree};
 use crate::diag::{Code, Diagnostic, FileId, Span};

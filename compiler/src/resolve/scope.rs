@@ -1,8 +1,8 @@
 //! The scope of a policy tree: local definitions (E102), `use` items (E101,
 //! E102), and lookups with did-you-mean suggestions.
 
-use std::collections::BTreeMap;
 use crate::hash::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::{Def, DefId, DefKind, Tree};
 use crate::diag::{did_you_mean, Code, Diagnostic, FileId};
