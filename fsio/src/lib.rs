@@ -129,7 +129,9 @@ impl Staged {
         let dir = folder_of(path);
         fs::create_dir_all(dir)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let tmp = dir.join(format!(".{name}.segc-tmp-{}", std::process::id()));
+        let prefix = format!(".{name}.segc-tmp-");
+        sweep_leftovers(dir, &prefix);
+        let tmp = dir.join(format!("{prefix}{}", Writer::this().next_suffix()));
         let mode = mode.or_else(|| fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)).unwrap_or(0o644);
         let file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         let staged = Staged { path: path.to_path_buf(), tmp, file, committed: false };
@@ -155,6 +157,58 @@ impl Staged {
         fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Who writes a temporary file: this process (its id, and a nonce telling
+/// it from an earlier process that had the same id) and a count of the
+/// files it has staged. `.NAME.segc-tmp-PID-NONCE-N`.
+struct Writer {
+    pid: u32,
+    nonce: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Writer {
+    fn this() -> &'static Writer {
+        static THIS: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
+        THIS.get_or_init(|| {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            Writer { pid: std::process::id(), nonce: nanos, next: std::sync::atomic::AtomicU64::new(0) }
+        })
+    }
+
+    fn next_suffix(&self) -> String {
+        format!("{}-{:x}-{}", self.pid, self.nonce, self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether a temporary file with this suffix (`PID-...`) may still be
+    /// written to: this process's own, or another live process's.
+    fn in_use(&self, suffix: &str) -> bool {
+        let (pid, rest) = suffix.split_once('-').unwrap_or((suffix, ""));
+        let Some(pid) = pid.parse::<u32>().ok().filter(|&p| p > 0 && p <= i32::MAX as u32) else { return false };
+        if pid == self.pid {
+            return rest.split('-').next() == Some(format!("{:x}", self.nonce).as_str());
+        }
+        // SAFETY: signal 0 only asks whether the process exists; pid > 0, so
+        // never a process group.
+        let r = unsafe { libc::kill(pid as i32, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+}
+
+/// Removes the temporary files for one name that a writer killed halfway
+/// left (a dead process's, or an earlier process's that had this one's id):
+/// they would otherwise stay, and one could take the name a new write needs.
+/// Best effort: what cannot be listed or removed is left.
+fn sweep_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(suffix) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else { continue };
+        if !Writer::this().in_use(suffix) {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 
@@ -291,5 +345,32 @@ mod tests {
         left.sort();
         assert_eq!(left, ["blocked", "good"], "no temporary file left");
         assert!(blocked.join("inside").is_dir(), "the folder in the way is untouched");
+    }
+
+    /// A build killed halfway leaves its temporary files; the process id in
+    /// their names comes round again. Neither may stop a later write, and
+    /// the dead process's leftovers are cleared; a live writer's are not.
+    #[test]
+    fn a_dead_writers_leftovers_neither_block_nor_stay() {
+        let d = scratch("leftovers");
+        let path = d.join("nsg.json");
+        fs::write(&path, b"old").unwrap();
+        // What killed builds left: one of an earlier process that had this
+        // process's id, one of a process that is gone.
+        let ours = d.join(format!(".nsg.json.segc-tmp-{}", std::process::id()));
+        let dead = d.join(".nsg.json.segc-tmp-4194304-7");
+        // A live process's (pid 1): a concurrent writer, left alone.
+        let live = d.join(".nsg.json.segc-tmp-1-0");
+        for f in [&ours, &dead, &live] {
+            fs::write(f, b"half").unwrap();
+        }
+        write_atomically(&path, b"new", None).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(!dead.exists(), "a dead writer's temporary file is removed");
+        assert!(live.exists(), "a live writer's temporary file is left");
+        let mut left: Vec<String> = fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert!(!ours.exists(), "an earlier process's with this one's id is removed");
+        assert_eq!(left, [".nsg.json.segc-tmp-1-0", "nsg.json"]);
     }
 }
