@@ -220,8 +220,8 @@ impl Yaml {
 
     /// A key: bare when plainly safe, else double-quoted.
     fn name(&mut self, k: &str) {
-        let plain =
-            k.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        let plain = k.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/'));
         if plain {
             self.0.extend_from_slice(k.as_bytes());
         } else {
@@ -236,6 +236,13 @@ impl Yaml {
     }
 
     fn quoted(&mut self, s: &str) {
+        // JSON's quoting is YAML's; serde_json escapes only these bytes.
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.0.push(b'"');
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(b'"');
+            return;
+        }
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.0, s);
     }
@@ -248,7 +255,7 @@ impl Yaml {
 
     fn num(&mut self, n: u16) {
         self.0.push(b' ');
-        self.0.extend_from_slice(n.to_string().as_bytes());
+        self.0.extend_from_slice(crate::ir::service::range_text(n, n).as_bytes());
         self.0.push(b'\n');
     }
 
