@@ -173,8 +173,11 @@ impl Writer {
     fn this() -> &'static Writer {
         static THIS: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
         THIS.get_or_init(|| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            Writer { pid: std::process::id(), nonce: nanos, next: std::sync::atomic::AtomicU64::new(0) }
+            // Random per process: the standard library seeds its hash keys
+            // from the operating system's randomness.
+            use std::hash::{BuildHasher, Hasher};
+            let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            Writer { pid: std::process::id(), nonce, next: std::sync::atomic::AtomicU64::new(0) }
         })
     }
 
