@@ -115,3 +115,33 @@ fn a_large_probe_matrix_is_summarised_per_cde_zone() {
     let probes = Command::new(env!("CARGO_BIN_EXE_segc")).arg("probes").arg(&dir).output().expect("segc runs");
     assert!(String::from_utf8_lossy(&probes.stdout).lines().count() > 780, "every probe");
 }
+
+/// Same policy, same date, same bytes: a freshly copied feed (a clone, a CI
+/// checkout) must not make two reports a second apart differ. The feed's
+/// age was once counted in seconds from the clock.
+#[test]
+fn a_feed_copys_age_does_not_change_the_report_by_the_second() {
+    let dir = std::env::temp_dir().join(format!("segc-report-feeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("feeds")).expect("dir");
+    let ex = repo().join("examples/threat-feeds");
+    std::fs::copy(ex.join("main.seg"), dir.join("main.seg")).expect("policy");
+    for f in std::fs::read_dir(ex.join("feeds")).expect("feeds").flatten() {
+        std::fs::copy(f.path(), dir.join("feeds").join(f.file_name())).expect("feed");
+    }
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_segc"))
+            .args(["report", "--today", "2026-11-28"])
+            .arg(&dir)
+            .env("SEGC_AUDIT_DIR", dir.join("audit"))
+            .output()
+            .expect("segc runs");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let first = run();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(first, run(), "the report changed with the clock");
+    let row = first.lines().find(|l| l.starts_with("| spamhaus_drop |")).expect("the feed's row");
+    assert!(row.contains("copy of "), "the copy's date is shown: {row}");
+}

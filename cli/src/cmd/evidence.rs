@@ -99,11 +99,12 @@ pub fn probe_run(path: &Path, zone: &str, netns: Option<&str>, format: Format, t
     Ok(if mismatches > 0 { exit::FINDINGS } else { exit::OK })
 }
 
-/// How old each feed's copy is: a file's age by its modification time; a
-/// URL was read just now, by this command.
-fn feed_ages(path: &Path, c: &segc_compiler::Compilation) -> std::collections::BTreeMap<String, String> {
+/// How old each feed's copy is on the report's date: a file's by the day it
+/// was last modified (`3 days (copy of 2026-12-04)`), so the same files and
+/// date make the same report, whenever it is run; a URL was read by this
+/// command.
+fn feed_ages(path: &Path, c: &segc_compiler::Compilation, today: Date) -> std::collections::BTreeMap<String, String> {
     let dir = segc_fsio::policy_path(path).map(|p| p.dir).unwrap_or_default();
-    let now = segc_fsio::clock::unix_now();
     c.model
         .feeds
         .iter()
@@ -115,19 +116,19 @@ fn feed_ages(path: &Path, c: &segc_compiler::Compilation) -> std::collections::B
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or_else(|| "unknown".into(), |t| human_age(now.saturating_sub(t.as_secs())))
+                    .map_or_else(|| "unknown".into(), |t| copy_age(Date::from_days((t.as_secs() / 86_400) as i64), today))
             };
             (f.name.clone(), age)
         })
         .collect()
 }
 
-fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86_400),
+fn copy_age(copied: Date, today: Date) -> String {
+    match today.0 - copied.0 {
+        days if days < 0 => format!("copy of {copied}"),
+        0 => format!("today (copy of {copied})"),
+        1 => format!("1 day (copy of {copied})"),
+        days => format!("{days} days (copy of {copied})"),
     }
 }
 
@@ -139,7 +140,7 @@ pub fn report(path: &Path, format: ReportFormat, today: Option<Date>, template: 
         eprintln!("failed: the policy has errors; no report");
         return Ok(exit::FINDINGS);
     }
-    let inputs = crate::report::Inputs { runs: crate::report::probe_runs(&c), template, feed_ages: feed_ages(path, &c) };
+    let inputs = crate::report::Inputs { runs: crate::report::probe_runs(&c), template, feed_ages: feed_ages(path, &c, today) };
     let bytes = match format {
         ReportFormat::Md => crate::report::markdown(&c, today, &inputs).into_bytes(),
         ReportFormat::Html => crate::report::html(&c, today, &inputs).into_bytes(),

@@ -21,7 +21,7 @@ pub use controls::Facts;
 pub struct Inputs {
     pub runs: Vec<ProbeRun>,
     pub template: Option<crate::Template>,
-    /// Each feed's age, as the command could tell it (`2 h`, `read now`).
+    /// Each feed's age on the report's date (`3 days (copy of 2026-12-04)`, `read now`).
     pub feed_ages: std::collections::BTreeMap<String, String>,
 }
 
