@@ -1,7 +1,8 @@
 //! The performance gate's verdict, shared by the benches that have a
 //! `--gate` mode (included with `#[path]`). Each measured figure is a ratio
-//! taken within one run (the filter against the empty XDP program, `check`
-//! against a fixed hashing workload), so the gate holds across machines; it
+//! taken within one run (the filter against a yardstick XDP program made of
+//! the primitives every packet pays for, `check` against a fixed hashing
+//! workload), so the gate holds across machines; it
 //! fails when a ratio is more than 25 % above its committed baseline in
 //! `perf/baseline.json`. `SEGC_GATE_SCALE=0.5` scales the baselines, to see
 //! the gate fail.

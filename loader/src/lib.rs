@@ -84,7 +84,7 @@ impl Filter {
     pub fn load() -> Result<Filter, Error> {
         raise_memlock();
         let mut ebpf = Ebpf::load(rt::OBJECT)?;
-        for name in [rt::names::XDP, rt::names::XDP_EMPTY, rt::names::XDP_CLOCK] {
+        for name in [rt::names::XDP, rt::names::XDP_EMPTY, rt::names::XDP_YARDSTICK, rt::names::XDP_CLOCK] {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
             p.load()?;
         }

@@ -95,6 +95,7 @@ pub mod names {
     pub const TC_L3_INGRESS: &str = "segc_tc_l3_ingress";
     pub const TC_L3_EGRESS: &str = "segc_tc_l3_egress";
     pub const XDP_EMPTY: &str = "segc_xdp_empty";
+    pub const XDP_YARDSTICK: &str = "segc_xdp_yardstick";
     pub const XDP_CLOCK: &str = "segc_xdp_clock";
 }
 
