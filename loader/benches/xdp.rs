@@ -218,7 +218,10 @@ fn main() {
     let gate_mode = std::env::args().any(|a| a == "--gate");
     let quick = !std::env::args().any(|a| a == "--bench");
     let mut filter = match Filter::load() {
-        Ok(f) => f,
+        Ok(mut f) => {
+            f.load_bench_programs().expect("the empty and yardstick programs load");
+            f
+        }
         Err(e) => {
             eprintln!("SKIPPED xdp bench: {e}");
             return;
