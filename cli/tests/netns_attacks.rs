@@ -215,7 +215,7 @@ struct NetnsCleanup(Vec<String>);
 impl Drop for NetnsCleanup {
     fn drop(&mut self) {
         for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            common::del_netns(ns);
         }
     }
 }

@@ -145,6 +145,7 @@ pub fn bench(root: &Path) -> bool {
             .stderr(Stdio::null())
             .status();
         quiet(&["ip", "netns", "del", &ns(i)]);
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/segc/netns-{}", ns(i)));
     }
     result
 }

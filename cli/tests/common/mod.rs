@@ -114,10 +114,18 @@ impl NetnsPair {
     }
 }
 
+/// Deletes a test's network namespace and what segc pinned for it: a test
+/// that ends without `undeploy` leaves the deployment's programs, maps and
+/// links in bpffs, holding kernel memory after the namespace is gone.
+pub fn del_netns(ns: &str) {
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/segc/netns-{ns}"));
+}
+
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            del_netns(ns);
         }
     }
 }
