@@ -128,6 +128,15 @@ pub fn build(
             model.groups.push(ir::Group { name: def.name.clone(), zones: z, span: def.span });
         }
     }
+    // One rule per flow at least (a group end makes more): reserved, not
+    // doubled into (a 20000-flow policy's rules are several megabytes).
+    let (flows, denies) = tree.user_items().fold((0, 0), |(f, d), (_, _, item)| match item {
+        Item::Flow(_) => (f + 1, d),
+        Item::Deny(_) => (f, d + 1),
+        _ => (f, d),
+    });
+    model.flows.reserve(flows);
+    model.denies.reserve(denies);
     for (_, _, item) in tree.user_items() {
         match item {
             Item::Flow(f) => {
