@@ -18,6 +18,22 @@ use crate::syntax::ast::{self, Item, ServiceRef, ValueKind, ZoneList};
 /// The zones of one end, each with the group it came through.
 type End = Vec<(ZoneId, Option<String>)>;
 
+/// What a name in an end stands for: one zone (no list to allocate, as for
+/// most ends), or a group's zones.
+enum Members {
+    Zone(ZoneId),
+    Group(Vec<ZoneId>),
+}
+
+impl Members {
+    fn as_slice(&self) -> &[ZoneId] {
+        match self {
+            Members::Zone(z) => std::slice::from_ref(z),
+            Members::Group(zones) => zones,
+        }
+    }
+}
+
 /// Resolves zone and group names to zones; groups are flattened (nested
 /// groups included), memoised, and checked for cycles (E207).
 struct Zones<'t> {
@@ -29,12 +45,12 @@ struct Zones<'t> {
 
 impl Zones<'_> {
     /// The zones a name stands for, and the group's name when it is a group.
-    fn resolve(&mut self, path: &ast::Path, diags: &mut Vec<Diagnostic>) -> Option<(Vec<ZoneId>, Option<String>)> {
+    fn resolve(&mut self, path: &ast::Path, diags: &mut Vec<Diagnostic>) -> Option<(Members, Option<String>)> {
         let names = self.names;
         let def = names.lookup_zones(path, diags)?;
         match def.kind {
-            DefKind::Group => Some((self.group(def, diags)?, Some(def.name.clone()))),
-            _ => Some((vec![*self.ids.get(&def.id)?], None)),
+            DefKind::Group => Some((Members::Group(self.group(def, diags)?), Some(def.name.clone()))),
+            _ => Some((Members::Zone(*self.ids.get(&def.id)?), None)),
         }
     }
 
@@ -92,7 +108,7 @@ impl Zones<'_> {
         for path in &list.items {
             match self.resolve(path, diags) {
                 Some((zones, via)) => {
-                    for z in zones {
+                    for &z in zones.as_slice() {
                         if !out.iter().any(|(o, _)| *o == z) {
                             out.push((z, via.clone()));
                         }
@@ -142,12 +158,12 @@ pub fn build(
             Item::Flow(f) => {
                 let attrs = check_block(f.body.as_ref(), schema::FLOW, "a flow", f.span, diags);
                 let rule = Rule { action: Action::Allow, from: &f.from, to: &f.to, refs: &f.services, span: f.span };
-                model.flows.extend(rule.lower(&attrs, &mut zones, services, today, diags));
+                rule.lower(&attrs, &mut zones, services, today, diags, &mut model.flows);
             }
             Item::Deny(d) => {
                 let attrs = check_block(d.body.as_ref(), schema::DENY, "a deny", d.span, diags);
                 let rule = Rule { action: Action::Deny, from: &d.from, to: &d.to, refs: &d.services, span: d.span };
-                model.denies.extend(rule.lower(&attrs, &mut zones, services, today, diags));
+                rule.lower(&attrs, &mut zones, services, today, diags, &mut model.denies);
             }
             Item::Assert(a) => model.asserts.extend(assert(a, &mut zones, services, diags)),
             Item::Test(t) => {
@@ -176,7 +192,7 @@ struct Rule<'a> {
 }
 
 impl Rule<'_> {
-    /// One IR rule per zone pair the item names.
+    /// One IR rule per zone pair the item names, pushed onto `out`.
     fn lower(
         &self,
         attrs: &Attrs<'_>,
@@ -184,20 +200,29 @@ impl Rule<'_> {
         services: &mut Services<'_>,
         today: Option<Date>,
         diags: &mut Vec<Diagnostic>,
-    ) -> Vec<ir::Rule> {
+        out: &mut Vec<ir::Rule>,
+    ) {
         let from = zones.end(self.from, diags);
         let to = zones.end(self.to, diags);
-        let list: Vec<Option<RuleService>> = self.refs.iter().map(|r| services.reference(r, diags)).collect();
-        let (Some(from), Some(to), Some(list)) = (from, to, list.into_iter().collect::<Option<Vec<_>>>()) else { return Vec::new() };
+        // Every reference is checked (each reports its own errors).
+        let mut list: Vec<RuleService> = Vec::with_capacity(self.refs.len());
+        let mut refs_ok = true;
+        for r in self.refs {
+            match services.reference(r, diags) {
+                Some(s) => list.push(s),
+                None => refs_ok = false,
+            }
+        }
+        let (Some(from), Some(to), true) = (from, to, refs_ok) else { return };
         let set = list.iter().fold(ServiceSet::default(), |acc, s| acc.union(&s.set));
         let reviewed = reviewed(attrs, today, diags);
         let head = self.span.with_end(self.refs.last().map_or(self.span.end, |r| r.span().end));
-        let mut pairs = pairs(&from, &to).into_iter();
-        let Some((from, to, via)) = pairs.next() else { return Vec::new() };
-        let first = ir::Rule {
+        let Some(((a, va), (b, vb))) = from.first().zip(to.first()) else { return };
+        let first = out.len();
+        out.push(ir::Rule {
             action: self.action,
-            from,
-            to,
+            from: *a,
+            to: *b,
             services: list,
             set,
             justification: attrs.str("justification"),
@@ -206,14 +231,18 @@ impl Rule<'_> {
             description: attrs.str("description"),
             span: self.span,
             head,
-            via,
-        };
-        // A group end makes more rules, copies of the first but for the pair.
-        let rest: Vec<ir::Rule> = pairs.map(|(from, to, via)| ir::Rule { from, to, via, ..first.clone() }).collect();
-        let mut out = Vec::with_capacity(1 + rest.len());
-        out.push(first);
-        out.extend(rest);
-        out
+            via: Via { from: va.clone(), to: vb.clone() },
+        });
+        // A group end makes more rules, copies of the first but for the pair,
+        // in the order of the pairs (from major).
+        for (i, (a, va)) in from.iter().enumerate() {
+            for (j, (b, vb)) in to.iter().enumerate() {
+                if i + j > 0 {
+                    let rule = ir::Rule { from: *a, to: *b, via: Via { from: va.clone(), to: vb.clone() }, ..out[first].clone() };
+                    out.push(rule);
+                }
+            }
+        }
     }
 }
 
@@ -288,7 +317,7 @@ fn endpoint(e: &ast::Endpoint, zones: &mut Zones<'_>, diags: &mut Vec<Diagnostic
     match e {
         ast::Endpoint::Zone(p) => {
             let (ids, _) = zones.resolve(p, diags)?;
-            Some(ids.into_iter().map(|z| (ir::Endpoint::Zone(z), Some(zone_name(zones, z)))).collect())
+            Some(ids.as_slice().iter().map(|&z| (ir::Endpoint::Zone(z), Some(zone_name(zones, z)))).collect())
         }
         ast::Endpoint::Addr { text, span } => match Prefix::parse(text) {
             Ok(p) if p.len == p.family.max_len() => Some(vec![(ir::Endpoint::Addr(p.first()), None)]),
