@@ -45,12 +45,19 @@ pub fn build_model(tree: &Tree, names: &Names, today: Option<Date>, diags: &mut 
 }
 
 /// The order of rules: zone pair, service set, services as written,
-/// justification, groups. Compared in place (no key is built: a key cloned a
-/// set and three texts per rule), a stable sort of indices, then the rules
+/// justification, groups; stable. Compared in place (no key is built: a key
+/// cloned a set and three texts per rule), a sort of indices, then the rules
 /// moved once each into their places (a rule is a few hundred bytes).
 fn sort_rules(rules: &mut [ir::Rule]) {
-    let mut order: Vec<u32> = (0..rules.len() as u32).collect();
-    order.sort_by(|&a, &b| rule_order(&rules[a as usize], &rules[b as usize]));
+    // The zone pair packed beside each index, so most comparisons (pairs
+    // differ) read neither rule; ties go to the whole order, then to the
+    // index, which makes the unstable sort the stable one.
+    let mut keyed: Vec<(u64, u32)> =
+        rules.iter().enumerate().map(|(i, r)| ((u64::from(r.from.0) << 32) | u64::from(r.to.0), i as u32)).collect();
+    keyed.sort_unstable_by(|&(ka, a), &(kb, b)| {
+        ka.cmp(&kb).then_with(|| rule_order(&rules[a as usize], &rules[b as usize])).then(a.cmp(&b))
+    });
+    let mut order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
     // order[k] is the index of the rule that belongs at k: follow each cycle.
     const DONE: u32 = u32::MAX;
     for start in 0..rules.len() {
