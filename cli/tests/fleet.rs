@@ -98,6 +98,18 @@ fn status(home: &Path, endpoints: &str, fleet: &str) -> Value {
     serde_json::from_slice(&o.stdout).expect("status json")
 }
 
+/// `segc fleet status` inside a polling loop: a failure (etcd mid-election
+/// while members restart) is printed and reads as no status yet; the loop's
+/// own deadline decides.
+fn polled_status(home: &Path, endpoints: &str, fleet: &str) -> Value {
+    let o = segc(home, &["fleet", "status", "--etcd", endpoints, "--fleet", fleet, "--format", "json"]).output().expect("status");
+    if !o.status.success() {
+        eprintln!("fleet status failed while polling: {}", text(&o));
+        return Value::Null;
+    }
+    serde_json::from_slice(&o.stdout).expect("status json")
+}
+
 /// Polls until `f` holds: the time it took.
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -144,14 +156,14 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     let o = publish(&home, &e, fleet, &v1);
     assert!(o.status.success(), "{}", text(&o));
     let mut agents: Vec<Proc> = pairs.iter().enumerate().map(|(i, p)| agent(&home, &e, fleet, &format!("host{i}"), &p.b)).collect();
-    wait_for("three agents enforce revision 1", Duration::from_secs(30), || all_current(&status(&home, &e, fleet), 3));
+    wait_for("three agents enforce revision 1", Duration::from_secs(30), || all_current(&polled_status(&home, &e, fleet), 3));
     assert_eq!(tcp(8080), [true; 3]);
     assert_eq!(tcp(9090), [false; 3]);
 
     // Publish to enforced on every agent within 2 s.
     let o = publish(&home, &e, fleet, &v2);
     assert!(o.status.success(), "{}", text(&o));
-    let took = wait_for("revision 2 everywhere", Duration::from_secs(2), || all_current(&status(&home, &e, fleet), 3));
+    let took = wait_for("revision 2 everywhere", Duration::from_secs(2), || all_current(&polled_status(&home, &e, fleet), 3));
     eprintln!("publish to enforced on 3 agents: {took:?}");
     assert_eq!((tcp(9090), tcp(8080)), ([true; 3].to_vec(), [false; 3].to_vec()));
 
@@ -167,7 +179,7 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     let cur = serde_json::json!({"revision": 3, "sha256": m["sha256"], "policy": "fleet-test", "published_at": 0});
     put(&format!("/segc/{fleet}/current"), &cur.to_string());
     wait_for("every agent refused revision 3", Duration::from_secs(10), || {
-        let s = status(&home, &e, fleet);
+        let s = polled_status(&home, &e, fleet);
         s["agents"].as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|x| x["refused"]["revision"] == 3 && x["revision"] == 2))
     });
     assert_eq!(tcp(9090), [true; 3], "the old policy is kept");
@@ -176,7 +188,7 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     let o = segc(&home, &["fleet", "rollback", "--etcd", &e, "--fleet", fleet, "1"]).output().expect("rollback");
     assert!(o.status.success() && text(&o).contains("as revision 4"), "{}", text(&o));
     wait_for("revision 4 everywhere", Duration::from_secs(5), || {
-        all_current(&status(&home, &e, fleet), 3) && status(&home, &e, fleet)["revision"] == 4
+        all_current(&polled_status(&home, &e, fleet), 3) && polled_status(&home, &e, fleet)["revision"] == 4
     });
     assert_eq!((tcp(8080), tcp(9090)), ([true; 3].to_vec(), [false; 3].to_vec()));
 
@@ -193,7 +205,7 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
     cluster.start_all();
     let o = publish(&home, &e, fleet, &v2);
     assert!(o.status.success(), "{}", text(&o));
-    wait_for("revision 5 everywhere after the outage", Duration::from_secs(15), || all_current(&status(&home, &e, fleet), 3));
+    wait_for("revision 5 everywhere after the outage", Duration::from_secs(15), || all_current(&polled_status(&home, &e, fleet), 3));
     assert_eq!(tcp(9090), [true; 3]);
 
     // One member down at a time: publishing and enforcing go on.
@@ -205,7 +217,7 @@ fn publish_enforce_refuse_rollback_and_survive_outages() {
         assert!(o.status.success(), "member {i} down: {}", text(&o));
         let want = 6 + i as u64;
         wait_for("the revision everywhere with a member down", Duration::from_secs(10), || {
-            let s = status(&home, &e, fleet);
+            let s = polled_status(&home, &e, fleet);
             s["revision"] == want && all_current(&s, 3)
         });
         assert_eq!((tcp(open), tcp(shut)), ([true; 3].to_vec(), [false; 3].to_vec()), "member {i} down");
@@ -232,7 +244,7 @@ fn a_dead_leader_is_replaced_within_5s_and_a_paused_one_stops_acting() {
     let cluster = Cluster::start(&home.join("etcd"), 3);
     let e = cluster.endpoints();
     let fleet = "ops";
-    let leader = || status(&home, &e, fleet)["leader"].as_str().map(str::to_string);
+    let leader = || polled_status(&home, &e, fleet)["leader"].as_str().map(str::to_string);
     let mut ctl: Vec<(String, Proc)> = (0..3).map(|i| (format!("c{i}"), controller(&home, &e, fleet, &format!("c{i}")))).collect();
     wait_for("a leader", Duration::from_secs(15), || leader().is_some());
 

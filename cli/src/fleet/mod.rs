@@ -129,11 +129,30 @@ where
     Err(last.unwrap_or_else(|| anyhow::anyhow!("etcd did not answer")))
 }
 
+/// Whether `e` is etcd in transition rather than a refusal: the connection
+/// itself failing (a member killed mid-request), or gRPC's words for an
+/// election, a lost leader or a dropped stream.
 fn transient(e: &anyhow::Error) -> bool {
-    let t = format!("{e:#}");
-    ["unavailable", "leader changed", "no leader", "cannot reach etcd", "timed out", "deadline", "transport error", "connect error"]
-        .iter()
-        .any(|k| t.to_lowercase().contains(k))
+    let lost = e.chain().any(|c| {
+        matches!(c.downcast_ref::<etcd_client::Error>(), Some(etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)))
+    });
+    let t = format!("{e:#}").to_lowercase();
+    lost || [
+        "unavailable",
+        "leader changed",
+        "no leader",
+        "cannot reach etcd",
+        "timed out",
+        "deadline",
+        "transport error",
+        "connect error",
+        "connection reset",
+        "broken pipe",
+        "h2 protocol error",
+        "stream closed",
+    ]
+    .iter()
+    .any(|k| t.contains(k))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
