@@ -383,6 +383,9 @@ fn an_apply_that_old_and_new_together_would_not_fit_removes_first() {
     assert!(log.iter().all(|w| w.2 == 200), "no write was refused: {:?}", log.iter().find(|w| w.2 != 200));
     let first_post = log.iter().position(|w| w.0 == "POST").expect("inserts");
     assert!(log[..first_post].iter().filter(|w| w.0 == "DELETE").count() >= 20, "removals went first");
+    // The writes of a step run together, but a step starts only when the one
+    // before it is done: no removal after the first insert.
+    assert!(log[first_post..].iter().all(|w| w.0 != "DELETE"), "every removal before any insert: {log:?}");
     let now = names(&e);
     assert!(now.len() == 260 && now.iter().all(|n| n.contains("-b")), "{now:?}");
     assert_eq!(segc(&e, &home, &["drift", "--target", "gcp"], &b).status.code(), Some(0));

@@ -217,7 +217,7 @@ fn gate(filter: &mut Filter) -> bool {
 fn main() {
     let gate_mode = std::env::args().any(|a| a == "--gate");
     let quick = !std::env::args().any(|a| a == "--bench");
-    let mut filter = match Filter::load() {
+    let mut filter = match Filter::load_for_test_runs() {
         Ok(mut f) => {
             f.load_bench_programs().expect("the empty and yardstick programs load");
             f

@@ -80,17 +80,31 @@ fn raise_memlock() {
 }
 
 impl Filter {
-    /// Loads the object and its programs into the kernel (not attached).
+    /// Loads the object and all its programs into the kernel (not attached):
+    /// what enforcing needs, XDP or tc.
     pub fn load() -> Result<Filter, Error> {
+        Filter::load_with(true)
+    }
+
+    /// Loads the object with its XDP programs only (the filter and the
+    /// clock), not the four tc programs: what `BPF_PROG_TEST_RUN` needs
+    /// (`explain --engine bpf`, the tests, the benches). The verifier's pass
+    /// over each tc program is most of a load, and nothing here attaches.
+    pub fn load_for_test_runs() -> Result<Filter, Error> {
+        Filter::load_with(false)
+    }
+
+    fn load_with(tc: bool) -> Result<Filter, Error> {
         raise_memlock();
         let mut ebpf = Ebpf::load(rt::OBJECT)?;
         for name in [rt::names::XDP, rt::names::XDP_CLOCK] {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or(Error::Missing("xdp program"))?.try_into()?;
             p.load()?;
         }
-        for name in [rt::names::TC, rt::names::TC_INGRESS, rt::names::TC_L3_INGRESS, rt::names::TC_L3_EGRESS] {
-            let tc: &mut SchedClassifier = ebpf.program_mut(name).ok_or(Error::Missing("tc program"))?.try_into()?;
-            tc.load()?;
+        let tc_programs = [rt::names::TC, rt::names::TC_INGRESS, rt::names::TC_L3_INGRESS, rt::names::TC_L3_EGRESS];
+        for name in tc_programs.into_iter().filter(|_| tc) {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).ok_or(Error::Missing("tc program"))?.try_into()?;
+            p.load()?;
         }
         let hz = kernel_hz(&ebpf)?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;

@@ -44,7 +44,7 @@ fn swaps_are_atomic_under_traffic() {
     // The mix would allow 10.0.0.5 -> 10.0.1.7 tcp/443: neither policy does.
     assert_eq!(allowed[1], (false, false));
 
-    let mut filter = Filter::load().expect("load");
+    let mut filter = Filter::load_for_test_runs().expect("load");
     filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
     filter.install(&t1).expect("install");
     let Filter { ebpf, mut maps } = filter;

@@ -16,7 +16,7 @@ fn bpf_agrees_with_the_reference() {
     if !common::require_root("bpf_agrees_with_the_reference") {
         return;
     }
-    let mut filter = Filter::load().expect("the object loads");
+    let mut filter = Filter::load_for_test_runs().expect("the object loads");
     filter.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0).expect("config");
     let filter = std::cell::RefCell::new(filter);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 150, ..ProptestConfig::default() });
@@ -43,7 +43,7 @@ fn non_ip_passes_and_fragments_drop() {
     if !common::require_root("non_ip_passes_and_fragments_drop") {
         return;
     }
-    let filter = Filter::load().expect("the object loads");
+    let filter = Filter::load_for_test_runs().expect("the object loads");
     // An ARP frame passes even with no policy installed.
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
@@ -67,7 +67,7 @@ fn replies_to_allowed_connections_pass() {
     if !common::require_root("replies_to_allowed_connections_pass") {
         return;
     }
-    let mut filter = Filter::load().expect("the object loads");
+    let mut filter = Filter::load_for_test_runs().expect("the object loads");
     let c = compile_str(
         "zone a {\n cidrs = [10.0.1.0/24]\n scope = connected\n}\nzone b {\n cidrs = [10.0.2.0/24]\n scope = connected\n}\nflow a -> b on tcp/443\n",
         &Options::default(),

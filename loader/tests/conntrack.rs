@@ -270,7 +270,7 @@ fn the_connection_table_follows_the_model() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 64, ..ProptestConfig::default() });
     runner
         .run(&steps(), |steps| {
-            let mut f = Filter::load().expect("the object loads");
+            let mut f = Filter::load_for_test_runs().expect("the object loads");
             let swap = f.install(&tables[0]).expect("install");
             let mut model = Conntrack {
                 policies: [Evaluator::new(&models[0]), Evaluator::new(&models[1])],

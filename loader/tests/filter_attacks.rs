@@ -37,7 +37,7 @@ impl Bench {
         if !common::require_root("attacks") {
             return None;
         }
-        let mut f = Filter::load().expect("the object loads");
+        let mut f = Filter::load_for_test_runs().expect("the object loads");
         f.install(&tables(policy)).expect("install");
         Some(Bench { f })
     }

@@ -24,7 +24,7 @@ fn ip(s: &str) -> std::net::IpAddr {
 fn filter(flags: u32) -> Filter {
     let c = compile_str(POLICY, &Options::default());
     assert!(!c.has_errors(), "{:?}", c.diagnostics.first());
-    let mut f = Filter::load().expect("the object loads");
+    let mut f = Filter::load_for_test_runs().expect("the object loads");
     f.install(&bpf::tables(&c.model)).expect("install");
     f.set_options(flags, 1).expect("config");
     f

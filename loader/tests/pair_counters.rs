@@ -45,7 +45,7 @@ fn colliding_pairs_are_both_counted_exactly() {
         }
     }
     let ((a, b), (c2, d2)) = pair.expect("4096 pairs in 8192 slots collide somewhere");
-    let mut f = Filter::load().expect("the object loads");
+    let mut f = Filter::load_for_test_runs().expect("the object loads");
     f.install(&bpf::tables(&c.model)).expect("install");
     f.set_options(rt::F_NO_CONNTRACK, 0).expect("config");
     let addr = |i: u32| -> std::net::IpAddr { format!("10.0.{i}.7").parse().expect("ip") };

@@ -48,7 +48,7 @@ fn each_swap_leaves_exactly_two_policies() {
     if !common::require_root("each_swap_leaves_exactly_two_policies") {
         return;
     }
-    let mut filter = Filter::load().expect("the object loads");
+    let mut filter = Filter::load_for_test_runs().expect("the object loads");
     let mut previous: Option<(u32, Exact)> = None;
     for (round, (flows, seed)) in [(9000, 1u64), (12000, 2), (10000, 3), (20, 4), (9500, 5)].into_iter().enumerate() {
         let c = compile_str(&policy(flows, seed), &Options::default());

@@ -11,7 +11,7 @@ export PROBE_TIMEOUT=6 SEGC_AUDIT_DIR=$WORK/audit SEGC_AUDIT_KEY_FILE=$WORK/audi
 mkdir -p "$WORK" /run/netns
 cd "$WORK" || exit 1
 
-ok() { echo "ok: $1"; }
+ok() { echo "ok: $1 [at ${SECONDS} s]"; }
 fail() { echo "FAIL: $1"; exit 1; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 probe() { in_ns "$1" python3 "$PROBE" "${@:2}"; }
@@ -124,7 +124,7 @@ ok "an L3 (TUN) link is enforced"
 
 # 7. The attack suite of the filter (BPF_PROG_TEST_RUN) on this kernel.
 if [ -n "$ATTACKS" ]; then
-  CI=true "$ATTACKS" --test-threads=1 > attacks.txt 2>&1 || { cat attacks.txt; fail "the filter's attack suite"; }
+  CI=true "$ATTACKS" --test-threads=2 > attacks.txt 2>&1 || { cat attacks.txt; fail "the filter's attack suite"; }
   ok "the filter's attack suite: $(grep -o '[0-9]* passed' attacks.txt)"
 fi
 

@@ -30,7 +30,7 @@ impl<'c> Judge<'c> {
         let filter = match engine {
             Engine::Reference => None,
             Engine::Bpf => {
-                let mut f = segc_loader::Filter::load().context("the bpf engine needs root, or CAP_BPF and CAP_NET_ADMIN")?;
+                let mut f = segc_loader::Filter::load_for_test_runs().context("the bpf engine needs root, or CAP_BPF and CAP_NET_ADMIN")?;
                 f.set_options(segc_runtime_bpf::F_NO_CONNTRACK, 0)?;
                 f.install(&segc_compiler::lower::bpf::tables(&c.model))?;
                 Some(f)

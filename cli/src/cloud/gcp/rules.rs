@@ -136,6 +136,18 @@ impl Change {
             Change::Insert(f) | Change::Update(f) | Change::Delete(f) => f,
         }
     }
+
+    /// The step of [`order`] this change belongs to: new denies, new
+    /// allows, updates, removed allows, removed denies. Changes of one step
+    /// may run together; a step starts when the one before it is done.
+    pub fn step(&self) -> u8 {
+        let deny = !self.firewall().denied.is_empty();
+        match self {
+            Change::Insert(_) => u8::from(!deny),
+            Change::Update(_) => 2,
+            Change::Delete(_) => 3 + u8::from(deny),
+        }
+    }
 }
 
 impl std::fmt::Display for Change {
