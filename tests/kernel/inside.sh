@@ -15,6 +15,8 @@ ok() { echo "ok: $1 [at ${SECONDS} s]"; }
 fail() { echo "FAIL: $1"; exit 1; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 probe() { in_ns "$1" python3 "$PROBE" "${@:2}"; }
+# Waits (up to 60 s: python starts slowly under emulation) for a helper's "ready".
+ready() { for _ in $(seq 600); do grep -q '^ready' "$1" 2>/dev/null && return 0; sleep 0.1; done; cat "$1"; fail "$2 never ready"; }
 
 echo "kernel: $(uname -r)"
 mount | grep -q ' /sys/fs/bpf ' || mount -t bpf bpf /sys/fs/bpf
@@ -54,7 +56,7 @@ zone server {
 flow client -> server on tcp/8080, tcp/8081, icmp/8
 S
 in_ns b python3 "$PROBE" serve 8080,8081,8085 "" > srv.log &
-sleep 3
+ready srv.log "the server"
 probe a connect tcp 10.99.0.2 8085 || fail "before deploy, tcp/8085 passes"
 "$SEGC" deploy pol --target host --netns b --iface vb > plan.txt || fail "deploy --plan"
 grep -q "tc clsact" plan.txt || grep -q "TCX" plan.txt || { cat plan.txt; fail "the plan names the attach mode"; }
@@ -105,13 +107,13 @@ ip netns add x && ip netns add y || fail "tun namespaces"
 ip -n x link set lo up; ip -n y link set lo up
 rm -f /run/segc-tun.sock
 in_ns x python3 "$REPO/tests/helpers/tun_relay.py" listen /run/segc-tun.sock tunx > rx.log &
-sleep 2
+ready rx.log "the listening relay"
 in_ns y python3 "$REPO/tests/helpers/tun_relay.py" connect /run/segc-tun.sock tuny > ry.log &
-sleep 2
+ready ry.log "the connecting relay"
 ip -n x addr add 10.97.0.1 peer 10.97.0.2 dev tunx; ip -n x link set tunx up
 ip -n y addr add 10.97.0.2 peer 10.97.0.1 dev tuny; ip -n y link set tuny up
 in_ns y python3 "$PROBE" serve 443,22 "" > tsrv.log &
-sleep 3
+ready tsrv.log "the server over the TUN link"
 probe x connect tcp 10.97.0.2 22 || { cat rx.log ry.log tsrv.log; ls -la /dev/net; ip -n x addr; fail "before deploy, tcp/22 crosses the TUN link"; }
 mkdir -p tun
 printf 'zone x {\n  cidrs = [10.97.0.1/32]\n  scope = connected\n}\nzone y {\n  cidrs = [10.97.0.2/32]\n  scope = connected\n}\nflow x -> y on tcp/443\n' > tun/main.seg
