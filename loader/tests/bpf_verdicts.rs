@@ -88,3 +88,33 @@ fn replies_to_allowed_connections_pass() {
     assert_eq!(filter.run_xdp(xdp, &reply, 1).unwrap().0, segc_loader::XDP_PASS, "the reply passes");
     assert_eq!(filter.run_xdp(xdp, &reverse_syn, 1).unwrap().0, segc_loader::XDP_DROP, "a SYN back is not a reply");
 }
+
+/// What each way of loading puts in the kernel: enforcing loads every
+/// program it may attach and never the benches' (a kernel refusing a bench
+/// program must not stop the filter); test runs load the XDP programs only.
+#[test]
+fn enforcing_loads_no_bench_program_and_test_runs_no_tc_program() {
+    if !common::require_root("enforcing_loads_no_bench_program_and_test_runs_no_tc_program") {
+        return;
+    }
+    use segc_runtime_bpf::names;
+    let loaded = |f: &Filter, name: &str| f.ebpf.program(name).unwrap_or_else(|| panic!("{name} in the object")).fd().is_ok();
+    let tc = [names::TC, names::TC_INGRESS, names::TC_L3_INGRESS, names::TC_L3_EGRESS];
+    let bench = [names::XDP_EMPTY, names::XDP_YARDSTICK];
+
+    let f = Filter::load().expect("the object loads");
+    for name in [names::XDP, names::XDP_CLOCK].into_iter().chain(tc) {
+        assert!(loaded(&f, name), "enforcing loads {name}");
+    }
+    for name in bench {
+        assert!(!loaded(&f, name), "enforcing never loads {name}");
+    }
+
+    let mut f = Filter::load_for_test_runs().expect("the object loads");
+    assert!(loaded(&f, names::XDP) && loaded(&f, names::XDP_CLOCK), "test runs load the XDP programs");
+    for name in tc.into_iter().chain(bench) {
+        assert!(!loaded(&f, name), "test runs do not load {name}");
+    }
+    f.load_bench_programs().expect("the bench programs load");
+    assert!(bench.iter().all(|name| loaded(&f, name)), "the benches load theirs");
+}

@@ -206,11 +206,10 @@ mod tests {
     }
 
     fn rule(from: u32, to: u32, ports: &[u16], texts: &[&str], just: Option<&str>, via: Option<&str>, tag: usize) -> ir::Rule {
+        let nowhere = Span::new(crate::diag::FileId(0), 0, 0);
         let set = ServiceSet { tcp: RangeSet::from_ranges(ports.iter().map(|&p| (p, p)).collect()), ..ServiceSet::default() };
-        let services = texts
-            .iter()
-            .map(|t| RuleService { text: t.to_string(), set: set.clone(), insecure: false, span: Span::new(crate::diag::FileId(0), 0, 0) })
-            .collect();
+        let services =
+            texts.iter().map(|t| RuleService { text: t.to_string(), set: set.clone(), insecure: false, span: nowhere }).collect();
         ir::Rule {
             action: Action::Allow,
             from: ZoneId(from),
@@ -222,8 +221,8 @@ mod tests {
             reviewed: None,
             // Tells equal keys apart: a stable sort keeps their order.
             description: Some(tag.to_string()),
-            span: Span::new(crate::diag::FileId(0), 0, 0),
-            head: Span::new(crate::diag::FileId(0), 0, 0),
+            span: nowhere,
+            head: nowhere,
             via: Via { from: via.map(str::to_string), to: None },
         }
     }
