@@ -198,3 +198,55 @@ fn the_rule_limit_never_wedges_a_replacement() {
     assert!(names.iter().all(|n| !n.contains("-s100x")), "{names:?}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go() {
+    if !ready("a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go", &["python3"]) {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("segc-azure-move-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let audit = tmp.join("audit");
+    let e = start();
+    let g = start_gateway(&e);
+    let azure = ["--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus"];
+    let apply = |p: &Path| segc(&g, &audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
+    // The flow moves from db (db-nsg) to a zone whose NSG sorts after it
+    // (zz-nsg), with other NSGs' writes beside it: the new rule on zz-nsg
+    // and web-nsg's new outbound rule must be in place before db-nsg's old
+    // inbound rule or web-nsg's old outbound rule is deleted.
+    let with = |dir: &Path, flows: &str| -> PathBuf {
+        std::fs::create_dir_all(dir).expect("dir");
+        let mut s = String::from("policy \"azure-move\" {}\n");
+        for (z, net, nsg) in [("web", 1, "web-nsg"), ("db", 2, "db-nsg"), ("cache", 3, "zz-nsg")] {
+            s.push_str(&format!("zone {z} {{\n  cidrs = [10.0.{net}.0/24]\n  scope = connected\n  azure.nsg = \"{nsg}\"\n}}\n"));
+        }
+        for i in 0..6 {
+            s.push_str(&format!("zone side{i} {{\n  cidrs = [10.1.{i}.0/24]\n  scope = connected\n  azure.nsg = \"side{i}-nsg\"\n}}\n"));
+        }
+        s.push_str(flows);
+        std::fs::write(dir.join("main.seg"), s).expect("policy");
+        dir.to_path_buf()
+    };
+    let sides = |port: u16| (0..6).map(|i| format!("flow web -> side{i} on tcp/{port}\n")).collect::<String>();
+    let old = with(&tmp.join("old"), &format!("flow web -> db on tcp/7005\n{}", sides(9000)));
+    let new = with(&tmp.join("new"), &format!("flow web -> cache on tcp/7005\n{}", sides(9001)));
+    let o = apply(&old);
+    assert!(o.status.success(), "{}", text(&o));
+    let logged = gateway_call(&g, "/_log", None).as_array().map_or(0, Vec::len);
+    let o = apply(&new);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = gateway_call(&g, "/_log", None);
+    let writes: Vec<(String, String)> = log.as_array().expect("log")[logged..]
+        .iter()
+        .map(|w| (w["method"].as_str().unwrap_or("").to_string(), w["path"].as_str().unwrap_or("").to_string()))
+        .filter(|(_, p)| p.contains("/securityRules/"))
+        .collect();
+    let last_put = writes.iter().rposition(|(m, _)| m == "PUT").expect("puts");
+    let first_delete = writes.iter().position(|(m, _)| m == "DELETE").expect("deletes");
+    assert!(last_put < first_delete, "a rule was deleted before every new rule was in place: {writes:#?}");
+    assert!(writes.iter().any(|(m, p)| m == "DELETE" && p.contains("/db-nsg/")), "{writes:#?}");
+    assert!(writes.iter().any(|(m, p)| m == "PUT" && p.contains("/zz-nsg/")), "{writes:#?}");
+    assert_eq!(segc(&g, &audit, &[&["drift"][..], &azure].concat(), &new).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -8,6 +8,8 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(any(feature = "azure", feature = "gcp"))]
+pub mod lanes;
 
 /// What an apply reports as it goes, and whether it may still act (a fleet
 /// controller stops the moment it may no longer lead).

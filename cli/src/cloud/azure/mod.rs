@@ -261,8 +261,14 @@ impl Arm {
         Ok(())
     }
 
-    /// Applies the plan in its order: NSGs created first, then each NSG's
-    /// rule changes, orphans last.
+    /// Applies the plan in four steps ([`crate::cloud::lanes`]), NSGs side
+    /// by side within a step, each NSG's writes in its own order (ARM takes
+    /// one operation at a time on an NSG): the NSGs created; each NSG's
+    /// changes up to its last put (the stale rules in the way deleted, the
+    /// new and changed rules put); the stale rules left, deleted; the
+    /// orphans. No stale rule anywhere is deleted before every new rule
+    /// everywhere is in place, so a flow that moves from one NSG to another
+    /// is never cut, whatever the NSGs are called.
     pub async fn apply(
         &self,
         nsgs: &[Nsg],
@@ -270,19 +276,20 @@ impl Arm {
         hooks: &crate::cloud::Hooks<'_>,
     ) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
         let changes = self.plan(nsgs, Some(policy)).await.map_err(|e| (Vec::new(), e))?;
-        let mut done = Vec::new();
-        let creates = changes.iter().filter(|c| matches!(c, Change::Create { .. }));
-        for c in creates.chain(changes.iter().filter(|c| !matches!(c, Change::Create { .. }))) {
-            if let Err(e) = hooks.check() {
-                return Err((done, e));
+        let (creates, rest): (Vec<&Change>, Vec<&Change>) = changes.iter().partition(|c| matches!(c, Change::Create { .. }));
+        let (mut puts, mut deletes, mut orphans) = (Vec::new(), Vec::new(), Vec::new());
+        for lane in rest.chunk_by(|a, b| a.nsg() == b.nsg()) {
+            if !nsgs.iter().any(|n| n.name == lane[0].nsg()) {
+                orphans.push(lane.to_vec());
+                continue;
             }
-            if let Err(e) = self.execute(c, policy).await {
-                return Err((done, e.context(c.to_string())));
-            }
-            (hooks.progress)(&c.to_string());
-            done.push(c.to_string());
+            let cut = lane.iter().rposition(|c| matches!(c, Change::Put { .. })).map_or(0, |i| i + 1);
+            let (head, tail) = lane.split_at(cut);
+            puts.extend((!head.is_empty()).then(|| head.to_vec()));
+            deletes.extend((!tail.is_empty()).then(|| tail.to_vec()));
         }
-        Ok(done)
+        let steps = vec![creates.into_iter().map(|c| vec![c]).collect(), puts, deletes, orphans];
+        crate::cloud::lanes::run(steps, hooks, |c| self.execute(c, policy)).await
     }
 
     /// Differences between live and compiled, each with what it lets

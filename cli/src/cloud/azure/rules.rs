@@ -124,6 +124,19 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The NSG the change is about.
+    pub fn nsg(&self) -> &str {
+        match self {
+            Change::Create { nsg, .. }
+            | Change::Put { nsg, .. }
+            | Change::Delete { nsg, .. }
+            | Change::DeleteNsg { nsg, .. }
+            | Change::Keep { nsg, .. } => nsg,
+        }
+    }
+}
+
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

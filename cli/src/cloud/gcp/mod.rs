@@ -28,14 +28,10 @@ use google_cloud_gax::retry_state::RetryState;
 use google_cloud_lro::Poller;
 use segc_compiler::lower::gcp::Output;
 
+use crate::cloud::lanes;
 use crate::journal::{Finding, FindingKind};
 pub use rules::Change;
 use rules::{detail, firewall, ours, shape};
-
-/// Writes under way at once within a step of an apply: GCP takes seconds
-/// per firewall operation, so one at a time would take an hour for a
-/// thousand rules; eight stays well inside the API's write rate.
-pub const PARALLEL_WRITES: usize = 8;
 
 /// Rules a project may hold (GCP's default quota).
 pub const PROJECT_QUOTA: usize = 500;
@@ -206,8 +202,9 @@ impl Gcp {
         }
     }
 
-    /// Applies the plan in its order, step by step ([`Change::step`],
-    /// [`in_steps`]); on a failure, what was applied and why.
+    /// Applies the plan in its order, step by step ([`Change::step`]): the
+    /// writes of a step together ([`crate::cloud::lanes`]); on a failure,
+    /// what was applied and why.
     pub async fn apply(
         &self,
         out: &Output,
@@ -215,7 +212,8 @@ impl Gcp {
         hooks: &crate::cloud::Hooks<'_>,
     ) -> Result<Vec<String>, (Vec<String>, anyhow::Error)> {
         let changes = self.plan(out, policy).await.map_err(|e| (Vec::new(), e))?;
-        in_steps(&changes, Change::step, hooks, |c| self.execute(c)).await
+        let steps = changes.chunk_by(|a, b| a.step() == b.step()).map(lanes::singles).collect();
+        lanes::run(steps, hooks, |c| self.execute(c)).await
     }
 
     /// Live against compiled, rule by rule, with what each finding lets
@@ -257,63 +255,6 @@ impl Gcp {
     }
 }
 
-/// Runs `changes` (in their order) step by step: the changes of one step
-/// (consecutive, the same `step`) run together, up to [`PARALLEL_WRITES`]
-/// at a time, and the next step starts only when all of them are done, so
-/// an order's guarantee between steps holds. After a failure (or when
-/// `hooks` stop acting) no change starts; those under way are waited for,
-/// so that what is reported applied is exactly what was. Each applied
-/// change is reported in order once its step is done.
-async fn in_steps<'a, C, Fut>(
-    changes: &'a [C],
-    step: impl Fn(&C) -> u8,
-    hooks: &crate::cloud::Hooks<'_>,
-    execute: impl Fn(&'a C) -> Fut,
-) -> Result<Vec<String>, (Vec<String>, anyhow::Error)>
-where
-    C: std::fmt::Display,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    use futures::stream::{self, StreamExt};
-    let mut done = Vec::new();
-    for run in changes.chunk_by(|a, b| step(a) == step(b)) {
-        let stopped = std::cell::Cell::new(false);
-        let results: Vec<Option<Result<()>>> = stream::iter(run)
-            .map(|c| {
-                let (stopped, execute) = (&stopped, &execute);
-                async move {
-                    if stopped.get() {
-                        return None;
-                    }
-                    let r = match hooks.check() {
-                        Ok(()) => execute(c).await.map_err(|e| e.context(c.to_string())),
-                        Err(e) => Err(e),
-                    };
-                    stopped.set(stopped.get() || r.is_err());
-                    Some(r)
-                }
-            })
-            .buffered(PARALLEL_WRITES)
-            .collect()
-            .await;
-        let mut failure = None;
-        for (c, r) in run.iter().zip(results) {
-            match r {
-                Some(Ok(())) => {
-                    (hooks.progress)(&c.to_string());
-                    done.push(c.to_string());
-                }
-                Some(Err(e)) => failure = failure.or(Some(e)),
-                None => {}
-            }
-        }
-        if let Some(e) = failure {
-            return Err((done, e));
-        }
-    }
-    Ok(done)
-}
-
 /// A request id for one write, the same through the client's retries of it
 /// (GCP then does not apply it twice), new for every write.
 fn request_id(c: &Change) -> String {
@@ -322,82 +263,4 @@ fn request_id(c: &Change) -> String {
     let seed = format!("{c:?} {} {} {n}", std::process::id(), segc_fsio::clock::unix_seconds());
     let h = segc_compiler::sha256::hex(seed.as_bytes());
     format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-}
-
-#[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::time::Duration;
-
-    use super::{in_steps, PARALLEL_WRITES};
-    use crate::cloud::Hooks;
-
-    /// A change of the test: its step, its name, and whether it fails.
-    struct C(u8, String, bool);
-
-    impl std::fmt::Display for C {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.1)
-        }
-    }
-
-    /// What [`in_steps`] returns.
-    type Applied = Result<Vec<String>, (Vec<String>, anyhow::Error)>;
-
-    /// Runs `changes` through [`in_steps`] with writes that take 5 ms:
-    /// the result and every start and end, in the order they happened.
-    fn run(changes: &[C]) -> (Applied, Vec<String>) {
-        let events = RefCell::new(Vec::new());
-        let hooks = Hooks { progress: &|_| {}, may_act: &|| true };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let r = rt.block_on(in_steps(
-            changes,
-            |c| c.0,
-            &hooks,
-            |c| {
-                let events = &events;
-                async move {
-                    events.borrow_mut().push(format!("start {}", c.1));
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    events.borrow_mut().push(format!("end {}", c.1));
-                    if c.2 {
-                        anyhow::bail!("refused")
-                    }
-                    Ok(())
-                }
-            },
-        ));
-        (r, events.into_inner())
-    }
-
-    #[test]
-    fn a_step_starts_when_the_one_before_is_done_and_runs_together() {
-        let changes: Vec<C> = (0..20).map(|i| C(u8::from(i >= 12), format!("c{i}"), false)).collect();
-        let (r, events) = run(&changes);
-        assert_eq!(r.expect("applied"), changes.iter().map(|c| c.1.clone()).collect::<Vec<_>>());
-        let at = |e: &str| events.iter().position(|x| x == e).expect(e);
-        let last_end = (0..12).map(|i| at(&format!("end c{i}"))).max().expect("ends");
-        let first_start = (12..20).map(|i| at(&format!("start c{i}"))).min().expect("starts");
-        assert!(last_end < first_start, "step 1 started before step 0 was done: {events:?}");
-        // Within a step, up to PARALLEL_WRITES under way at once.
-        let mut live = 0usize;
-        let mut most = 0;
-        for e in &events {
-            live = if e.starts_with("start") { live + 1 } else { live - 1 };
-            most = most.max(live);
-        }
-        assert_eq!(most, PARALLEL_WRITES, "{events:?}");
-    }
-
-    #[test]
-    fn after_a_failure_nothing_starts_and_what_was_under_way_is_reported() {
-        let changes: Vec<C> = (0..30).map(|i| C(u8::from(i >= 20), format!("c{i}"), i == 3)).collect();
-        let (r, events) = run(&changes);
-        let (done, e) = r.expect_err("a change failed");
-        assert!(format!("{e:#}").contains("c3: refused"), "{e:#}");
-        // The eight started together (c0..c7) finish; c3 fails; nothing more starts.
-        let started: Vec<&String> = events.iter().filter(|e| e.starts_with("start")).collect();
-        assert_eq!(started.len(), PARALLEL_WRITES, "{events:?}");
-        assert_eq!(done, ["c0", "c1", "c2", "c4", "c5", "c6", "c7"]);
-    }
 }
