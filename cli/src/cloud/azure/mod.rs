@@ -21,7 +21,9 @@
 //! then rules are put, a rule moving to a priority another moving rule still
 //! holds after that one; then the other stale rules are deleted. Stale allow
 //! rules always go before stale deny rules, so no moment is more open than
-//! the old policy or the new one. Throttling (429) and transient server
+//! the old policy or the new one. NSGs run side by side, in steps
+//! ([`Arm::apply`]): no stale rule anywhere goes before every new rule is
+//! in place. Throttling (429) and transient server
 //! errors are retried by the SDK's pipeline (429 after its Retry-After); any
 //! failure that remains stops the apply with the list of what was applied.
 

@@ -137,7 +137,7 @@ impl Change {
         }
     }
 
-    /// The step of [`order`] this change belongs to: new denies, new
+    /// The step of `order` this change belongs to: new denies, new
     /// allows, updates, removed allows, removed denies. Changes of one step
     /// may run together; a step starts when the one before it is done.
     pub fn step(&self) -> u8 {
