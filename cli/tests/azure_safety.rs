@@ -13,18 +13,34 @@ use std::process::Command;
 use azure::*;
 use serde_json::Value;
 
+const AZURE: [&str; 6] = ["--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus"];
+
+/// A scratch folder (the audit log's in it) and the ARM emulator behind the
+/// gateway that logs every state.
+struct Scene {
+    tmp: PathBuf,
+    audit: PathBuf,
+    gateway: Emulator,
+    _arm: Emulator,
+}
+
+impl Scene {
+    fn new(name: &str) -> Scene {
+        let tmp = std::env::temp_dir().join(format!("segc-azure-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let arm = start();
+        Scene { audit: tmp.join("audit"), tmp, gateway: start_gateway(&arm), _arm: arm }
+    }
+}
+
 #[test]
 fn priority_collisions_never_wedge_and_no_state_is_more_open_than_old_and_new() {
     if !ready("priority_collisions_never_wedge_and_no_state_is_more_open_than_old_and_new", &["python3"]) {
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("segc-azure-order-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let audit = tmp.join("audit");
-    let e = start();
-    let g = start_gateway(&e);
-    let azure = ["--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus"];
-    let apply = |p: &Path| segc(&g, &audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
+    let scene = Scene::new("order");
+    let (tmp, audit, g, azure) = (&scene.tmp, &scene.audit, &scene.gateway, AZURE);
+    let apply = |p: &Path| segc(g, audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
     let old = web_policy(&tmp.join("old"), "flow corp -> web on tcp/443, tcp/8443\nflow web -> db on tcp/5432\n");
     let new = web_policy(&tmp.join("new"), "flow corp -> web on tcp/443\nflow internet -> web on tcp/80\nflow web -> db on tcp/5432\n");
     assert!(apply(&old).status.success());
@@ -46,24 +62,24 @@ fn priority_collisions_never_wedge_and_no_state_is_more_open_than_old_and_new() 
         .expect("the new rule");
     let stale = |name: &str, priority: u64, access: &str, source: &str, port: &str| {
         let props = serde_json::json!({"priority": priority, "direction": "Inbound", "access": access, "protocol": "Tcp", "sourceAddressPrefix": source, "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": port});
-        arm(&g, &["put-rule", "web-nsg", name, &props.to_string()]);
+        arm(g, &["put-rule", "web-nsg", name, &props.to_string()]);
     };
     stale("rogue-ssh", wanted, "Allow", "*", "22");
     stale("block-partner", 101, "Deny", "10.0.50.0/24", "22");
     stale("partner-ssh", 102, "Allow", "10.0.50.0/24", "22");
-    let before = allowed_probes(v_rules(&arm(&g, &["get", "web-nsg"])).as_slice());
-    let logged = gateway_call(&g, "/_log", None).as_array().map_or(0, Vec::len);
+    let before = allowed_probes(v_rules(&arm(g, &["get", "web-nsg"])).as_slice());
+    let logged = gateway_call(g, "/_log", None).as_array().map_or(0, Vec::len);
 
     let o = apply(&new);
     assert!(o.status.success(), "a new rule on a stale rule's priority must not wedge the apply: {}", text(&o));
-    let after_rules = v_rules(&arm(&g, &["get", "web-nsg"]));
+    let after_rules = v_rules(&arm(g, &["get", "web-nsg"]));
     let after = allowed_probes(&after_rules);
     assert!(!after_rules.iter().any(|r| r["name"].as_str().is_some_and(|n| !n.starts_with("segc-"))), "{after_rules:?}");
     assert!(after.contains(&(true, [203, 0, 113, 5].into(), 80)) && !after.contains(&(true, [10, 0, 50, 5].into(), 22)));
 
     // Every state the NSG passed through lets through nothing that neither
     // the state before nor the state after lets through.
-    let log = gateway_call(&g, "/_log", None);
+    let log = gateway_call(g, "/_log", None);
     let states: Vec<&Value> = log.as_array().expect("log")[logged..].iter().filter(|w| w["nsg"] == "web-nsg").collect();
     assert!(states.len() >= 4, "{states:?}");
     for s in &states {
@@ -71,9 +87,9 @@ fn priority_collisions_never_wedge_and_no_state_is_more_open_than_old_and_new() 
         let extra: Vec<_> = now.iter().filter(|p| !before.contains(p) && !after.contains(p)).collect();
         assert!(extra.is_empty(), "after {} {}: opens {extra:?}", s["method"], s["path"]);
     }
-    let o = segc(&g, &audit, &[&["drift"][..], &azure].concat(), &new);
+    let o = segc(g, audit, &[&["drift"][..], &azure].concat(), &new);
     assert_eq!(o.status.code(), Some(0), "drift takes the same options as deploy: {}", text(&o));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(tmp);
 }
 
 #[test]
@@ -81,16 +97,12 @@ fn orphan_nsgs_are_deleted_or_reduced_to_deny_all_and_drift_says_what_rules_allo
     if !ready("orphan_nsgs_are_deleted_or_reduced_to_deny_all_and_drift_says_what_rules_allow", &["python3"]) {
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("segc-azure-orphan-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let audit = tmp.join("audit");
-    let e = start();
-    let g = start_gateway(&e);
-    let azure = ["--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus"];
-    let apply = |p: &Path| segc(&g, &audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
+    let scene = Scene::new("orphan");
+    let (tmp, audit, g, azure) = (&scene.tmp, &scene.audit, &scene.gateway, AZURE);
+    let apply = |p: &Path| segc(g, audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
     let drift = |p: &Path, json: bool| {
         let format: &[&str] = if json { &["--format", "json"] } else { &[] };
-        segc(&g, &audit, &[&["drift"][..], &azure, format].concat(), p)
+        segc(g, audit, &[&["drift"][..], &azure, format].concat(), p)
     };
     let bound = "zone db {\n  cidrs = [10.0.2.0/24]\n  scope = connected\n  azure.nsg = \"db-nsg\"\n}\n";
     let both = web_policy(
@@ -110,7 +122,7 @@ fn orphan_nsgs_are_deleted_or_reduced_to_deny_all_and_drift_says_what_rules_allo
 
     // A rule of a shape segc never writes: port list, prefix list, an ASG.
     let rogue = serde_json::json!({"priority": 150, "direction": "Inbound", "access": "Allow", "protocol": "Tcp", "sourceAddressPrefixes": ["203.0.113.0/24", "198.51.100.0/24"], "sourcePortRange": "*", "destinationApplicationSecurityGroups": [{"id": "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/applicationSecurityGroups/payments"}], "destinationPortRanges": ["22", "3389"]});
-    arm(&g, &["put-rule", "web-nsg", "rogue", &rogue.to_string()]);
+    arm(g, &["put-rule", "web-nsg", "rogue", &rogue.to_string()]);
     let o = drift(&both, false);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -137,14 +149,14 @@ fn orphan_nsgs_are_deleted_or_reduced_to_deny_all_and_drift_says_what_rules_allo
     assert!(text(&o).contains("extra    inbound on db-nsg (zone db): allow tcp/5432 from 10.0.1.0/24"), "{}", text(&o));
     let o = apply(&web_only);
     assert!(o.status.success() && text(&o).contains("delete nsg db-nsg (zone db left the policy)"), "{}", text(&o));
-    assert_eq!(arm(&g, &["get", "db-nsg"]), "null");
+    assert_eq!(arm(g, &["get", "db-nsg"]), "null");
     assert_eq!(drift(&web_only, false).status.code(), Some(0));
 
     // Again, with db-nsg on a subnet: ARM refuses to delete it, so it is
     // reduced to its deny-all rules and kept, and the apply says why.
     assert!(apply(&both).status.success());
     gateway_call(
-        &g,
+        g,
         "/_attach",
         Some(
             r#"{"nsg": "db-nsg", "subnet": "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/v/subnets/data"}"#,
@@ -153,9 +165,9 @@ fn orphan_nsgs_are_deleted_or_reduced_to_deny_all_and_drift_says_what_rules_allo
     let o = apply(&web_only);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("kept nsg db-nsg, reduced to deny-all: still used by /subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/v/subnets/data"), "{}", text(&o));
-    let left: Vec<String> = v_rules(&arm(&g, &["get", "db-nsg"])).iter().filter_map(|r| r["name"].as_str().map(String::from)).collect();
+    let left: Vec<String> = v_rules(&arm(g, &["get", "db-nsg"])).iter().filter_map(|r| r["name"].as_str().map(String::from)).collect();
     assert_eq!(left, ["segc-deny-all-inbound", "segc-deny-all-outbound"], "{left:?}");
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(tmp);
 }
 
 #[test]
@@ -204,13 +216,9 @@ fn a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go() {
     if !ready("a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go", &["python3"]) {
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("segc-azure-move-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let audit = tmp.join("audit");
-    let e = start();
-    let g = start_gateway(&e);
-    let azure = ["--target", "azure", "--azure-resource-group", "rg1", "--azure-location", "eastus"];
-    let apply = |p: &Path| segc(&g, &audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
+    let scene = Scene::new("move");
+    let (tmp, audit, g, azure) = (&scene.tmp, &scene.audit, &scene.gateway, AZURE);
+    let apply = |p: &Path| segc(g, audit, &[&["deploy"][..], &azure, &["--apply"]].concat(), p);
     // The flow moves from db (db-nsg) to a zone whose NSG sorts after it
     // (zz-nsg), with other NSGs' writes beside it: the new rule on zz-nsg
     // and web-nsg's new outbound rule must be in place before db-nsg's old
@@ -233,10 +241,10 @@ fn a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go() {
     let new = with(&tmp.join("new"), &format!("flow web -> cache on tcp/7005\n{}", sides(9001)));
     let o = apply(&old);
     assert!(o.status.success(), "{}", text(&o));
-    let logged = gateway_call(&g, "/_log", None).as_array().map_or(0, Vec::len);
+    let logged = gateway_call(g, "/_log", None).as_array().map_or(0, Vec::len);
     let o = apply(&new);
     assert!(o.status.success(), "{}", text(&o));
-    let log = gateway_call(&g, "/_log", None);
+    let log = gateway_call(g, "/_log", None);
     let writes: Vec<(String, String)> = log.as_array().expect("log")[logged..]
         .iter()
         .map(|w| (w["method"].as_str().unwrap_or("").to_string(), w["path"].as_str().unwrap_or("").to_string()))
@@ -247,6 +255,6 @@ fn a_flow_moving_to_another_nsg_is_in_place_before_its_old_rules_go() {
     assert!(last_put < first_delete, "a rule was deleted before every new rule was in place: {writes:#?}");
     assert!(writes.iter().any(|(m, p)| m == "DELETE" && p.contains("/db-nsg/")), "{writes:#?}");
     assert!(writes.iter().any(|(m, p)| m == "PUT" && p.contains("/zz-nsg/")), "{writes:#?}");
-    assert_eq!(segc(&g, &audit, &[&["drift"][..], &azure].concat(), &new).status.code(), Some(0));
-    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(segc(g, audit, &[&["drift"][..], &azure].concat(), &new).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(tmp);
 }
